@@ -1,0 +1,3 @@
+"""sadyn: dynamics of looped self-attention."""
+
+__version__ = "0.1.0"
