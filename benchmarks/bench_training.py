@@ -1,0 +1,152 @@
+"""Training and evaluation throughput at the ``small`` preset sizes, and K-vote throughput.
+
+    .venv/bin/python benchmarks/bench_training.py [--threads 2] [--repeats 3] [--quick]
+
+Per model (D=128, H=4, batch 100, T=16): training boards/s (one full update: unroll, CE,
+backward, clip, Adam, EMA, exactly the training loop's objective), and evaluation boards/s
+(no grad, T=16). Then voting throughput of ItrSA,
+boards x votes per second at K = 1, 8, 32 (T=16, confidence vote). Writes
+``benchmarks/results/training.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from sadyn.models import build_model, model_names
+from sadyn.probes.accuracy import evaluate
+from sadyn.sudoku import get_dataset
+from sadyn.training.config import TrainConfig
+from sadyn.training.ema import EMA
+from sadyn.training.objective import Objective
+
+OUT = Path(__file__).parent / "results" / "training.md"
+DIM, HEADS, BATCH, T = 128, 4, 100, 16
+SINGLE_HEAD = ("symsa", "gensym-single")  # these models are single-head by definition
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, lazy imports)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_model(name: str, quizzes, solutions, repeats: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    heads = 1 if name in SINGLE_HEAD else HEADS
+    model = build_model({"model": name, "dim": DIM, "heads": heads})
+    config = TrainConfig(model={"model": name}, batch_size=BATCH, train_steps=T)
+    objective = Objective(model, config)
+    optim = torch.optim.Adam(model.parameters(), lr=1e-3)
+    ema = EMA(model, every=1, start=0)
+    gen = torch.Generator().manual_seed(0)
+    q, s = quizzes[:BATCH], solutions[:BATCH]
+
+    def update() -> None:
+        loss, _ = objective(q, s, slice(0, BATCH), T, gen)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        ema.update(model)
+
+    def infer() -> None:
+        with torch.no_grad():
+            model(q, T, generator=gen)
+
+    t_train = _median_time(update, repeats)
+    t_eval = _median_time(infer, repeats)
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_s_per_step": t_train,
+        "train_boards_per_s": BATCH / t_train,
+        "eval_boards_per_s": BATCH / t_eval,
+    }
+
+
+def bench_votes(puzzles, repeats: int) -> dict[int, float]:
+    torch.manual_seed(0)
+    model = build_model({"model": "itrsa", "dim": DIM, "heads": HEADS}).eval()
+    boards = puzzles.subset(range(32))
+    out = {}
+    for k in (1, 8, 32):
+        vote = "confidence" if k > 1 else "none"
+
+        def run(k=k, vote=vote) -> None:
+            evaluate(model, boards, [T], votes=k, vote=vote, batch_size=256, seed=0)
+
+        out[k] = len(boards) * k / _median_time(run, repeats)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="itrsa and akorn only")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+
+    puzzles = get_dataset("satnet", "test", n=BATCH, seed=0, progress=False)
+    quizzes, solutions = puzzles.to_torch()
+    names = ("itrsa", "akorn") if args.quick else model_names()
+    rows = {}
+    for name in names:
+        rows[name] = bench_model(name, quizzes, solutions, args.repeats)
+        print(name, {k: round(v, 3) for k, v in rows[name].items()}, flush=True)
+    votes = bench_votes(puzzles, args.repeats)
+    print("votes", {k: round(v, 1) for k, v in votes.items()}, flush=True)
+
+    load_after = os.getloadavg()[0]
+    base = rows["itrsa"]["train_boards_per_s"]
+    lines = [
+        "## Training and evaluation throughput (`benchmarks/bench_training.py`)",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} threads, CPU shared with other jobs while measuring (absolute numbers "
+        "are pessimistic; ratios were measured side by side in one run). Median of "
+        f"{args.repeats} after a warm-up. 1-minute load average {load_before:.1f} at the start, "
+        f"{load_after:.1f} at the end ({os.cpu_count()} cores).",
+        "",
+        f"Small-preset sizes: D={DIM}, H={HEADS}, batch {BATCH}, T={T}. *Train*: one update "
+        "(unroll, CE at the last step, backward, clip, Adam, EMA). *Eval*: a no-grad forward of "
+        f"T={T} steps. {', '.join(SINGLE_HEAD)} are single-head models (H=1).",
+        "",
+        "| model | params | s / step | train boards/s | vs ItrSA | eval boards/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['params']:,} | {r['train_s_per_step']:.2f} | "
+            f"{r['train_boards_per_s']:.1f} | {r['train_boards_per_s'] / base:.2f}x | "
+            f"{r['eval_boards_per_s']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Voting (ItrSA, T={T}, 32 boards repeated K times in the batch, confidence vote):",
+        "",
+        "| K | boards x votes / s | vs K=1 |",
+        "|---|---|---|",
+    ]
+    for k, v in votes.items():
+        lines.append(f"| {k} | {v:.1f} | {v / votes[1]:.2f}x |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

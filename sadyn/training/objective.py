@@ -1,0 +1,122 @@
+"""The training objective: unroll the loop on a batch, cross-entropy at the last m readouts,
+plus the weighted regularizers. An ``nn.Module`` so that ``DistributedDataParallel`` can wrap
+it (its forward is the whole loss, and DDP averages the gradients of it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sadyn.training.config import TrainConfig
+from sadyn.training.regularizers import (
+    SpectralPenalty,
+    e_multi_penalty,
+    e_single_penalty,
+    jacobian_penalty,
+    lyapunov_penalty,
+)
+
+
+class Objective(nn.Module):
+    """Loss of ``model`` on a batch under ``config`` (loop count, loss steps, regularizers)."""
+
+    def __init__(
+        self, model: nn.Module, config: TrainConfig, reg_generator: torch.Generator | None = None
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.reg_generator = reg_generator
+        self.spec = SpectralPenalty(reg_generator) if config.reg_spec > 0 else None
+
+    def forward(
+        self,
+        quizzes: torch.Tensor,
+        solutions: torch.Tensor,
+        shard: slice,
+        steps: int,
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """quizzes, solutions: (B, 81) long, the *global* batch; ``shard`` selects this
+        process's rows. The initial state is drawn for the global batch (so every process
+        consumes the generator identically) and then cut to the shard.
+
+        Returns (total loss, parts) where parts holds detached scalars (``ce``, each
+        regularizer, and diagnostics).
+        """
+        cfg, model = self.config, self.model
+        m = steps if cfg.loss_steps == 0 else min(cfg.loss_steps, steps)
+        keep_at = {max(steps - cfg.lyapunov_steps, 0), steps - 1}
+        kept: dict[int, torch.Tensor] = {}
+        # the model's per-forward context (e.g. caching parametrized weights), as in forward()
+        loop_context = getattr(model, "_loop_context", contextlib.nullcontext)
+        with loop_context():
+            cond_all = model.encode(quizzes)  # (B, S, D)
+            x0_all = model.init_state(
+                cond_all, quizzes > 0, generator=generator, deterministic=cfg.fixed_noise
+            )
+            cond, x = cond_all[shard], x0_all[shard]
+            target = (solutions[shard] - 1).reshape(-1)  # digits 1..9 -> classes 0..8
+            ce = x.new_zeros(())
+            for t in range(steps):
+                if t in keep_at:
+                    kept[t] = x.detach()
+                x = model.step(x, cond)
+                if t + 1 > steps - m:
+                    logits = model.readout(x)  # (b, S, 9)
+                    ce = ce + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)
+        ce = ce / m
+        total = ce
+        parts: dict[str, Any] = {"ce": ce.detach()}
+
+        if cfg.reg_spec > 0:
+            r = self.spec(model)
+            total, parts["reg_spec"] = total + cfg.reg_spec * r, r.detach()
+        if cfg.reg_e_single > 0:
+            r = e_single_penalty(model)
+            total, parts["reg_e_single"] = total + cfg.reg_e_single * r, r.detach()
+        if cfg.reg_e_multi > 0:
+            r = e_multi_penalty(model, cfg.e_multi_form)
+            total, parts["reg_e_multi"] = total + cfg.reg_e_multi * r, r.detach()
+        nb = min(cfg.reg_boards, cond.shape[0])
+        if cfg.reg_jacobian > 0:
+            r, sigma = jacobian_penalty(
+                model.step,
+                kept[steps - 1][:nb],
+                cond[:nb],
+                target=cfg.jacobian_target,
+                iterations=cfg.jacobian_iters,
+                generator=self.reg_generator,
+            )
+            total = total + cfg.reg_jacobian * r
+            parts["reg_jacobian"], parts["jacobian_sigma"] = r.detach(), sigma.mean()
+        if cfg.reg_lyapunov > 0:
+            start = max(steps - cfg.lyapunov_steps, 0)
+            r, lam = lyapunov_penalty(
+                model.step,
+                kept[start][:nb],
+                cond[:nb],
+                k=cfg.lyapunov_k,
+                steps=cfg.lyapunov_steps,
+                target=cfg.lyapunov_target,
+                generator=self.reg_generator,
+            )
+            total = total + cfg.reg_lyapunov * r
+            parts["reg_lyapunov"], parts["lyapunov_top"] = r.detach(), lam.amax(1).mean()
+        parts["loss"] = total.detach()
+        return total, parts
+
+    def regularizer_state(self) -> dict[str, torch.Tensor]:
+        return {f"reg/spec/{k}": v for k, v in self.spec.state_dict().items()} if self.spec else {}
+
+    def load_regularizer_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if self.spec is not None:
+            prefix = "reg/spec/"
+            self.spec.load_state_dict(
+                {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            )

@@ -1,0 +1,84 @@
+"""Training presets, as data: each is a set of :class:`TrainConfig` field values.
+
+- ``tiny``: CI. A D=32, H=2 model, a few hundred generated puzzles, one epoch; seconds on CPU.
+  It exercises every code path (EMA updates, periodic evaluation, checkpoints), not accuracy.
+- ``small``: this 2-core CPU, about an hour (D=128, H=4). Placeholder values; see
+  ``docs/training.md`` for the tuned recipe and the curves it gives.
+- ``paper``: Table S.1 of Tomihari & Karakida (D=512, H=8, initial eta 1.0, batch 100,
+  100 epochs) with the AKOrN script's recipe (Adam, clip 1.0, EMA 0.995 every 10 steps after
+  step 100, evaluation every 10 epochs). The paper picks the learning rate from
+  {1e-6, 5e-6, ..., 1e-3} on OOD accuracy at T=16 and does not report the choice; we use 1e-3,
+  the AKOrN script's value for AKOrN (its pre-LN ItrSA used 5e-4). For a GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sadyn.training.config import ConfigError, TrainConfig
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model": {"model": "itrsa", "dim": 32, "heads": 2},
+        "train_size": 200,
+        "eval_size": 40,
+        "epochs": 1,
+        "batch_size": 20,
+        "lr": 1e-3,
+        "train_steps": 8,
+        "eval_steps": (8, 16),
+        "eval_batch_size": 100,
+        "eval_every": 5,
+        "ckpt_every": 3,
+        "log_every": 1,
+        "ema_start": 2,
+        "ema_every": 2,
+    },
+    "small": {
+        "model": {"model": "itrsa", "dim": 128, "heads": 4},
+        "train_size": 9000,
+        "eval_size": 500,
+        "epochs": 30,
+        "batch_size": 100,
+        "lr": 1e-3,
+        "lr_schedule": "cosine",
+        "warmup_steps": 100,
+        "min_lr_ratio": 0.05,
+        "train_steps": 16,
+        "eval_steps": (16, 32, 64),
+        "eval_every": 270,
+        "ckpt_every": 90,
+        "max_minutes": 60.0,
+    },
+    "paper": {
+        "model": {"model": "itrsa", "dim": 512, "heads": 8, "eta0": 1.0},
+        "train_size": 9000,
+        "eval_size": 1000,
+        "epochs": 100,
+        "batch_size": 100,
+        "lr": 1e-3,
+        "train_steps": 16,
+        "eval_steps": (16, 32, 64, 128),
+        "eval_every": 900,
+        "ckpt_every": 450,
+    },
+}
+
+
+def preset_names() -> tuple[str, ...]:
+    return tuple(PRESETS)
+
+
+def get_preset(name: str, **overrides: Any) -> TrainConfig:
+    """The preset ``name`` as a :class:`TrainConfig`, with ``overrides`` applied.
+
+    A ``model`` override is merged into the preset's model dict key by key (so
+    ``model={"dim": 64}`` keeps the preset's kind and heads).
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PRESETS[name].items()}
+    if "model" in overrides:
+        values["model"] = {**values.get("model", {}), **overrides.pop("model")}
+    values.update(overrides)
+    return TrainConfig.from_dict(values)

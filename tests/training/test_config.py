@@ -1,0 +1,87 @@
+"""TrainConfig: typed coercion from JSON and CLI strings, validation, presets as data."""
+
+import json
+
+import pytest
+
+from sadyn.training.config import ConfigError, TrainConfig, coerce, field_types
+from sadyn.training.presets import PRESETS, get_preset
+
+
+def test_round_trip_through_json():
+    cfg = get_preset("small", seed=3, train_steps_random=(8, 24), model={"dim": 64})
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    assert again.train_steps_random == (8, 24)
+    assert again.model == {**PRESETS["small"]["model"], "dim": 64}
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("lr", "5e-4", 5e-4),
+        ("epochs", "3", 3),
+        ("tensorboard", "false", False),
+        ("max_minutes", "none", None),
+        ("max_minutes", "1.5", 1.5),
+        ("eval_steps", "16,32,64", (16, 32, 64)),
+        ("train_steps_random", "8,24", (8, 24)),
+        ("train_steps_random", "None", None),
+        ("model", '{"model": "akorn", "dim": 64}', {"model": "akorn", "dim": 64}),
+    ],
+)
+def test_cli_strings_are_coerced_to_field_types(name, text, expected):
+    assert coerce(field_types()[name], text, name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("epochs", "two"), ("epochs", "1.5"), ("tensorboard", "maybe"), ("train_steps_random", "8")],
+)
+def test_bad_strings_raise_config_error(name, text):
+    with pytest.raises(ConfigError, match=name):
+        coerce(field_types()[name], text, name)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"lr_schedule": "linear"},
+        {"train_steps_random": (9, 4)},
+        {"select_on": "nope"},
+        {"loss_steps": -1},
+        {"model": {"dim": 3}},
+        {"batch_size": 0},
+    ],
+)
+def test_invalid_values_are_rejected(change):
+    with pytest.raises(ConfigError):
+        TrainConfig.from_dict({**TrainConfig().to_dict(), **change})
+
+
+def test_unknown_field_and_unknown_preset():
+    with pytest.raises(ConfigError, match="bogus"):
+        TrainConfig.from_dict({"bogus": 1})
+    with pytest.raises(ConfigError, match="huge"):
+        get_preset("huge")
+
+
+def test_differences_lists_changed_fields():
+    a = get_preset("tiny")
+    b = a.replace(lr=0.5, max_minutes=2.0)
+    assert set(a.differences(b)) == {"lr", "max_minutes"}
+
+
+def test_presets_follow_the_brief():
+    paper = get_preset("paper")
+    assert (paper.model["dim"], paper.model["heads"], paper.batch_size, paper.epochs) == (
+        512,
+        8,
+        100,
+        100,
+    )
+    assert paper.grad_clip == 1.0 and paper.weight_decay == 0.0 and paper.ema_beta == 0.995
+    small = get_preset("small")
+    assert (small.model["dim"], small.model["heads"]) == (128, 4)
+    tiny = get_preset("tiny")
+    assert tiny.epochs == 1 and tiny.train_size <= 500 and tiny.model["dim"] == 32
