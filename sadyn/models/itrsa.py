@@ -1,0 +1,242 @@
+"""ItrSA, the paper's looped self-attention (Eq. 9), and the machinery AKOrN and the symmetric
+models share with it.
+
+``X_{t+1} = Norm(X_t + eta * Delta X_t)``, ``Delta X = [Omega X] + [Proj_X](C + MSA(X))``.
+
+ItrSA has neither Omega nor the projection; AKOrN (``akorn.py``) switches both on and normalizes
+onto the sphere per oscillator; the symmetric models (``symmetric.py``) swap the attention.
+
+Choices where the paper is silent (paper.md §9), each an option:
+
+- Norm (``norm``): the unit form ``gamma * y / ||y||`` (the theory's, default), standard RMSNorm,
+  LayerNorm, the plain sphere, or none; per group of ``norm_group`` channels (None: token-wise).
+  gamma is a vector in R^D.
+- Positions (``pos``): AKOrN's GTA blocks in the attention (default; learnable 2x2 blocks as in
+  the reference, ``gta_learnable``), learned row/column/box embeddings added into C (``rcb``),
+  or none, combinable (``"gta+rcb"``); plus an optional per-head Sudoku relation bias on the
+  attention logits (``relation_bias``), optionally started on row/column/box
+  (``relation_bias_init``).
+- Input scale (``input_scale``): ``"raw"`` (the embedding as is, the reference) or a float s:
+  every group of ``norm_group`` channels of C is scaled to norm s.
+- Initial state (``init``): ``"akorn"`` (given cells start at C, blanks from Gaussian noise drawn
+  from the generator) or ``"cond"`` (C itself), then normalized by the step's own Norm (the
+  plain sphere when ``norm="none"``), so X_0 lies in the set the map keeps states in.
+  ``deterministic=True`` replaces the noise by one fixed (seed 42) ``(S, D)`` draw shared by all
+  boards (the reference's ``fixed_noise``, made independent of the batch composition).
+- Readout (``readout``): AKOrN's norm readout + head with its own group size ``readout_n``
+  (default 4, a setting separate from ``norm_group``), or a Linear-ReLU-Linear MLP.
+- Step size: learnable (``eta_learnable``) from ``eta0`` (1.0), as in the AKOrN code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from sadyn.errors import ShapeError
+from sadyn.models.base import DIGITS, LoopedModel, check_puzzles, check_state
+from sadyn.models.config import (
+    ModelConfigError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    parse_input_scale,
+    require,
+)
+from sadyn.nn.attention import MultiHeadSelfAttention
+from sadyn.nn.norms import NORM_KINDS, Normalization, sphere_normalize
+from sadyn.nn.omega import Omega
+from sadyn.nn.pairs import swap_pairs
+from sadyn.nn.positional import GTA, CellEmbedding, RelationBias, canonical_pos, parse_pos
+from sadyn.nn.readout import AKOrNReadout, MLPReadout
+from sadyn.nn.sphere import tangent_project
+
+FIXED_NOISE_SEED = 42
+POS_SCHEMES = ("gta", "rcb")
+
+
+@dataclass
+class ItrSAConfig:
+    """Options of the ItrSA family (defaults: the paper's ItrSA at D=512, H=8, N=512)."""
+
+    dim: int = 512
+    heads: int = 8
+    norm: str = "rms_unit"
+    norm_group: int | None = None
+    pos: str = "gta"
+    gta_learnable: bool = True
+    relation_bias: bool = False
+    relation_bias_init: float = 0.0
+    input_scale: str | float = "raw"
+    eta0: float = 1.0
+    eta_learnable: bool = True
+    init: str = "akorn"
+    readout: str = "akorn"
+    readout_n: int | None = None
+    project: bool = False
+    omega: bool = False
+    omega_init: float = 0.5
+    omega_learnable: bool = True
+    global_omega: bool = True
+
+    def __post_init__(self) -> None:
+        check_int("dim", self.dim)
+        check_int("heads", self.heads)
+        check_choice("norm", self.norm, NORM_KINDS)
+        check_int("norm_group", self.norm_group, optional=True)
+        require(self.norm_group is None or self.dim % self.norm_group == 0,
+                f"norm_group {self.norm_group} must divide dim {self.dim}")
+        try:
+            self.pos = canonical_pos(parse_pos(self.pos, POS_SCHEMES))
+        except ValueError as err:
+            raise ModelConfigError(str(err)) from None
+        for name in ("gta_learnable", "relation_bias", "eta_learnable", "project", "omega",
+                     "omega_learnable", "global_omega"):
+            check_bool(name, getattr(self, name))
+        self._check_attention()
+        self.relation_bias_init = check_float("relation_bias_init", self.relation_bias_init)
+        self.input_scale = parse_input_scale(self.input_scale)
+        self.eta0 = check_float("eta0", self.eta0)
+        self.omega_init = check_float("omega_init", self.omega_init)
+        check_choice("init", self.init, ("akorn", "cond"))
+        check_choice("readout", self.readout, ("akorn", "mlp"))
+        check_int("readout_n", self.readout_n, optional=True)
+        require(not self.omega or self.dim % 2 == 0, "omega needs an even dim")
+
+    def _check_attention(self) -> None:
+        """Shape constraints of the attention (overridden by the constrained models)."""
+        require(self.dim % self.heads == 0,
+                f"dim {self.dim} must be divisible by heads {self.heads}")
+        width = self.dim // self.heads
+        require("gta" not in self.schemes or width % 2 == 0,
+                f"GTA needs an even head width, got {width}")
+
+    @property
+    def schemes(self) -> frozenset[str]:
+        return parse_pos(self.pos, POS_SCHEMES)
+
+    @property
+    def group(self) -> int:
+        """The resolved group size N of the state normalization."""
+        return self.dim if self.norm_group is None else self.norm_group
+
+
+class ItrSA(LoopedModel):
+    """``X_{t+1} = Norm(X_t + eta (C + MSA(X_t)))`` (paper Eq. 9); see the module docstring.
+
+    Shapes: puzzles ``(B, 81)``, states and C ``(B, S, D)``, logits ``(B, S, 9)``.
+    """
+
+    name = "itrsa"
+    Config = ItrSAConfig
+    # readout_n=None resolves to 4 here; AKOrN ties it to the oscillator size, as the reference.
+    _readout_n_follows_group = False
+
+    def __init__(self, cfg: ItrSAConfig | None = None):
+        cfg = self.Config() if cfg is None else cfg
+        super().__init__(cfg)
+        d, schemes = cfg.dim, cfg.schemes
+        self.group = cfg.group
+        self.embed = nn.Embedding(DIGITS, d)
+        self.cells = CellEmbedding(d) if "rcb" in schemes else None
+        self.attention = self._build_attention(cfg)
+        self.norm = Normalization(cfg.norm, d, self.group)
+        self.omega = (
+            Omega(d, cfg.omega_init, learnable=cfg.omega_learnable,
+                  global_omega=cfg.global_omega)
+            if cfg.omega else None
+        )
+        eta = torch.tensor(cfg.eta0)
+        if cfg.eta_learnable:
+            self.step_size = nn.Parameter(eta)
+        else:
+            self.register_buffer("step_size", eta)
+        readout_n = cfg.readout_n
+        if readout_n is None:
+            readout_n = self.group if self._readout_n_follows_group else 4
+        self.head = (
+            AKOrNReadout(d, readout_n, self.num_classes)
+            if cfg.readout == "akorn" else MLPReadout(d, self.num_classes)
+        )
+
+    # -- construction hooks ------------------------------------------------------------------
+    def _build_attention(self, cfg: ItrSAConfig) -> nn.Module:
+        schemes = cfg.schemes
+        gta = GTA(cfg.dim // cfg.heads, learnable=cfg.gta_learnable) if "gta" in schemes else None
+        rb = RelationBias(cfg.heads, cfg.relation_bias_init) if cfg.relation_bias else None
+        return MultiHeadSelfAttention(cfg.dim, cfg.heads, gta=gta, relation_bias=rb)
+
+    # -- protocol ----------------------------------------------------------------------------
+    def encode(self, puzzles: Tensor) -> Tensor:
+        c = self.embed(check_puzzles(puzzles))
+        if self.cells is not None:
+            c = c + self.cells()
+        if self.cfg.input_scale != "raw":
+            c = self.cfg.input_scale * sphere_normalize(c, self.group)
+        return c
+
+    def init_state(self, cond: Tensor, given: Tensor, *, generator: torch.Generator | None = None,
+                   deterministic: bool = False) -> Tensor:
+        check_state(cond, self.dim, "cond")
+        if given.shape != cond.shape[:2] or given.dtype != torch.bool:
+            raise ShapeError(
+                f"given must be a bool tensor of shape {tuple(cond.shape[:2])}, "
+                f"got {given.dtype} {tuple(given.shape)}"
+            )
+        if self.cfg.init == "cond":
+            raw = cond
+        else:
+            raw = torch.where(given[..., None], cond, self._noise(cond, generator, deterministic))
+        if self.norm.kind == "none":
+            return sphere_normalize(raw, self.group)
+        return self.norm(raw)
+
+    @staticmethod
+    def _noise(cond: Tensor, generator: torch.Generator | None, deterministic: bool) -> Tensor:
+        if deterministic:
+            g = torch.Generator().manual_seed(FIXED_NOISE_SEED)
+            noise = torch.randn(cond.shape[1:], generator=g, dtype=cond.dtype)
+            return noise.to(cond.device).expand_as(cond)
+        device = cond.device if generator is None else generator.device
+        noise = torch.randn(cond.shape, generator=generator, dtype=cond.dtype, device=device)
+        return noise.to(cond.device)
+
+    def readout(self, x: Tensor) -> Tensor:
+        return self.head(x)
+
+    def msa(self, x: Tensor) -> Tensor:
+        return self.attention(x)
+
+    def attention_probs(self, x: Tensor) -> Tensor:
+        return self.attention.probs(x)
+
+    def _drive(self, x: Tensor, cond: Tensor) -> Tensor:
+        return cond + self.attention(x)
+
+    def _increment(self, x: Tensor, y: Tensor) -> Tensor:
+        if self.cfg.project:
+            # On the sphere the state is unit per group already; otherwise project on x/||x||.
+            y = tangent_project(y, x, self.group, unit=self.norm.kind == "sphere")
+        if self.omega is not None:  # + Omega x, fused: Omega x = coefficients * swap_pairs(x)
+            y = torch.addcmul(y, swap_pairs(x), self.omega.coefficients())
+        return y
+
+    def _advance(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.norm(torch.addcmul(x, self.step_size, self._increment(x, y)))
+
+    @property
+    def eta(self) -> Tensor:
+        return self.step_size
+
+    @property
+    def norm_gain(self) -> Tensor | None:
+        return self.norm.gain
+
+    def attention_modules(self) -> list[nn.Module]:
+        return [self.attention] if isinstance(self.attention, MultiHeadSelfAttention) else []
+
+
+__all__ = ["ItrSA", "ItrSAConfig"]

@@ -1,0 +1,100 @@
+"""Multi-head self-attention in the (B, S, D) token layout, written as explicit softmax math.
+
+No fused SDPA kernel: every op has forward-mode AD and vmap rules, so a step built on it works
+under ``torch.func.jvp``, ``jacfwd`` and ``vmap`` as it is.
+
+Paper convention (paper.md §2.2): ``MSA(X) = sum_h softmax(beta X W^Q_h W^K_h^T X^T) X W^V_h W^O_h``
+with ``beta = 1/sqrt(D_H)``. Here ``qkv.weight`` is ``(3D, D)`` with rows ``[Q; K; V]``, head
+``h`` owning rows ``h*D_H:(h+1)*D_H`` of each block (contiguous heads; the AKOrN code interleaves
+them, which is only a permutation of the weights), and ``out.weight[:, h*D_H:(h+1)*D_H]`` is
+``(W^O_h)^T``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sadyn.nn.positional import GTA, RelationBias
+
+
+def softmax_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None
+                      ) -> tuple[Tensor, Tensor]:
+    """``softmax(q k^T + bias) v``; the scale must already be in ``q``.
+
+    ``q, k: (B, H, S, d)``, ``v: (B, H, S, e)``, ``bias: (H, S, S)`` or None.
+    Returns ``(out: (B, H, S, e), probs: (B, H, S, S))``.
+    """
+    logits = torch.matmul(q, k.transpose(-1, -2))
+    if bias is not None:
+        logits = logits + bias
+    probs = torch.softmax(logits, dim=-1)
+    return torch.matmul(probs, v), probs
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Fused ``qkv`` Linear (D -> 3D, bias) and ``out`` Linear (D -> D, bias), with optional GTA
+    blocks and relation bias.
+
+    ``forward(x: (B, S, D)) -> (B, S, D)``; ``probs(x) -> (B, H, S, S)``.
+    """
+
+    def __init__(self, dim: int, heads: int, *, gta: GTA | None = None,
+                 relation_bias: RelationBias | None = None, bias: bool = True):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.dim, self.heads, self.head_dim = dim, heads, dim // heads
+        self.scale = self.head_dim ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.out = nn.Linear(dim, dim, bias=bias)
+        self.gta = gta
+        self.relation_bias = relation_bias
+
+    def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Scaled queries, keys, values with positions applied: each ``(B, H, S, D_H)``."""
+        b, s, _ = x.shape
+        qkv = self.qkv(x).view(b, s, 3, self.heads, self.head_dim)
+        if self.gta is not None:
+            qkv = self.gta.apply_qkv(qkv, q_scale=self.scale)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            q = q * self.scale
+        return q, k, v
+
+    def _bias(self) -> Tensor | None:
+        return None if self.relation_bias is None else self.relation_bias()
+
+    def attend(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x: (B, S, D) -> (MSA(x): (B, S, D), probs: (B, H, S, S))``."""
+        b, s, _ = x.shape
+        q, k, v = self._qkv(x)
+        o, probs = softmax_attention(q, k, v, self._bias())
+        o = o.transpose(1, 2)  # (B, S, H, D_H)
+        if self.gta is not None:
+            o = self.gta.apply_out(o)
+        return self.out(o.reshape(b, s, self.dim)), probs
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.attend(x)[0]
+
+    def probs(self, x: Tensor) -> Tensor:
+        """The softmax matrices ``P_h``: ``(B, H, S, S)``."""
+        q, k, _ = self._qkv(x)
+        logits = torch.matmul(q, k.transpose(-1, -2))
+        bias = self._bias()
+        return torch.softmax(logits if bias is None else logits + bias, dim=-1)
+
+    def value_output_matrices(self) -> Tensor:
+        """``W^V_h W^O_h`` for every head in the paper's row convention: ``(H, D, D)``.
+
+        (GTA blocks, which act per position between the two, are not included.)
+        """
+        h, d, e = self.heads, self.dim, self.head_dim
+        wv = self.qkv.weight[2 * d :].view(h, e, d)  # rows of W^V_h^T
+        wo = self.out.weight.view(d, h, e).permute(1, 2, 0)  # (H, D_H, D) = W^O_h
+        return wv.transpose(1, 2) @ wo
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, heads={self.heads}"
