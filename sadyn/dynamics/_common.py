@@ -1,0 +1,147 @@
+"""Shared plumbing of :mod:`sadyn.dynamics`: state validation, batching, randomness, warnings.
+
+Every public function accepts a map on one state, ``f: (n,) -> (n,)``, or with
+``batched=True`` a map on a batch of independent states, ``f: (B, n) -> (B, n)``. Internally
+everything is written once, for the batched form: an unbatched map is wrapped as a batch of
+one (:func:`as_batched`), so the algorithms never branch on ``batched``.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal, TypeVar
+
+import torch
+from torch import Tensor
+
+from sadyn.errors import DivergenceError, ShapeError
+
+Map = Callable[[Tensor], Tensor]
+OnNonFinite = Literal["warn", "raise"]
+T = TypeVar("T")
+
+#: Largest state dimension for which "auto" methods materialise the Jacobian.
+DENSE_MAX = 1024
+
+
+class NonFiniteStateWarning(RuntimeWarning):
+    """A trajectory (or its tangent vectors) became NaN/inf; the affected results are NaN.
+
+    Mirrors ChaosTools.jl, which returns NaN with a warning rather than raising. Pass
+    ``on_nonfinite="raise"`` to get a :class:`~sadyn.errors.DivergenceError` instead.
+    """
+
+
+def as_batched(f: Map, x: Tensor, batched: bool, what: str = "x") -> tuple[Map, Tensor]:
+    """Validate ``x`` and return the batched form ``(F, X)`` with ``X: (B, n)``.
+
+    Args:
+        f: the map, on ``(n,)`` or (``batched``) on ``(B, n)``.
+        x: ``(n,)`` or (``batched``) ``(B, n)``, a floating tensor.
+    Raises:
+        ShapeError: wrong rank or a non-floating dtype.
+    """
+    if not isinstance(x, Tensor):
+        raise ShapeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if not (x.is_floating_point() or x.is_complex()):
+        raise ShapeError(f"{what} must be a floating tensor, got dtype {x.dtype}")
+    want = 2 if batched else 1
+    if x.ndim != want:
+        shape = "(B, n)" if batched else "(n,)"
+        hint = "" if batched else " (pass batched=True for a batch of states)"
+        raise ShapeError(f"{what} must have shape {shape}, got {tuple(x.shape)}{hint}")
+    if x.shape[-1] == 0 or x.shape[0] == 0:
+        raise ShapeError(f"{what} is empty: shape {tuple(x.shape)}")
+    if batched:
+        return f, x
+
+    def one(z: Tensor) -> Tensor:
+        return f(z[0])[None]
+
+    return one, x[None]
+
+
+def unbatch(t: Tensor | None, batched: bool) -> Tensor | None:
+    """Drop the leading batch axis added by :func:`as_batched` (identity when ``batched``)."""
+    return t if (batched or t is None) else t[0]
+
+
+def check_output(fx: Tensor, x: Tensor) -> None:
+    """Raise :class:`ShapeError` unless the map sent ``x: (B, n)`` to the same shape."""
+    if not isinstance(fx, Tensor) or fx.shape != x.shape:
+        got = tuple(fx.shape) if isinstance(fx, Tensor) else type(fx).__name__
+        raise ShapeError(
+            f"the map must send a state to a state of the same shape: "
+            f"input {tuple(x.shape)}, output {got} (flatten the state to (n,) or (B, n))"
+        )
+
+
+def default_generator(generator: torch.Generator | None) -> torch.Generator:
+    """The generator to draw from: ``generator``, else a fresh one seeded 0 (reproducible)."""
+    if generator is not None:
+        return generator
+    return torch.Generator().manual_seed(0)
+
+
+def randn_like_on(shape: tuple[int, ...], like: Tensor, generator: torch.Generator) -> Tensor:
+    """Standard normal draws with ``like``'s dtype and device, from ``generator``.
+
+    Drawn on the generator's device (CPU generators work for CUDA states) in float64, then
+    cast, so a seed gives the same directions whatever the working precision.
+    """
+    z = torch.randn(shape, generator=generator, dtype=torch.float64, device=generator.device)
+    return z.to(device=like.device, dtype=like.dtype)
+
+
+def random_orthonormal(b: int, n: int, k: int, like: Tensor, generator: torch.Generator) -> Tensor:
+    """``(b, n, k)`` matrices with orthonormal columns (QR of Gaussian draws)."""
+    q, _ = torch.linalg.qr(randn_like_on((b, n, k), like, generator))
+    return q
+
+
+def eps(dtype: torch.dtype) -> float:
+    """Machine epsilon of ``dtype``."""
+    return float(torch.finfo(dtype).eps)
+
+
+def default_zero_tol(dtype: torch.dtype, n: int) -> float:
+    """Relative size below which a stretch is roundoff, i.e. an exact zero direction.
+
+    A tangent pushed along a null direction of ``J`` (e.g. the radial direction of each token
+    under RMSNorm) comes back with size ``~ sqrt(n) * eps`` relative to the others, not 0.
+    ``16 * sqrt(n) * eps`` sits above that floor and far below any stretch a float64 map
+    resolves in one step; in float32 it is ``~2e-6 sqrt(n)``.
+    """
+    return 16.0 * math.sqrt(n) * eps(dtype)
+
+
+def check_on_nonfinite(on_nonfinite: str) -> None:
+    if on_nonfinite not in ("warn", "raise"):
+        raise ValueError(f"on_nonfinite must be 'warn' or 'raise', got {on_nonfinite!r}")
+
+
+def report_nonfinite(
+    what: str, rows: list[int], step: int, batched: bool, on_nonfinite: OnNonFinite
+) -> None:
+    """Warn (:class:`NonFiniteStateWarning`) or raise (:class:`DivergenceError`)."""
+    where = f"rows {rows}" if batched else "the trajectory"
+    msg = (
+        f"{what}: {where} became non-finite (NaN/inf) at step {step}; "
+        "the affected exponents are NaN"
+    )
+    if on_nonfinite == "raise":
+        raise DivergenceError(msg)
+    warnings.warn(msg, NonFiniteStateWarning, stacklevel=3)
+
+
+def progress_bar(it: Iterable[T], total: int, enable: bool, desc: str) -> Iterator[T]:
+    """A tqdm bar over ``it`` when ``enable`` and stderr is a terminal; else ``it`` itself."""
+    if not enable or total < 2 or not sys.stderr.isatty():
+        yield from it
+        return
+    from tqdm.auto import tqdm
+
+    yield from tqdm(it, total=total, desc=desc, leave=False)
