@@ -58,7 +58,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 300,
         "ckpt_every": 100,
         "max_minutes": 60.0,
-        "threads": 2,
     },
     "paper": {
         "model": {"model": "itrsa", "dim": 512, "heads": 8, "eta0": 1.0},
