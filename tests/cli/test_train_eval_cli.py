@@ -105,10 +105,13 @@ def test_print_config_applies_overrides(capsys, tmp_path):
         == 0
     )
     cfg = json.loads(capsys.readouterr().out)
-    assert cfg["model"] == {"model": "akorn", "dim": 64, "heads": 4, "input_scale": "raw"}
+    from sadyn.training import get_preset
+
+    expected = {**get_preset("small").model, "model": "akorn", "dim": 64, "input_scale": "raw"}
+    assert cfg["model"] == expected  # kind switched, overrides applied, other keys kept
     assert cfg["lr"] == 5e-4 and cfg["eval_steps"] == [8, 16] and cfg["max_minutes"] is None
     assert cfg["train_steps_random"] == [8, 24] and cfg["tensorboard"] is False
-    assert cfg["epochs"] == 30  # the rest is the preset's
+    assert cfg["epochs"] == get_preset("small").epochs  # the rest is the preset's
 
 
 def test_train_then_eval(run_dir, data, capsys):

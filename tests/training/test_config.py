@@ -82,6 +82,8 @@ def test_presets_follow_the_brief():
     )
     assert paper.grad_clip == 1.0 and paper.weight_decay == 0.0 and paper.ema_beta == 0.995
     small = get_preset("small")
-    assert (small.model["dim"], small.model["heads"]) == (128, 4)
+    # the tuned CPU recipe: still the paper's ItrSA step (unit RMSNorm, no MLP in the loop)
+    assert small.model["model"] == "itrsa" and small.model.get("norm", "rms_unit") == "rms_unit"
+    assert small.max_minutes is not None and small.max_minutes <= 60 and small.train_steps == 16
     tiny = get_preset("tiny")
     assert tiny.epochs == 1 and tiny.train_size <= 500 and tiny.model["dim"] == 32
