@@ -17,8 +17,9 @@ SUBCOMMANDS = ("data", "train", "eval", "analyze", "reproduce", "report", "demo"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sadyn", description="Dynamics of looped self-attention (Jacobians, Lyapunov "
-        "exponents, test-time scaling) on Sudoku."
+        prog="sadyn",
+        description="Dynamics of looped self-attention (Jacobians, Lyapunov "
+        "exponents, test-time scaling) on Sudoku.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMANDS:

@@ -1,0 +1,329 @@
+"""What a recipe is: a claim of the paper, a pre-declared criterion, a run, and a judgement.
+
+A recipe holds its settings as data: one frozen dataclass per recipe (``Config``) and a
+``presets`` dict mapping ``tiny`` / ``small`` / ``paper`` to instances of it. The thresholds of
+the criterion are fields of that dataclass, so they are fixed (and recorded in the results
+file) before anything is measured, and :meth:`Recipe.judge` can re-judge a saved results file
+without running anything.
+
+:meth:`Recipe.run` is the template: resolve the config, :meth:`Recipe.measure` (the recipe's
+own work, returning numbers, figure specs and tables), :meth:`Recipe.judge`, write
+``<out_dir>/results.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+import types
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sadyn.errors import SadynError
+from sadyn.experiments.cache import CacheEntry, CheckpointCache, default_cache_dir
+from sadyn.results import write_results
+
+STATUSES = ("pass", "fail", "inconclusive")
+PRESETS = ("tiny", "small", "paper")
+
+
+class ExperimentError(SadynError):
+    """A recipe name, preset or override is invalid, or a recipe cannot run."""
+
+
+# ---------------------------------------------------------------------------------------------
+# verdicts
+
+
+@dataclass(frozen=True)
+class Check:
+    """One judged statement. ``status`` is pass / fail / inconclusive; a check with
+    ``required=False`` is shown but does not enter the verdict (e.g. a part of the claim the
+    available sources do not let us state precisely)."""
+
+    name: str
+    criterion: str
+    status: str
+    numbers: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"check status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "criterion": self.criterion,
+            "status": self.status,
+            "numbers": dict(self.numbers),
+            "note": self.note,
+            "required": self.required,
+        }
+
+
+def check(
+    name: str,
+    criterion: str,
+    ok: bool | None,
+    numbers: Mapping[str, Any] | None = None,
+    *,
+    note: str = "",
+    required: bool = True,
+) -> Check:
+    """A :class:`Check` from a boolean outcome (``None`` = inconclusive)."""
+    status = "inconclusive" if ok is None else "pass" if ok else "fail"
+    return Check(name, criterion, status, dict(numbers or {}), note, required)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of a claim: the combination of its required checks.
+
+    fail if any required check fails; else inconclusive if any is inconclusive; else pass.
+    """
+
+    status: str
+    criterion: str
+    reason: str
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def passed(self) -> bool | None:
+        return {"pass": True, "fail": False}.get(self.status)
+
+    @classmethod
+    def combine(cls, criterion: str, checks: Iterable[Check], reason: str = "") -> Verdict:
+        checks = tuple(checks)
+        judged = [c for c in checks if c.required]
+        if not judged:
+            status = "inconclusive"
+        elif any(c.status == "fail" for c in judged):
+            status = "fail"
+        elif any(c.status == "inconclusive" for c in judged):
+            status = "inconclusive"
+        else:
+            status = "pass"
+        if not reason:
+            counts = {s: sum(c.status == s for c in judged) for s in STATUSES}
+            reason = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing judged"
+            decisive = [c.name for c in judged if c.status == status and status != "pass"]
+            if decisive:
+                reason += f" ({status}: {', '.join(decisive)})"
+        return cls(status, criterion, reason, checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "passed": self.passed,
+            "criterion": self.criterion,
+            "reason": self.reason,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# the run context
+
+
+@dataclass
+class RunContext:
+    """What :meth:`Recipe.measure` gets besides its config.
+
+    out_dir: the recipe's folder (results.json and any extra files go here).
+    cache: the shared checkpoint cache (``None`` for recipes that train nothing).
+    progress: show progress bars (training, probes).
+    verbose: print one line per stage (:meth:`log`).
+    checkpoints: filled by :meth:`train` with one provenance row per model used.
+    """
+
+    out_dir: Path
+    cache: CheckpointCache | None = None
+    progress: bool = False
+    verbose: bool = False
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+    def train(self, label: str, config: Any) -> CacheEntry:
+        """Train ``config`` (a TrainConfig) through the cache, or reuse a cached run; record
+        where it came from and return the :class:`~sadyn.experiments.cache.CacheEntry`."""
+        if self.cache is None:
+            raise ExperimentError("this run has no checkpoint cache; pass one to Recipe.run")
+        self.log(f"model {label!r}: {'cached' if self.cache.contains(config) else 'training'}")
+        entry = self.cache.get_or_train(config, progress=self.progress)
+        self.checkpoints.append({"label": label, **entry.provenance()})
+        return entry
+
+    def log(self, message: str) -> None:
+        if self.verbose:
+            stamp = time.strftime("%H:%M:%S")
+            print(f"{stamp} [{self.out_dir.name}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# recipes
+
+
+class Recipe(ABC):
+    """One claim of the paper as a runnable, judged experiment.
+
+    Subclasses set the class attributes and implement :meth:`measure` and :meth:`judge`.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    order: ClassVar[int] = 100
+    paper_ref: ClassVar[str] = ""
+    claim: ClassVar[str]  # the paper's statement, quoted or closely paraphrased
+    criterion: ClassVar[str]  # the pass/fail rule, in words, with the thresholds' field names
+    notes: ClassVar[tuple[str, ...]] = ()  # deviations from the paper's protocol
+    Config: ClassVar[type]
+    presets: ClassVar[Mapping[str, Any]]
+    trains: ClassVar[bool] = True  # needs a checkpoint cache
+
+    # -------------------------------------------------------------- config
+    def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Any:
+        """The preset's config with ``overrides`` (field -> value; strings are parsed as JSON
+        where they can be, then coerced to the field's type)."""
+        if preset not in self.presets:
+            raise ExperimentError(
+                f"{self.name}: unknown preset {preset!r} (known: {', '.join(self.presets)})"
+            )
+        cfg = self.presets[preset]
+        if overrides:
+            cfg = apply_overrides(cfg, overrides, where=self.name)
+        return cfg
+
+    # -------------------------------------------------------------- the template
+    def run(
+        self,
+        preset: str,
+        out_dir: str | Path,
+        *,
+        cache: CheckpointCache | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        progress: bool = False,
+        verbose: bool = False,
+    ) -> dict[str, Any]:
+        """Measure, judge and write ``<out_dir>/results.json``; return the record.
+
+        ``cache``: a :class:`~sadyn.experiments.cache.CheckpointCache`; default
+        ``$SADYN_CACHE`` or ``<out_dir>/../cache`` (shared by recipes run side by side)."""
+        cfg = self.config(preset, overrides)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if cache is None and self.trains:
+            cache = CheckpointCache(default_cache_dir(out.resolve().parent))
+        ctx = RunContext(out, cache=cache, progress=progress, verbose=verbose)
+        ctx.log(f"start ({preset} preset)")
+        t0 = time.perf_counter()
+        measured = self.measure(cfg, ctx)
+        record: dict[str, Any] = {
+            "name": self.name,
+            "title": self.title,
+            "order": self.order,
+            "paper_ref": self.paper_ref,
+            "claim": self.claim,
+            "preset": preset,
+            "config": to_jsonable(dataclasses.asdict(cfg)),
+            "seed": getattr(cfg, "seed", None),
+            "wall_time_s": time.perf_counter() - t0,
+            "checkpoints": ctx.checkpoints,
+            "notes": list(self.notes) + list(measured.get("notes", [])),
+            "data": measured.get("data", {}),
+            "figures": measured.get("figures", {}),
+            "tables": measured.get("tables", {}),
+        }
+        record = to_jsonable(record)  # judge exactly what is saved
+        record["verdict"] = self.judge(record).to_dict()
+        write_results(out / "results.json", record)
+        ctx.log(f"{record['verdict']['status']} in {record['wall_time_s']:.0f} s")
+        return record
+
+    def models(self, cfg: Any) -> dict[str, Any]:
+        """The models the recipe trains at ``cfg``: label -> TrainConfig (none by default).
+        Computing them trains nothing (``sadyn reproduce --dry-run``)."""
+        return {}
+
+    @abstractmethod
+    def measure(self, cfg: Any, ctx: RunContext) -> dict[str, Any]:
+        """Do the work. Returns ``{"data": numbers, "figures": specs, "tables": tables,
+        "notes": [...]}`` (all JSON-able; see :mod:`sadyn.report.figures` for specs)."""
+
+    @abstractmethod
+    def judge(self, record: Mapping[str, Any]) -> Verdict:
+        """Judge a results record (``record["data"]`` against thresholds in
+        ``record["config"]``). Pure: no model, no file, so a saved result can be re-judged."""
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def apply_overrides(cfg: Any, overrides: Mapping[str, Any], *, where: str = "") -> Any:
+    """``dataclasses.replace`` with type coercion and a clear error on an unknown field."""
+    hints = typing.get_type_hints(type(cfg))
+    changes = {}
+    for key, raw in overrides.items():
+        if key not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(cfg))
+            raise ExperimentError(f"{where}: unknown setting {key!r} (known: {known})")
+        changes[key] = _coerce(hints[key], _parse(raw), f"{where}.{key}")
+    return dataclasses.replace(cfg, **changes)
+
+
+def _parse(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw  # a bare string such as a preset name
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    try:
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            return _coerce(next(a for a in args if a is not type(None)), value, name)
+        if origin is tuple:
+            if not isinstance(value, (list, tuple)):
+                value = [value]
+            item = args[0] if args else Any
+            return tuple(_coerce(item, v, name) for v in value)
+        if origin is dict or hint is dict:
+            if not isinstance(value, dict):
+                raise TypeError("expected a JSON object")
+            return dict(value)
+        if hint is bool:
+            if not isinstance(value, bool):
+                raise TypeError("expected true or false")
+            return value
+        if hint in (int, float, str):
+            if hint is int and isinstance(value, float) and not value.is_integer():
+                raise TypeError("expected an integer")
+            return hint(value)
+    except (TypeError, ValueError) as exc:
+        raise ExperimentError(f"{name}: cannot use {value!r} ({exc})") from exc
+    return value
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Tuples to lists, numpy/torch scalars and arrays to Python numbers (NaN/inf kept)."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return to_jsonable(obj.tolist())
+    return obj

@@ -1,0 +1,415 @@
+"""One self-contained HTML page from a folder of results files (and nothing else).
+
+The page needs no network and no script: CSS is inline, every figure is redrawn from the
+numbers in its results file (``sadyn.report.figures``) and embedded as a base64 PNG. Per
+claim it shows the paper's statement, the figures, the numbers, the verdict with its
+pre-declared criterion, and the config and environment (versions, device, seeds, wall time).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sadyn.errors import DataFormatError, SadynError
+from sadyn.io import atomic_write_bytes
+from sadyn.report.figures import render_png
+from sadyn.results import read_results
+
+RESULTS_NAME = "results.json"
+ERROR_NAME = "error.txt"  # written by `sadyn reproduce --keep-going` for a recipe that raised
+SKIP_DIRS = frozenset({"cache", "checkpoints", ".git"})
+STATUSES = ("pass", "fail", "inconclusive")
+_ENV_VOLATILE = ("written_at",)
+
+
+@dataclass
+class LoadedResult:
+    """A results record and the folder its relative figure paths resolve against."""
+
+    path: Path
+    record: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.record.get("name") or self.path.parent.name)
+
+
+@dataclass
+class ReportSummary:
+    """What :func:`build_report` wrote."""
+
+    path: Path
+    claims: list[str]
+    statuses: dict[str, str]
+    figures: int
+    figure_errors: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def find_results(results_dir: str | Path) -> list[LoadedResult]:
+    """Every ``results.json`` under ``results_dir`` (not in checkpoint caches), in claim order
+    (the record's ``order``, then its name). Raises SadynError when there is none."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise SadynError(f"results folder not found: {root}")
+    found = []
+    for path in sorted(root.rglob(RESULTS_NAME)):
+        if SKIP_DIRS.intersection(path.relative_to(root).parts[:-1]):
+            continue
+        found.append(LoadedResult(path, read_results(path)))
+    if not found:
+        raise SadynError(f"no {RESULTS_NAME} files under {root} (run `sadyn reproduce` first)")
+    found.sort(key=lambda r: (_as_float(r.record.get("order"), math.inf), r.name))
+    return found
+
+
+def find_failures(results_dir: str | Path) -> dict[str, str]:
+    """Runs that raised instead of writing results: folder name -> the error's last line, from
+    the ``error.txt`` that ``sadyn reproduce --keep-going`` leaves."""
+    root = Path(results_dir)
+    out = {}
+    for path in sorted(root.rglob(ERROR_NAME)):
+        if SKIP_DIRS.intersection(path.relative_to(root).parts[:-1]):
+            continue
+        if (path.parent / RESULTS_NAME).is_file():
+            continue  # a later run succeeded
+        lines = [
+            ln
+            for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if ln.strip()
+        ]
+        out[path.parent.name] = lines[-1] if lines else "unknown error"
+    return out
+
+
+def status_of(record: Mapping[str, Any]) -> str:
+    """``pass`` / ``fail`` / ``inconclusive`` from a record's verdict (``not judged`` if none)."""
+    verdict = record.get("verdict")
+    if not isinstance(verdict, Mapping):
+        return "not judged"
+    status = verdict.get("status")
+    if status in STATUSES:
+        return str(status)
+    passed = verdict.get("passed")
+    return "pass" if passed is True else "fail" if passed is False else "inconclusive"
+
+
+def build_report(
+    results_dir: str | Path,
+    out_file: str | Path | None = None,
+    *,
+    title: str = "sadyn: the paper's claims, reproduced",
+    strict: bool = False,
+) -> ReportSummary:
+    """Write the report for every results file under ``results_dir`` to ``out_file``
+    (default ``<results_dir>/report.html``).
+
+    A figure that cannot be drawn is replaced by an error note (and listed in the summary),
+    unless ``strict``, which raises instead.
+    """
+    results = find_results(results_dir)
+    out = Path(out_file) if out_file is not None else Path(results_dir) / "report.html"
+    errors: list[str] = []
+    n_figures = 0
+    sections = []
+    for res in results:
+        section, n, errs = _claim_section(res, strict=strict)
+        sections.append(section)
+        n_figures += n
+        errors.extend(errs)
+    failures = find_failures(results_dir)
+    page = _page(title, results, sections, Path(results_dir), failures)
+    atomic_write_bytes(out, page.encode("utf-8"))
+    return ReportSummary(
+        path=out,
+        claims=[r.name for r in results],
+        statuses={r.name: status_of(r.record) for r in results},
+        figures=n_figures,
+        figure_errors=errors,
+        failures=failures,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# page pieces
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _page(
+    title: str,
+    results: list[LoadedResult],
+    sections: list[str],
+    root: Path,
+    failures: Mapping[str, str],
+) -> str:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    envs = {
+        json.dumps(_stable_env(r.record.get("environment", {})), sort_keys=True) for r in results
+    }
+    shared_env = ""
+    if len(envs) == 1:
+        shared_env = "<h2>Environment</h2>" + _kv_table(
+            _stable_env(results[0].record.get("environment", {}))
+        )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title>
+<style>{_CSS}</style></head>
+<body>
+<header><h1>{_e(title)}</h1>
+<p class="meta">Built {_e(now)} from {len(results)} results file(s) in <code>{_e(root)}</code>.
+Every figure is redrawn from the numbers in its results file.</p></header>
+<main>
+<h2>Summary</h2>
+{_summary_table(results)}
+{_failures(failures)}
+{shared_env}
+{"".join(sections)}
+</main></body></html>
+"""
+
+
+def _failures(failures: Mapping[str, str]) -> str:
+    if not failures:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(name)}</td><td>{_badge('error')}</td><td><code>{_e(msg)}</code></td></tr>"
+        for name, msg in failures.items()
+    )
+    return (
+        '<h3>Runs that did not finish (see their error.txt)</h3><table class="summary">'
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _summary_table(results: list[LoadedResult]) -> str:
+    rows = []
+    for r in results:
+        rec = r.record
+        status = status_of(rec)
+        reason = (rec.get("verdict") or {}).get("reason", "")
+        rows.append(
+            f'<tr><td><a href="#{_e(r.name)}">{_e(rec.get("title") or r.name)}</a></td>'
+            f"<td>{_badge(status)}</td><td>{_e(rec.get('preset', ''))}</td>"
+            f"<td>{_e(_fmt_seconds(rec.get('wall_time_s')))}</td><td>{_e(reason)}</td></tr>"
+        )
+    return (
+        '<table class="summary"><thead><tr><th>claim</th><th>verdict</th><th>preset</th>'
+        "<th>wall time</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
+def _claim_section(res: LoadedResult, *, strict: bool) -> tuple[str, int, list[str]]:
+    rec = res.record
+    parts = [
+        f'<section class="claim" id="{_e(res.name)}">',
+        f"<h2>{_e(rec.get('title') or res.name)} {_badge(status_of(rec))}</h2>",
+    ]
+    if rec.get("paper_ref"):
+        parts.append(f'<p class="meta">Paper: {_e(rec["paper_ref"])}</p>')
+    if rec.get("claim"):
+        parts.append(f'<blockquote class="statement">{_e(rec["claim"])}</blockquote>')
+    parts.append(_verdict_block(rec.get("verdict")))
+
+    n, errors = 0, []
+    figures = rec.get("figures") or {}
+    if figures:
+        parts.append('<div class="figures">')
+        for fig_name, spec in figures.items():
+            caption = spec.get("caption", fig_name) if isinstance(spec, dict) else fig_name
+            try:
+                png = render_png(spec, res.path.parent)
+            except (SadynError, ValueError, TypeError, KeyError) as exc:
+                if strict:
+                    raise DataFormatError(f"figure {fig_name!r}: {exc}", res.path) from exc
+                errors.append(f"{res.name}/{fig_name}: {exc}")
+                parts.append(
+                    f'<p class="figure-error">Figure {_e(fig_name)} could not be '
+                    f"drawn: {_e(exc)}</p>"
+                )
+                continue
+            n += 1
+            data = base64.b64encode(png).decode("ascii")
+            parts.append(
+                f'<figure><img src="data:image/png;base64,{data}" '
+                f'alt="{_e(fig_name)}" data-figure="{_e(fig_name)}">'
+                f"<figcaption>{_e(caption)}</figcaption></figure>"
+            )
+        parts.append("</div>")
+
+    for t_name, table in (rec.get("tables") or {}).items():
+        parts.append(_data_table(t_name, table))
+    notes = rec.get("notes") or []
+    if notes:
+        parts.append(
+            "<h3>Notes and deviations from the paper</h3><ul>"
+            + "".join(f"<li>{_e(n_)}</li>" for n_ in notes)
+            + "</ul>"
+        )
+    parts.append(_run_block(rec))
+    parts.append("</section>")
+    return "\n".join(parts), n, errors
+
+
+def _verdict_block(verdict: Any) -> str:
+    if not isinstance(verdict, Mapping):
+        return '<p class="verdict">No verdict recorded.</p>'
+    out = ['<div class="verdict">']
+    if verdict.get("criterion"):
+        out.append(f"<p><b>Criterion (declared before the run):</b> {_e(verdict['criterion'])}</p>")
+    if verdict.get("reason"):
+        out.append(f"<p><b>Verdict:</b> {_e(verdict['reason'])}</p>")
+    checks = verdict.get("checks") or []
+    if checks:
+        out.append(
+            "<table><thead><tr><th>check</th><th>criterion</th><th>result</th>"
+            "<th>numbers</th></tr></thead><tbody>"
+        )
+        for c in checks:
+            judged = c.get("required", True)
+            status = c.get("status", "inconclusive")
+            # a check outside the verdict is context: no colored badge unless it has an outcome
+            badge = _badge(status) if judged or status != "inconclusive" else _badge("info")
+            note = f"<br><small>{_e(c['note'])}</small>" if c.get("note") else ""
+            out.append(
+                f"<tr><td>{_e(c.get('name', ''))}"
+                f"{'' if judged else ' <i>(not judged)</i>'}</td>"
+                f"<td>{_e(c.get('criterion', ''))}{note}</td><td>{badge}</td>"
+                f"<td>{_numbers(c.get('numbers') or {})}</td></tr>"
+            )
+        out.append("</tbody></table>")
+    if verdict.get("numbers"):
+        out.append(_kv_table(verdict["numbers"]))
+    out.append("</div>")
+    return "".join(out)
+
+
+def _run_block(rec: Mapping[str, Any]) -> str:
+    run = {
+        "preset": rec.get("preset"),
+        "seed": rec.get("seed"),
+        "wall time": _fmt_seconds(rec.get("wall_time_s")),
+    }
+    out = [
+        '<details class="run"><summary>Config, checkpoints and environment</summary>',
+        _kv_table({k: v for k, v in run.items() if v is not None}),
+    ]
+    if rec.get("checkpoints"):
+        out.append("<h4>Checkpoints</h4>" + _rows_table(rec["checkpoints"]))
+    if rec.get("config") is not None:
+        out.append(
+            "<h4>Config</h4><pre>" + _e(json.dumps(rec["config"], indent=2, default=str)) + "</pre>"
+        )
+    if rec.get("environment"):
+        out.append("<h4>Environment</h4>" + _kv_table(rec["environment"]))
+    out.append("</details>")
+    return "".join(out)
+
+
+def _data_table(name: str, table: Any) -> str:
+    if not isinstance(table, Mapping) or "columns" not in table or "rows" not in table:
+        return f'<p class="figure-error">Table {_e(name)} is malformed.</p>'
+    head = "".join(f"<th>{_e(c)}</th>" for c in table["columns"])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(_fmt(v))}</td>" for v in row) + "</tr>" for row in table["rows"]
+    )
+    caption = f"<caption>{_e(table.get('caption', name))}</caption>"
+    return (
+        f'<table class="numbers">{caption}<thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+def _rows_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    rows = list(rows)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
+    )
+    return f'<table class="numbers"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _kv_table(mapping: Mapping[str, Any]) -> str:
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(v))}</td></tr>" for k, v in mapping.items())
+    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+
+
+def _numbers(mapping: Mapping[str, Any]) -> str:
+    return "<br>".join(f"{_e(k)} = {_e(_fmt(v))}" for k, v in mapping.items())
+
+
+def _badge(status: str) -> str:
+    css = status if status in (*STATUSES, "error") else "none"
+    return f'<span class="badge {css}" data-status="{_e(status)}">{_e(status)}</span>'
+
+
+def _fmt(value: Any) -> str:
+    """Numbers to 4 significant digits; long lists shortened; nested objects as JSON."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        shown = ", ".join(_fmt(v) for v in value[:8])
+        return f"[{shown}{', ...' if len(value) > 8 else ''}]"
+    if isinstance(value, Mapping):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _fmt_seconds(value: Any) -> str:
+    s = _as_float(value, math.nan)
+    if not math.isfinite(s):
+        return ""
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def _as_float(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _stable_env(env: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in env.items() if k not in _ENV_VOLATILE}
+
+
+_CSS = """
+body{font:15px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#222;
+background:#fafafa}
+header,main{max-width:1100px;margin:0 auto;padding:0 1.2em}
+h1{margin:.8em 0 .2em}.meta{color:#666;font-size:.9em}
+section.claim{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.4em 1.2em 1em;
+margin:1.5em 0}
+blockquote.statement{border-left:4px solid #88a;margin:.6em 0;padding:.2em .9em;
+background:#f3f3fa}
+.badge{display:inline-block;padding:.05em .55em;border-radius:4px;font-size:.8em;
+font-weight:600;color:#fff;vertical-align:middle;text-transform:uppercase}
+.badge.pass{background:#2a7d2e}.badge.fail{background:#b3261e}
+.badge.inconclusive{background:#9a6a00}.badge.none{background:#777}
+.badge.error{background:#5a1a6e}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
+th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
+thead th{background:#f0f0f0}caption{text-align:left;font-weight:600;padding:.2em 0}
+.figures{display:flex;flex-wrap:wrap;gap:1em}
+figure{margin:.5em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.85em;color:#555;max-width:560px}
+.figure-error{color:#b3261e}pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:.8em}
+details.run{margin-top:.8em}
+"""

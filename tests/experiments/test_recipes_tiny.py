@@ -1,0 +1,75 @@
+"""Every recipe runs at the tiny preset, writes a results file that re-judges to the same
+verdict, and says "inconclusive" (not pass) where the claim needs a trained model."""
+
+from __future__ import annotations
+
+import pytest
+
+from sadyn.experiments.base import STATUSES
+from sadyn.experiments.cache import CheckpointCache
+from sadyn.experiments.registry import get_recipe, recipe_names
+from sadyn.report.figures import render_png
+from sadyn.results import read_results
+
+# claims whose every judged check needs a trained model
+TRAINING_DEPENDENT = (
+    "fig3-criticality",
+    "fig4-test-time-scaling",
+    "fig5-regularization",
+    "fig6-pseudo-energy",
+)
+
+
+def test_every_recipe_ran_and_wrote_a_results_file(tiny_run):
+    out, records = tiny_run
+    assert set(records) == set(recipe_names())
+    for name in recipe_names():
+        saved = read_results(out / name / "results.json")
+        assert saved["name"] == name and saved["preset"] == "tiny"
+        assert saved["claim"] and saved["verdict"]["criterion"]
+        assert saved["verdict"]["status"] in STATUSES
+        assert saved["environment"]["torch"] and saved["wall_time_s"] > 0
+        for check in saved["verdict"]["checks"]:
+            assert check["status"] in STATUSES
+        # the verdict is a pure function of the saved numbers and the pre-declared thresholds
+        assert get_recipe(name).judge(saved).to_dict() == saved["verdict"]
+        for fig_name, spec in saved["figures"].items():
+            assert render_png(spec, out / name)[:4] == b"\x89PNG", fig_name
+
+
+def test_model_free_claims_pass_at_tiny(tiny_run):
+    _, records = tiny_run
+    assert records["claim1-energy"]["verdict"]["status"] == "pass"
+    assert records["fig1-jacobian-norm"]["verdict"]["status"] == "pass"
+    toy = [
+        c for c in records["fig2-eigenvalues"]["verdict"]["checks"] if c["name"].startswith("toy")
+    ]
+    assert len(toy) == 2 and all(c["status"] == "pass" for c in toy)
+
+
+@pytest.mark.parametrize("name", [*TRAINING_DEPENDENT, "fig2-eigenvalues"])
+def test_untrained_models_give_inconclusive_not_pass(tiny_run, name):
+    _, records = tiny_run
+    rec = records[name]
+    assert rec["verdict"]["status"] == "inconclusive"
+    sudoku = [
+        c for c in rec["verdict"]["checks"] if c["required"] and not c["name"].startswith("toy")
+    ]
+    assert sudoku and all(c["status"] == "inconclusive" for c in sudoku)
+    assert any("not trained enough" in c["note"] or "below min_" in c["note"] for c in sudoku)
+
+
+def test_models_are_shared_through_the_cache(tiny_run):
+    out, records = tiny_run
+    rows = [c for r in records.values() for c in r["checkpoints"]]
+    keys = {c["key"] for c in rows}
+    assert len(keys) < len(rows)  # several recipes used the same trained model
+    assert any(c["reused"] for c in rows)
+    for c in rows:
+        assert c["status"] in ("completed", "time_budget", "diverged")
+    # a second run of a recipe trains nothing
+    again = get_recipe("fig4-test-time-scaling").run(
+        "tiny", out / "again", cache=CheckpointCache(out / "cache")
+    )
+    assert again["checkpoints"] and all(c["reused"] for c in again["checkpoints"])
+    assert again["data"] == records["fig4-test-time-scaling"]["data"]  # same seeds, same numbers
