@@ -179,7 +179,10 @@ def prop51_bound(
         msa_norm = _norms(msa_map(model, (b, s, d)), flat, tol, max_iter, seed + 1)
         form = detect_normalization(model, x, cond)
         if form is None:
-            note = "step(X) is not c*γ⊙Π_g(X + ηΔX) for any group size g: no normalisation"
+            note = (
+                "step(X) is not c*γ⊙Π_g(X + ηΔX) for any group size g: no normalisation, "
+                "or not an RMS/sphere one (e.g. LayerNorm)"
+            )
             return BoundCheck(measured, msa_norm, None, None, "n/a", note)
         with torch.no_grad():
             eta = step_size(model)
