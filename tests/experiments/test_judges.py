@@ -93,7 +93,9 @@ def test_scaling_gain_uses_the_gated_dataset_and_its_error():
     g = scaling_gain(_curve([0.30, 0.36, 0.40]), 16, 0.02)
     assert g["dataset"] == "ood" and g["gain"] == pytest.approx(0.10) and g["best_T"] == 64
     assert g["se"] == pytest.approx(((0.3 * 0.7 + 0.4 * 0.6) / 500) ** 0.5)
-    assert scaling_gain(_curve([0.01, 0.02, 0.03]), 16, 0.02) is None  # below the floor
+    assert scaling_gain(_curve([0.0, 0.01, 0.015]), 16, 0.02) is None  # solves ~nothing
+    low_start = scaling_gain(_curve([0.006, 0.04, 0.13]), 16, 0.02)  # gated on its best T
+    assert low_start["dataset"] == "ood" and low_start["gain"] == pytest.approx(0.124)
     with_id = {
         **_curve([0.0, 0.0, 0.0]),
         "id": {"steps": [16, 32], "board": [0.5, 0.6], "cell": [0, 0], "n": 500},
