@@ -64,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="do not write DIR/report.html")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument(
+        "--device",
+        default="auto",
+        help="where models are probed: auto (cuda if available), cpu, cuda[:i]",
+    )
+    p.add_argument(
         "--quiet",
         action="store_true",
         help="no progress output (bars appear only on a terminal anyway)",
@@ -122,6 +127,19 @@ def print_plan(
             print(f"  {label:<24} {key}  {budget:<24} {state}")
 
 
+def resolve_device(spec: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; others checked and passed on."""
+    import torch
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu" or spec.startswith("cuda"):
+        if spec.startswith("cuda") and not torch.cuda.is_available():
+            raise SadynError(f"--device {spec}: no CUDA device is visible")
+        return spec
+    raise SadynError(f"--device must be auto, cpu or cuda[:i], got {spec!r}")
+
+
 def run(args: argparse.Namespace) -> int:
     from sadyn.experiments.registry import get_recipe, recipe_names, reproduce, resolve_names
 
@@ -155,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
         keep_going=args.keep_going,
         resume=args.resume,
+        device=resolve_device(args.device),
     )
     failed = False
     for rec in records:

@@ -141,6 +141,8 @@ class RunContext:
     cache: the shared checkpoint cache (``None`` for recipes that train nothing).
     progress: show progress bars (training, probes).
     verbose: print one line per stage (:meth:`log`).
+    device: where models are loaded and probed ("cpu", "cuda", "cuda:1"; training follows
+        its own config's ``device``, "auto" by default).
     checkpoints: filled by :meth:`train` with one provenance row per model used.
     """
 
@@ -148,6 +150,7 @@ class RunContext:
     cache: CheckpointCache | None = None
     progress: bool = False
     verbose: bool = False
+    device: str = "cpu"
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
 
     def train(self, label: str, config: Any) -> CacheEntry:
@@ -210,6 +213,7 @@ class Recipe(ABC):
         overrides: Mapping[str, Any] | None = None,
         progress: bool = False,
         verbose: bool = False,
+        device: str = "cpu",
     ) -> dict[str, Any]:
         """Measure, judge and write ``<out_dir>/results.json``; return the record.
 
@@ -220,7 +224,7 @@ class Recipe(ABC):
         out.mkdir(parents=True, exist_ok=True)
         if cache is None and self.trains:
             cache = CheckpointCache(default_cache_dir(out.resolve().parent))
-        ctx = RunContext(out, cache=cache, progress=progress, verbose=verbose)
+        ctx = RunContext(out, cache=cache, progress=progress, verbose=verbose, device=device)
         ctx.log(f"start ({preset} preset)")
         t0 = time.perf_counter()
         measured = self.measure(cfg, ctx)
@@ -233,6 +237,7 @@ class Recipe(ABC):
             "preset": preset,
             "config": to_jsonable(dataclasses.asdict(cfg)),
             "seed": getattr(cfg, "seed", None),
+            "device": device,
             "wall_time_s": time.perf_counter() - t0,
             "checkpoints": ctx.checkpoints,
             "notes": list(self.notes) + list(measured.get("notes", [])),

@@ -25,8 +25,8 @@ TINY_TRAIN: dict[str, Any] = {
 # Reduced budgets for the many runs of the small preset (overrides of presets["small"]): every
 # AKOrN run (AKOrN steps cost several ItrSA steps on a CPU) and every regularized ItrSA run of
 # Fig. 5 (its baseline gets the same budget). Runs with equal configs are shared via the cache.
-SMALL_AKORN: dict[str, Any] = {"epochs": 4, "max_minutes": 12.0}
-SMALL_REGULARIZED: dict[str, Any] = {"epochs": 4, "max_minutes": 8.0}
+SMALL_AKORN: dict[str, Any] = {"epochs": 12, "max_minutes": 20.0}
+SMALL_REGULARIZED: dict[str, Any] = {"epochs": 10, "max_minutes": 15.0}
 
 
 def median_band_series(
@@ -107,7 +107,7 @@ def train_and_load(ctx: Any, label: str, config: Any) -> Trained:
                 return Trained(label, entry, None, entry.status, note + " (no checkpoint)")
             note += " (using the last good checkpoint)"
         try:
-            model, _, _ = load_checkpoint(entry.path)
+            model, _, _ = load_checkpoint(entry.path, device=ctx.device)
         except CheckpointError as exc:
             if attempt or not entry.reused:
                 raise
@@ -151,7 +151,7 @@ def finite_time_exponents(
 
     run = rollout(model, quizzes, 0, seed=seed)
     b, s, d = run.cond.shape
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=run.cond.device).manual_seed(seed)
     with analysis_mode(model):
         res = finite_time_lyapunov(
             step_map(model, run.cond),

@@ -83,8 +83,8 @@ class Fig1JacobianNorm(Recipe):
         torch.manual_seed(cfg.seed)  # the layer's initialization
         model = build_model(
             {"model": "itrsa", "dim": cfg.dim, "heads": cfg.heads, "pos": "none", "readout": "mlp"}
-        )
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        ).to(ctx.device)
+        gen = torch.Generator().manual_seed(cfg.seed + 1)  # states drawn on the CPU: same numbers
         radius_min: list[float] = []
         rows: dict[str, list[list[float]]] = {
             k: [] for k in ("normalized", "unnormalized", "msa", "bound")
@@ -94,7 +94,7 @@ class Fig1JacobianNorm(Recipe):
             for lo in range(0, cfg.samples, cfg.batch):
                 b = min(cfg.batch, cfg.samples - lo)
                 x = torch.randn(b, s, cfg.dim, generator=gen)
-                x = cfg.radius * x / x.norm(dim=-1, keepdim=True)
+                x = (cfg.radius * x / x.norm(dim=-1, keepdim=True)).to(ctx.device)
                 for k, v in _norms(model, x, cfg, seed=cfg.seed + lo).items():
                     per[k] += v.tolist()
             radius_min.append(min(per.pop("radius")))
@@ -226,7 +226,7 @@ def _norms(
             tol=cfg.tol,
             max_iter=cfg.max_iter,
             batched=True,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator(device=x.device).manual_seed(seed),
         )
     return {
         "normalized": res.measured,

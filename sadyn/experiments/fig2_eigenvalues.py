@@ -362,7 +362,7 @@ def step_spectrum(model: Any, run: Any, cfg: Fig2Config) -> tuple[np.ndarray, np
                 dtype=complex,
             )
             rows.append(e[np.argsort(-np.abs(e), kind="stable")][:k])
-        gen = torch.Generator().manual_seed(cfg.seed)
+        gen = torch.Generator(device=x.device).manual_seed(cfg.seed)
         norms = spectral_norm(
             step_map(model, cond),
             x.reshape(p, s * d),

@@ -74,6 +74,7 @@ def reproduce(
     verbose: bool = False,
     keep_going: bool = False,
     resume: bool = False,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Run recipes and write ``<out_dir>/<name>/results.json`` for each.
 
@@ -83,7 +84,8 @@ def reproduce(
     ``<out_dir>/<name>/error.txt``) and the rest run. With ``resume`` a recipe whose
     ``results.json`` already holds a run of the same preset and settings is not run again
     (its verdict is re-judged, which is free), so a killed ``reproduce all`` picks up where it
-    stopped; trained models are reused in any case.
+    stopped; trained models are reused in any case. ``device``: where trained models are
+    probed (training follows each TrainConfig's own ``device``).
     """
     if preset not in PRESETS:
         raise ExperimentError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
@@ -110,6 +112,7 @@ def reproduce(
                 overrides=overrides.get(name),
                 progress=progress,
                 verbose=verbose,
+                device=device,
             )
         except Exception as exc:
             if not keep_going:

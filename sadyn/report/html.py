@@ -300,6 +300,7 @@ def _run_block(rec: Mapping[str, Any]) -> str:
     run = {
         "preset": rec.get("preset"),
         "seed": rec.get("seed"),
+        "device": rec.get("device"),
         "wall time": _fmt_seconds(rec.get("wall_time_s")),
     }
     out = [

@@ -133,3 +133,30 @@ def test_resume_skips_identical_runs_and_reruns_changed_ones(tmp_path, capsys):
     assert main([*base, "--set", "states=6", "--resume"]) == 0
     changed = read_results(tmp_path / "claim1-energy" / "results.json")
     assert changed["config"]["states"] == 6 and len(changed["data"]) == len(first["data"])
+
+
+def test_device_option(tmp_path):
+    from sadyn.cli.reproduce import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(SadynError, match="--device must be"):
+        resolve_device("tpu")
+    assert (
+        main(
+            [
+                "reproduce",
+                "claim1-energy",
+                "--out",
+                str(tmp_path),
+                "--quiet",
+                "--no-report",
+                "--device",
+                "cpu",
+                "--set",
+                "states=3",
+            ]
+        )
+        == 0
+    )
+    assert read_results(tmp_path / "claim1-energy" / "results.json")["device"] == "cpu"
