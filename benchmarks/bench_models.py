@@ -36,8 +36,12 @@ MODELS = ("itrsa", "akorn", "symsa", "gensym-single", "gensym-multi", "preln-itr
 VARIANTS = {
     "itrsa, 1 thread": {"model": "itrsa", "threads": 1},
     "itrsa, fixed GTA rotations": {"model": "itrsa", "gta_learnable": False},
-    "itrsa, pos=rcb, mlp readout": {"model": "itrsa", "pos": "rcb", "readout": "mlp",
-                                    "input_scale": 1.0},
+    "itrsa, pos=rcb, mlp readout": {
+        "model": "itrsa",
+        "pos": "rcb",
+        "readout": "mlp",
+        "input_scale": 1.0,
+    },
     "itrsa, gta+relation bias": {"model": "itrsa", "relation_bias": True},
 }
 
@@ -66,8 +70,9 @@ def child(spec: dict) -> None:
         model.zero_grad(set_to_none=True)
         start = time.perf_counter()
         out = model(puzzles[:batch], steps, generator=torch.Generator().manual_seed(1))
-        loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 9),
-                                                 target[:batch].reshape(-1))
+        loss = torch.nn.functional.cross_entropy(
+            out.logits.reshape(-1, 9), target[:batch].reshape(-1)
+        )
         loss.backward()
         return time.perf_counter() - start
 
@@ -83,10 +88,21 @@ def child(spec: dict) -> None:
 def run_child(config: dict, reps: int, args: argparse.Namespace) -> dict:
     config = dict(config)
     threads = config.pop("threads", args.threads)
-    spec = {"config": config, "reps": reps, "threads": threads, "batch": args.batch,
-            "steps": args.steps, "budget": args.budget}
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                          capture_output=True, text=True, check=True, cwd=ROOT)
+    spec = {
+        "config": config,
+        "reps": reps,
+        "threads": threads,
+        "batch": args.batch,
+        "steps": args.steps,
+        "budget": args.budget,
+    }
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -106,8 +122,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="timed passes at D=128")
     ap.add_argument("--reps-large", type=int, default=1, help="timed passes at D=512")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--budget", type=float, default=30.0,
-                    help="seconds of timed passes after which a configuration stops repeating")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=30.0,
+        help="seconds of timed passes after which a configuration stops repeating",
+    )
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--quick", action="store_true", help="D=128 only, no variants")
@@ -135,11 +155,22 @@ def main() -> None:
     for label, cfg, reps in jobs:
         res = run_child(cfg, reps, args)
         sec = statistics.median(res["seconds"])
-        rows.append({"label": label, "dim": cfg["dim"], "heads": cfg["heads"], "sec": sec,
-                     "reps": len(res["seconds"]), "params": res["params"],
-                     "peak_mb": res["peak_mb"]})
-        print(f"{label:32s} D={cfg['dim']:<4d} H={cfg['heads']}  {sec:7.2f} s/pass  "
-              f"{args.batch / sec:7.1f} boards/s  peak {res['peak_mb']:7.0f} MB", flush=True)
+        rows.append(
+            {
+                "label": label,
+                "dim": cfg["dim"],
+                "heads": cfg["heads"],
+                "sec": sec,
+                "reps": len(res["seconds"]),
+                "params": res["params"],
+                "peak_mb": res["peak_mb"],
+            }
+        )
+        print(
+            f"{label:32s} D={cfg['dim']:<4d} H={cfg['heads']}  {sec:7.2f} s/pass  "
+            f"{args.batch / sec:7.1f} boards/s  peak {res['peak_mb']:7.0f} MB",
+            flush=True,
+        )
     elapsed = time.perf_counter() - started
     load_end = os.getloadavg()
 

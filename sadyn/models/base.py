@@ -93,8 +93,14 @@ class LoopedModel(nn.Module):
         """``puzzles: (B, 81)`` long 0..9 -> the injected input ``C: (B, S, D)``."""
         raise NotImplementedError
 
-    def init_state(self, cond: Tensor, given: Tensor, *, generator: torch.Generator | None = None,
-                   deterministic: bool = False) -> Tensor:
+    def init_state(
+        self,
+        cond: Tensor,
+        given: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        deterministic: bool = False,
+    ) -> Tensor:
         """``cond: (B, S, D)``, ``given: (B, S)`` bool -> ``X_0: (B, S, D)``."""
         raise NotImplementedError
 

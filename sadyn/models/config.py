@@ -41,7 +41,8 @@ def check_int(name: str, value: Any, *, minimum: int = 1, optional: bool = False
         return
     require(
         isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-        f"{name} must be an integer >= {minimum}" + (" or null" if optional else "")
+        f"{name} must be an integer >= {minimum}"
+        + (" or null" if optional else "")
         + f", got {value!r}",
     )
 
@@ -56,8 +57,10 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 def check_float(name: str, value: Any, *, positive: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    require(ok and (not positive or value > 0),
-            f"{name} must be a {'positive ' if positive else ''}number, got {value!r}")
+    require(
+        ok and (not positive or value > 0),
+        f"{name} must be a {'positive ' if positive else ''}number, got {value!r}",
+    )
     return float(value)
 
 

@@ -87,14 +87,23 @@ class ItrSAConfig:
         check_int("heads", self.heads)
         check_choice("norm", self.norm, NORM_KINDS)
         check_int("norm_group", self.norm_group, optional=True)
-        require(self.norm_group is None or self.dim % self.norm_group == 0,
-                f"norm_group {self.norm_group} must divide dim {self.dim}")
+        require(
+            self.norm_group is None or self.dim % self.norm_group == 0,
+            f"norm_group {self.norm_group} must divide dim {self.dim}",
+        )
         try:
             self.pos = canonical_pos(parse_pos(self.pos, POS_SCHEMES))
         except ValueError as err:
             raise ModelConfigError(str(err)) from None
-        for name in ("gta_learnable", "relation_bias", "eta_learnable", "project", "omega",
-                     "omega_learnable", "global_omega"):
+        for name in (
+            "gta_learnable",
+            "relation_bias",
+            "eta_learnable",
+            "project",
+            "omega",
+            "omega_learnable",
+            "global_omega",
+        ):
             check_bool(name, getattr(self, name))
         self._check_attention()
         self.relation_bias_init = check_float("relation_bias_init", self.relation_bias_init)
@@ -108,11 +117,14 @@ class ItrSAConfig:
 
     def _check_attention(self) -> None:
         """Shape constraints of the attention (overridden by the constrained models)."""
-        require(self.dim % self.heads == 0,
-                f"dim {self.dim} must be divisible by heads {self.heads}")
+        require(
+            self.dim % self.heads == 0, f"dim {self.dim} must be divisible by heads {self.heads}"
+        )
         width = self.dim // self.heads
-        require("gta" not in self.schemes or width % 2 == 0,
-                f"GTA needs an even head width, got {width}")
+        require(
+            "gta" not in self.schemes or width % 2 == 0,
+            f"GTA needs an even head width, got {width}",
+        )
 
     @property
     def schemes(self) -> frozenset[str]:
@@ -145,9 +157,9 @@ class ItrSA(LoopedModel):
         self.attention = self._build_attention(cfg)
         self.norm = Normalization(cfg.norm, d, self.group)
         self.omega = (
-            Omega(d, cfg.omega_init, learnable=cfg.omega_learnable,
-                  global_omega=cfg.global_omega)
-            if cfg.omega else None
+            Omega(d, cfg.omega_init, learnable=cfg.omega_learnable, global_omega=cfg.global_omega)
+            if cfg.omega
+            else None
         )
         eta = torch.tensor(cfg.eta0)
         if cfg.eta_learnable:
@@ -159,7 +171,8 @@ class ItrSA(LoopedModel):
             readout_n = self.group if self._readout_n_follows_group else 4
         self.head = (
             AKOrNReadout(d, readout_n, self.num_classes)
-            if cfg.readout == "akorn" else MLPReadout(d, self.num_classes)
+            if cfg.readout == "akorn"
+            else MLPReadout(d, self.num_classes)
         )
 
     # -- construction hooks ------------------------------------------------------------------
@@ -178,8 +191,14 @@ class ItrSA(LoopedModel):
             c = self.cfg.input_scale * sphere_normalize(c, self.group)
         return c
 
-    def init_state(self, cond: Tensor, given: Tensor, *, generator: torch.Generator | None = None,
-                   deterministic: bool = False) -> Tensor:
+    def init_state(
+        self,
+        cond: Tensor,
+        given: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        deterministic: bool = False,
+    ) -> Tensor:
         check_state(cond, self.dim, "cond")
         if given.shape != cond.shape[:2] or given.dtype != torch.bool:
             raise ShapeError(

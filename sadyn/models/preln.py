@@ -49,8 +49,9 @@ class PreLNConfig:
     def __post_init__(self) -> None:
         check_int("dim", self.dim)
         check_int("heads", self.heads)
-        require(self.dim % self.heads == 0,
-                f"dim {self.dim} must be divisible by heads {self.heads}")
+        require(
+            self.dim % self.heads == 0, f"dim {self.dim} must be divisible by heads {self.heads}"
+        )
         self.mlp_ratio = check_float("mlp_ratio", self.mlp_ratio, positive=True)
         try:
             self.pos = canonical_pos(parse_pos(self.pos, POS_SCHEMES))
@@ -58,10 +59,14 @@ class PreLNConfig:
             raise ModelConfigError(str(err)) from None
         check_bool("gta_learnable", self.gta_learnable)
         check_bool("relation_bias", self.relation_bias)
-        require("sin2d" not in self.schemes or self.dim % 4 == 0,
-                f"the sinusoidal position code needs dim divisible by 4, got {self.dim}")
-        require("gta" not in self.schemes or (self.dim // self.heads) % 2 == 0,
-                f"GTA needs an even head width, got {self.dim // self.heads}")
+        require(
+            "sin2d" not in self.schemes or self.dim % 4 == 0,
+            f"the sinusoidal position code needs dim divisible by 4, got {self.dim}",
+        )
+        require(
+            "gta" not in self.schemes or (self.dim // self.heads) % 2 == 0,
+            f"GTA needs an even head width, got {self.dim // self.heads}",
+        )
 
     @property
     def schemes(self) -> frozenset[str]:
@@ -101,13 +106,20 @@ class PreLNItrSA(LoopedModel):
             c = c + self.cells()
         return c
 
-    def init_state(self, cond: Tensor, given: Tensor, *, generator: torch.Generator | None = None,
-                   deterministic: bool = False) -> Tensor:
+    def init_state(
+        self,
+        cond: Tensor,
+        given: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        deterministic: bool = False,
+    ) -> Tensor:
         """``X_0 = C`` (deterministic; ``given`` and ``generator`` are not used)."""
         check_state(cond, self.dim, "cond")
         if given.shape != cond.shape[:2]:
-            raise ShapeError(f"given must have shape {tuple(cond.shape[:2])}, "
-                             f"got {tuple(given.shape)}")
+            raise ShapeError(
+                f"given must have shape {tuple(cond.shape[:2])}, got {tuple(given.shape)}"
+            )
         return cond
 
     def readout(self, x: Tensor) -> Tensor:

@@ -14,8 +14,7 @@ from sadyn.models.preln import PreLNItrSA
 from sadyn.models.symmetric import GenSymMultiSA, GenSymSingleSA, SymmetricSA
 
 MODELS: dict[str, type[LoopedModel]] = {
-    cls.name: cls
-    for cls in (ItrSA, SymmetricSA, GenSymSingleSA, GenSymMultiSA, AKOrN, PreLNItrSA)
+    cls.name: cls for cls in (ItrSA, SymmetricSA, GenSymSingleSA, GenSymMultiSA, AKOrN, PreLNItrSA)
 }
 
 
@@ -26,9 +25,7 @@ def model_names() -> tuple[str, ...]:
 
 def _model_class(name: Any) -> type[LoopedModel]:
     if name not in MODELS:
-        raise ModelConfigError(
-            f"unknown model {name!r}; choose one of {', '.join(MODELS)}"
-        )
+        raise ModelConfigError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name]
 
 

@@ -45,8 +45,10 @@ class SymSAConfig(ItrSAConfig):
 
     def _check_attention(self) -> None:
         require(self.heads == 1, f"single-head symmetric attention needs heads=1, got {self.heads}")
-        require(not self.gta_learnable,
-                "the symmetric models need exact GTA rotations: set gta_learnable=false")
+        require(
+            not self.gta_learnable,
+            "the symmetric models need exact GTA rotations: set gta_learnable=false",
+        )
         check_int("rank", self.rank, optional=True)
         rank = self.dim if self.rank is None else self.rank
         require(rank % 2 == 0, f"the rank of A must be even, got {rank}")
@@ -59,12 +61,18 @@ class GenSymMultiConfig(ItrSAConfig):
     gta_learnable: bool = False
 
     def _check_attention(self) -> None:
-        require(not self.gta_learnable,
-                "the symmetric models need exact GTA rotations: set gta_learnable=false")
-        require(self.dim % (2 * self.heads) == 0,
-                f"gensym-multi needs dim divisible by 2 * heads, got {self.dim}, {self.heads}")
-        require("gta" not in self.schemes or (self.dim // (2 * self.heads)) % 2 == 0,
-                f"GTA needs an even per-head rank D/(2H), got {self.dim // (2 * self.heads)}")
+        require(
+            not self.gta_learnable,
+            "the symmetric models need exact GTA rotations: set gta_learnable=false",
+        )
+        require(
+            self.dim % (2 * self.heads) == 0,
+            f"gensym-multi needs dim divisible by 2 * heads, got {self.dim}, {self.heads}",
+        )
+        require(
+            "gta" not in self.schemes or (self.dim // (2 * self.heads)) % 2 == 0,
+            f"GTA needs an even per-head rank D/(2H), got {self.dim // (2 * self.heads)}",
+        )
 
 
 def _positions(cfg: ItrSAConfig, feat_dim: int) -> tuple[GTA | None, RelationBias | None]:

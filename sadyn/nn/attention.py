@@ -18,8 +18,9 @@ from torch import Tensor, nn
 from sadyn.nn.positional import GTA, RelationBias
 
 
-def softmax_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None
-                      ) -> tuple[Tensor, Tensor]:
+def softmax_attention(
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """``softmax(q k^T + bias) v``; the scale must already be in ``q``.
 
     ``q, k: (B, H, S, d)``, ``v: (B, H, S, e)``, ``bias: (H, S, S)`` or None.
@@ -39,13 +40,20 @@ class MultiHeadSelfAttention(nn.Module):
     ``forward(x: (B, S, D)) -> (B, S, D)``; ``probs(x) -> (B, H, S, S)``.
     """
 
-    def __init__(self, dim: int, heads: int, *, gta: GTA | None = None,
-                 relation_bias: RelationBias | None = None, bias: bool = True):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        *,
+        gta: GTA | None = None,
+        relation_bias: RelationBias | None = None,
+        bias: bool = True,
+    ):
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
-        self.scale = self.head_dim ** -0.5
+        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.out = nn.Linear(dim, dim, bias=bias)
         self.gta = gta

@@ -67,7 +67,7 @@ class _SymmetrizedAttention(nn.Module):
     # -- shared ------------------------------------------------------------------------------
     @property
     def scale(self) -> float:
-        return self.feat_dim ** -0.5
+        return self.feat_dim**-0.5
 
     def _rotate(self, t: Tensor, inverse: bool = False) -> Tensor:
         return t if self.gta is None else self.gta.rotate(t, inverse=inverse)
@@ -108,8 +108,14 @@ class SymmetricAttention(_SymmetrizedAttention):
     so the output is ``W^T R^T P R (sigma * W x)``.
     """
 
-    def __init__(self, dim: int, rank: int | None = None, *, gta: GTA | None = None,
-                 relation_bias: RelationBias | None = None):
+    def __init__(
+        self,
+        dim: int,
+        rank: int | None = None,
+        *,
+        gta: GTA | None = None,
+        relation_bias: RelationBias | None = None,
+    ):
         super().__init__(gta, relation_bias)
         rank = dim if rank is None else rank
         if rank % 2:
@@ -156,8 +162,14 @@ class GenSymSingleAttention(_SymmetrizedAttention):
     ``qk.weight: (2 rank, D)`` holds ``[W^Q; W^K]`` (features ``q = W^Q x``, ``k = W^K x``).
     """
 
-    def __init__(self, dim: int, rank: int | None = None, *, gta: GTA | None = None,
-                 relation_bias: RelationBias | None = None):
+    def __init__(
+        self,
+        dim: int,
+        rank: int | None = None,
+        *,
+        gta: GTA | None = None,
+        relation_bias: RelationBias | None = None,
+    ):
         super().__init__(gta, relation_bias)
         rank = dim if rank is None else rank
         if gta is not None and rank % 2:
@@ -186,8 +198,14 @@ class GenSymMultiAttention(_SymmetrizedAttention):
     ``(2h + k) d : (2h + k + 1) d`` of its weight are ``U_{k,h}^T``); ``core: (H, d, d)``.
     """
 
-    def __init__(self, dim: int, heads: int, *, gta: GTA | None = None,
-                 relation_bias: RelationBias | None = None):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        *,
+        gta: GTA | None = None,
+        relation_bias: RelationBias | None = None,
+    ):
         super().__init__(gta, relation_bias)
         if dim % (2 * heads):
             raise ValueError(f"Prop 4.2 attention needs 2 * heads = {2 * heads} to divide {dim}")

@@ -44,8 +44,9 @@ def group_norms(y: Tensor, group: int) -> Tensor:
     return torch.linalg.vector_norm(_groups(y, group), dim=-1)
 
 
-def sphere_normalize(y: Tensor, group: int, eps: float = UNIT_EPS,
-                     gain: Tensor | None = None) -> Tensor:
+def sphere_normalize(
+    y: Tensor, group: int, eps: float = UNIT_EPS, gain: Tensor | None = None
+) -> Tensor:
     """``gain * y / ||y||`` per group of ``group`` channels (the paper's Pi when ``gain`` is None;
     the unit RMSNorm otherwise). ``y: (..., D)``, ``gain: (D,)``.
 
@@ -53,15 +54,17 @@ def sphere_normalize(y: Tensor, group: int, eps: float = UNIT_EPS,
     """
     d = y.shape[-1]
     if group == d:
-        w = y.new_full((d,), d ** -0.5) if gain is None else gain * d ** -0.5
+        w = y.new_full((d,), d**-0.5) if gain is None else gain * d**-0.5
         return F.rms_norm(y, (d,), weight=w, eps=eps / d)
-    out = F.rms_norm(_groups(y, group), (group,), weight=y.new_full((group,), group ** -0.5),
-                     eps=eps / group).flatten(-2)
+    out = F.rms_norm(
+        _groups(y, group), (group,), weight=y.new_full((group,), group**-0.5), eps=eps / group
+    ).flatten(-2)
     return out if gain is None else out * gain
 
 
-def rms_normalize(y: Tensor, group: int, eps: float = RMS_EPS,
-                  gain: Tensor | None = None) -> Tensor:
+def rms_normalize(
+    y: Tensor, group: int, eps: float = RMS_EPS, gain: Tensor | None = None
+) -> Tensor:
     """Standard RMSNorm ``gain * y / sqrt(mean(y^2) + eps)`` per group. ``y: (..., D)``."""
     d = y.shape[-1]
     if group == d:
@@ -70,8 +73,13 @@ def rms_normalize(y: Tensor, group: int, eps: float = RMS_EPS,
     return out if gain is None else out * gain
 
 
-def layer_normalize(y: Tensor, group: int, eps: float = LN_EPS, gain: Tensor | None = None,
-                    bias: Tensor | None = None) -> Tensor:
+def layer_normalize(
+    y: Tensor,
+    group: int,
+    eps: float = LN_EPS,
+    gain: Tensor | None = None,
+    bias: Tensor | None = None,
+) -> Tensor:
     """LayerNorm per group: zero mean, unit variance, then ``gain * . + bias``. ``y: (..., D)``."""
     d = y.shape[-1]
     if group == d:

@@ -20,8 +20,9 @@ class Omega(nn.Module):
     ``forward(x: (..., D)) -> (..., D)``; ``Omega x = coefficients() * swap_pairs(x)``.
     """
 
-    def __init__(self, dim: int, init: float = 0.5, *, learnable: bool = True,
-                 global_omega: bool = True):
+    def __init__(
+        self, dim: int, init: float = 0.5, *, learnable: bool = True, global_omega: bool = True
+    ):
         super().__init__()
         if dim % 2:
             raise ValueError(f"Omega needs an even width, got {dim}")

@@ -41,8 +41,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         # embeddings plus a relation bias started on row/column/box (instead of GTA), and
         # deep supervision (cross-entropy at every loop step).
         "model": {
-            "model": "itrsa", "dim": 64, "heads": 4, "pos": "rcb", "relation_bias": True,
-            "relation_bias_init": 4.0, "input_scale": 1.0, "init": "cond", "readout": "mlp",
+            "model": "itrsa",
+            "dim": 64,
+            "heads": 4,
+            "pos": "rcb",
+            "relation_bias": True,
+            "relation_bias_init": 4.0,
+            "input_scale": 1.0,
+            "init": "cond",
+            "readout": "mlp",
         },
         "train_size": 9000,
         "eval_size": 500,

@@ -13,16 +13,43 @@ TINY_CONFIGS = {
     "preln-itrsa": {"model": "preln-itrsa", "dim": 16, "heads": 2},
     # option variants
     "itrsa-options": {
-        "model": "itrsa", "dim": 16, "heads": 2, "pos": "gta+rcb", "relation_bias": True,
-        "input_scale": 3.0, "norm": "layernorm", "norm_group": 4, "readout": "mlp",
-        "init": "cond", "eta_learnable": False, "eta0": 0.7, "gta_learnable": False,
+        "model": "itrsa",
+        "dim": 16,
+        "heads": 2,
+        "pos": "gta+rcb",
+        "relation_bias": True,
+        "input_scale": 3.0,
+        "norm": "layernorm",
+        "norm_group": 4,
+        "readout": "mlp",
+        "init": "cond",
+        "eta_learnable": False,
+        "eta0": 0.7,
+        "gta_learnable": False,
     },
-    "itrsa-rms": {"model": "itrsa", "dim": 16, "heads": 4, "norm": "rms", "norm_group": 8,
-                  "pos": "rcb", "readout_n": 2},
-    "akorn-rmsnorm": {"model": "akorn", "dim": 16, "heads": 2, "norm": "rms_unit",
-                      "global_omega": False},
-    "preln-gta": {"model": "preln-itrsa", "dim": 16, "heads": 2, "pos": "gta+sin2d",
-                  "relation_bias": True},
+    "itrsa-rms": {
+        "model": "itrsa",
+        "dim": 16,
+        "heads": 4,
+        "norm": "rms",
+        "norm_group": 8,
+        "pos": "rcb",
+        "readout_n": 2,
+    },
+    "akorn-rmsnorm": {
+        "model": "akorn",
+        "dim": 16,
+        "heads": 2,
+        "norm": "rms_unit",
+        "global_omega": False,
+    },
+    "preln-gta": {
+        "model": "preln-itrsa",
+        "dim": 16,
+        "heads": 2,
+        "pos": "gta+sin2d",
+        "relation_bias": True,
+    },
 }
 
 
@@ -35,10 +62,12 @@ def valid_boards(n: int, blanks: int = 40, seed: int = 0) -> tuple[torch.Tensor,
     quizzes, solutions = [], []
     for _ in range(n):
         digits = torch.randperm(9, generator=g) + 1
-        rows = torch.cat([3 * b + torch.randperm(3, generator=g)
-                          for b in torch.randperm(3, generator=g)])
-        cols = torch.cat([3 * b + torch.randperm(3, generator=g)
-                          for b in torch.randperm(3, generator=g)])
+        rows = torch.cat(
+            [3 * b + torch.randperm(3, generator=g) for b in torch.randperm(3, generator=g)]
+        )
+        cols = torch.cat(
+            [3 * b + torch.randperm(3, generator=g) for b in torch.randperm(3, generator=g)]
+        )
         sol = digits[base[rows][:, cols]].reshape(81)
         quiz = sol.clone()
         quiz[torch.randperm(81, generator=g)[:blanks]] = 0

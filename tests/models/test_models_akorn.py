@@ -22,8 +22,12 @@ def _akorn(**options):
 def test_defaults_follow_the_reference():
     model = _akorn()
     cfg = model.config
-    assert (cfg["norm"], cfg["norm_group"], cfg["project"], cfg["omega"]) == ("sphere", 4, True,
-                                                                            True)
+    assert (cfg["norm"], cfg["norm_group"], cfg["project"], cfg["omega"]) == (
+        "sphere",
+        4,
+        True,
+        True,
+    )
     assert math.isclose(model.omega.frequencies.item(), 0.5, rel_tol=1e-6)
     assert model.eta.item() == 1.0 and model.eta.requires_grad
     assert model.norm_gain is None and cfg["input_scale"] == "raw"
@@ -39,8 +43,9 @@ def test_projection_is_tangent_and_states_stay_on_the_sphere(boards):
     x = out.states[3]
     drive = cond + model.msa(x)
     proj = model.update(x, cond) - model.omega(x)
-    torch.testing.assert_close((_osc(proj) * _osc(x)).sum(-1),
-                               torch.zeros(2, 81, 4, dtype=torch.float64))
+    torch.testing.assert_close(
+        (_osc(proj) * _osc(x)).sum(-1), torch.zeros(2, 81, 4, dtype=torch.float64)
+    )
     # the projection removes exactly the radial part of C + MSA(X)
     radial = (_osc(drive) * _osc(x)).sum(-1, keepdim=True) * _osc(x)
     torch.testing.assert_close(_osc(proj), _osc(drive) - radial)
@@ -74,10 +79,12 @@ def test_rmsnorm_variant(boards):
     quiz, _ = boards(2)
     out = model(quiz, 4, return_states=True)
     x = out.states[-1]
-    torch.testing.assert_close(group_norms(x / model.norm_gain, N),
-                               torch.ones(2, 81, 4, dtype=torch.float64))
+    torch.testing.assert_close(
+        group_norms(x / model.norm_gain, N), torch.ones(2, 81, 4, dtype=torch.float64)
+    )
     assert (group_norms(x, N) - 1).abs().max() > 1e-2  # off the unit sphere
     cond = model.encode(quiz)
     proj = model.update(x, cond) - model.omega(x)
-    torch.testing.assert_close((_osc(proj) * _osc(x)).sum(-1),
-                               torch.zeros(2, 81, 4, dtype=torch.float64))
+    torch.testing.assert_close(
+        (_osc(proj) * _osc(x)).sum(-1), torch.zeros(2, 81, 4, dtype=torch.float64)
+    )

@@ -52,8 +52,12 @@ STRATEGY = {
     "input_scale": st.one_of(st.just("raw"), st.floats(0.2, 5.0)),
     "state": st.sampled_from(["random", "init", "trajectory"]),
 }
-SETTINGS = {"deadline": None, "derandomize": True, "database": None,
-            "suppress_health_check": [HealthCheck.function_scoped_fixture]}  # boards is pure
+SETTINGS = {
+    "deadline": None,
+    "derandomize": True,
+    "database": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture],
+}  # boards is pure
 
 
 @settings(max_examples=8, **SETTINGS)
@@ -117,8 +121,9 @@ def test_normalization_lowers_the_spectral_norm_at_initialization(seed, boards):
 def test_input_scale_and_initial_states(boards):
     quiz, _ = boards(2)
     given = quiz > 0
-    model = build_model({"model": "itrsa", "dim": 16, "heads": 2, "input_scale": 2.5,
-                         "norm_group": 4, "pos": "rcb"})
+    model = build_model(
+        {"model": "itrsa", "dim": 16, "heads": 2, "input_scale": 2.5, "norm_group": 4, "pos": "rcb"}
+    )
     cond = model.encode(quiz)
     torch.testing.assert_close(group_norms(cond, 4), torch.full((2, 81, 4), 2.5))
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
@@ -131,17 +136,18 @@ def test_input_scale_and_initial_states(boards):
 
     cond_init = build_model({**model.config, "init": "cond"})
     cond_init.load_state_dict(model.state_dict())
-    torch.testing.assert_close(cond_init.init_state(cond, given, generator=g1),
-                               model.norm(cond))
+    torch.testing.assert_close(cond_init.init_state(cond, given, generator=g1), model.norm(cond))
     plain = build_model({**model.config, "norm": "none"})  # the initial state still normalized
-    torch.testing.assert_close(plain.init_state(cond, given, deterministic=True),
-                               sphere_normalize(plain.init_state(cond, given,
-                                                                 deterministic=True), 4))
+    torch.testing.assert_close(
+        plain.init_state(cond, given, deterministic=True),
+        sphere_normalize(plain.init_state(cond, given, deterministic=True), 4),
+    )
 
 
 def test_step_size_and_state_set(boards):
-    fixed = build_model({"model": "itrsa", "dim": 16, "heads": 2, "eta_learnable": False,
-                         "eta0": 0.25})
+    fixed = build_model(
+        {"model": "itrsa", "dim": 16, "heads": 2, "eta_learnable": False, "eta0": 0.25}
+    )
     assert fixed.eta.item() == 0.25 and not fixed.eta.requires_grad
     assert "step_size" not in dict(fixed.named_parameters())
     learned = build_model({"model": "itrsa", "dim": 16, "heads": 2})

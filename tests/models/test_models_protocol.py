@@ -36,8 +36,14 @@ def test_shapes_and_forward_consistency(tiny_config, boards):
     assert model.pseudo_energy(x0, cond).shape == (3,)
     assert model.eta.ndim == 0
 
-    out = model(quiz, 4, generator=torch.Generator().manual_seed(0), readout_at=[0, 2, 4],
-                return_states=True, return_energies=True)
+    out = model(
+        quiz,
+        4,
+        generator=torch.Generator().manual_seed(0),
+        readout_at=[0, 2, 4],
+        return_states=True,
+        return_energies=True,
+    )
     assert isinstance(out, LoopOutput)
     assert out.logits.shape == (3, 81, 9) and sorted(out.logits_at) == [0, 2, 4]
     assert out.states.shape == (5, 3, 81, d) and out.energies.shape == (5, 3)
@@ -62,8 +68,12 @@ def test_determinism(tiny_config, boards):
     model = _model(tiny_config)
     quiz, _ = boards(4)
     run = lambda **kw: model(quiz, 3, **kw).logits  # noqa: E731
-    torch.testing.assert_close(run(generator=torch.Generator().manual_seed(5)),
-                               run(generator=torch.Generator().manual_seed(5)), rtol=0, atol=0)
+    torch.testing.assert_close(
+        run(generator=torch.Generator().manual_seed(5)),
+        run(generator=torch.Generator().manual_seed(5)),
+        rtol=0,
+        atol=0,
+    )
     fixed = run(deterministic=True)
     torch.testing.assert_close(fixed, run(deterministic=True), rtol=0, atol=0)
     # the fixed noise does not depend on where a board sits in the batch
@@ -106,8 +116,9 @@ def test_jvp_matches_finite_differences(tiny_config, boards):
     fd = (f(x + eps * v) - f(x - eps * v)) / (2 * eps)
     torch.testing.assert_close(tangent, fd, rtol=1e-5, atol=1e-7)
     # batched use (one system per board): vmap of per-board JVPs
-    per_board = vmap(lambda xi, vi, ci: jvp(lambda s: model.step(s[None], ci[None])[0],
-                                            (xi,), (vi,))[1])(x, v, cond)
+    per_board = vmap(
+        lambda xi, vi, ci: jvp(lambda s: model.step(s[None], ci[None])[0], (xi,), (vi,))[1]
+    )(x, v, cond)
     torch.testing.assert_close(per_board, tangent)
 
 
@@ -122,8 +133,12 @@ def test_rebuild_from_json(tiny_config, boards):
     rebuilt = build_model(config)
     rebuilt.load_state_dict(model.state_dict())
     quiz, _ = boards(2)
-    torch.testing.assert_close(rebuilt(quiz, 3, deterministic=True).logits,
-                               model(quiz, 3, deterministic=True).logits, rtol=0, atol=0)
+    torch.testing.assert_close(
+        rebuilt(quiz, 3, deterministic=True).logits,
+        model(quiz, 3, deterministic=True).logits,
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_trains_on_a_few_batches(tiny_config, boards):

@@ -12,10 +12,13 @@ def _count(model):
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize(("dim", "heads", "preln", "akorn"), [
-    (512, 8, 2_155_017, 2_982_412),  # akorn.md §1.2, §1.4
-    (128, 4, 145_545, 215_308),  # calibration.md
-])
+@pytest.mark.parametrize(
+    ("dim", "heads", "preln", "akorn"),
+    [
+        (512, 8, 2_155_017, 2_982_412),  # akorn.md §1.2, §1.4
+        (128, 4, 145_545, 215_308),  # calibration.md
+    ],
+)
 def test_parameter_counts_match_the_reference(dim, heads, preln, akorn):
     assert _count(build_model({"model": "preln-itrsa", "dim": dim, "heads": heads})) == preln
     # the reference AKOrN also declares an unused x0 parameter of D * 81 entries
@@ -26,8 +29,14 @@ def test_parameter_counts_match_the_reference(dim, heads, preln, akorn):
 
 
 def test_default_configs_rebuild():
-    assert set(model_names()) == {"itrsa", "symsa", "gensym-single", "gensym-multi", "akorn",
-                                  "preln-itrsa"}
+    assert set(model_names()) == {
+        "itrsa",
+        "symsa",
+        "gensym-single",
+        "gensym-multi",
+        "akorn",
+        "preln-itrsa",
+    }
     for name in model_names():
         cfg = default_config(name)
         assert cfg["model"] == name
@@ -42,20 +51,23 @@ def test_attention_modules():
         assert isinstance(mods[0].qkv, nn.Linear) and isinstance(mods[0].out, nn.Linear)
 
 
-@pytest.mark.parametrize(("config", "match"), [
-    ({"dim": 16}, "'model' key"),
-    ({"model": "transformer"}, "unknown model"),
-    ({"model": "itrsa", "width": 16}, "no option"),
-    ({"model": "itrsa", "dim": 16, "heads": 3}, "divisible"),
-    ({"model": "itrsa", "dim": 16, "heads": 2, "norm_group": 5}, "norm_group"),
-    ({"model": "itrsa", "dim": 16, "heads": 2, "norm": "batch"}, "norm must be"),
-    ({"model": "itrsa", "dim": 16, "heads": 2, "pos": "rope"}, "positional"),
-    ({"model": "itrsa", "dim": 16, "heads": 2, "input_scale": -1}, "input_scale"),
-    ({"model": "itrsa", "dim": 16, "heads": 2, "input_scale": "big"}, "input_scale"),
-    ({"model": "itrsa", "dim": 16, "heads": 2, "init": "zeros"}, "init"),
-    ({"model": "itrsa", "dim": 16, "heads": 2, "eta_learnable": "yes"}, "eta_learnable"),
-    ({"model": "preln-itrsa", "dim": 18, "heads": 2}, "divisible by 4"),
-])
+@pytest.mark.parametrize(
+    ("config", "match"),
+    [
+        ({"dim": 16}, "'model' key"),
+        ({"model": "transformer"}, "unknown model"),
+        ({"model": "itrsa", "width": 16}, "no option"),
+        ({"model": "itrsa", "dim": 16, "heads": 3}, "divisible"),
+        ({"model": "itrsa", "dim": 16, "heads": 2, "norm_group": 5}, "norm_group"),
+        ({"model": "itrsa", "dim": 16, "heads": 2, "norm": "batch"}, "norm must be"),
+        ({"model": "itrsa", "dim": 16, "heads": 2, "pos": "rope"}, "positional"),
+        ({"model": "itrsa", "dim": 16, "heads": 2, "input_scale": -1}, "input_scale"),
+        ({"model": "itrsa", "dim": 16, "heads": 2, "input_scale": "big"}, "input_scale"),
+        ({"model": "itrsa", "dim": 16, "heads": 2, "init": "zeros"}, "init"),
+        ({"model": "itrsa", "dim": 16, "heads": 2, "eta_learnable": "yes"}, "eta_learnable"),
+        ({"model": "preln-itrsa", "dim": 18, "heads": 2}, "divisible by 4"),
+    ],
+)
 def test_bad_configs(config, match):
     with pytest.raises(ModelConfigError, match=match) as err:
         build_model(config)

@@ -10,8 +10,9 @@ from sadyn.nn.norms import sphere_normalize
 
 def _symsa(**options):
     torch.manual_seed(0)
-    model = build_model({"model": "symsa", "dim": 16, "heads": 1, "pos": "gta",
-                         "relation_bias": True, **options}).double()
+    model = build_model(
+        {"model": "symsa", "dim": 16, "heads": 1, "pos": "gta", "relation_bias": True, **options}
+    ).double()
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():  # move away from the symmetric-PSD initialization
         model.attention.sigma.normal_(generator=gen)
@@ -23,8 +24,9 @@ def _symsa(**options):
 def test_energy_decreases_along_the_projected_update(group):
     model = _symsa(eta0=1e-2, norm_group=group, eta_learnable=False)
     n = 16 if group is None else group
-    x = sphere_normalize(torch.randn(3, 81, 16, dtype=torch.float64,
-                                     generator=torch.Generator().manual_seed(2)), n)
+    x = sphere_normalize(
+        torch.randn(3, 81, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2)), n
+    )
     zero = torch.zeros_like(x)
     energy = [model.energy(x)]
     for _ in range(30):
@@ -38,8 +40,9 @@ def test_energy_decreases_along_the_projected_update(group):
 def test_energy_rate_matches_the_continuous_flow():
     """(E(X_1) - E(X_0)) / eta -> dE/dt = -sum_i Z_i ||Proj_{x_i} SA_i(X)||^2 as eta -> 0."""
     model = _symsa(eta0=1e-5, eta_learnable=False)
-    x = sphere_normalize(torch.randn(2, 81, 16, dtype=torch.float64,
-                                     generator=torch.Generator().manual_seed(3)), 16)
+    x = sphere_normalize(
+        torch.randn(2, 81, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(3)), 16
+    )
     zero = torch.zeros_like(x)
     rate = (model.energy(model.step(x, zero)) - model.energy(x)) / 1e-5
     sa = model.msa(x)

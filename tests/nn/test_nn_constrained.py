@@ -21,8 +21,7 @@ def _perturb(module, gen):
 
 def _modules(gta=False, bias=False):
     def pos(feat, heads):
-        return (GTA(feat, learnable=False) if gta else None,
-                RelationBias(heads) if bias else None)
+        return (GTA(feat, learnable=False) if gta else None, RelationBias(heads) if bias else None)
 
     g1, b1 = pos(6, 1)
     g2, b2 = pos(D, 1)

@@ -29,8 +29,9 @@ def test_formulas(n):
     yg = _grouped(y, n)
     unit = (yg / yg.norm(dim=-1, keepdim=True)).flatten(-2)
     rms = (yg / (yg.pow(2).mean(-1, keepdim=True) + 1e-6).sqrt()).flatten(-2)
-    ln = ((yg - yg.mean(-1, keepdim=True))
-          / (yg.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()).flatten(-2)
+    ln = (
+        (yg - yg.mean(-1, keepdim=True)) / (yg.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+    ).flatten(-2)
     torch.testing.assert_close(sphere_normalize(y, n), unit)
     torch.testing.assert_close(sphere_normalize(y, n, gain=g), g * unit)
     torch.testing.assert_close(rms_normalize(y, n, gain=g), g * rms)
@@ -54,8 +55,9 @@ def test_module_kinds(kind):
     # at initialization (gain 1, bias 0) every group has its kind's norm
     expected = {"rms_unit": 1.0, "sphere": 1.0, "rms": 2.0, "layernorm": 2.0}[kind]
     tol = {"layernorm": 1e-2, "rms": 1e-3}.get(kind, 1e-9)  # eps inside the square root
-    torch.testing.assert_close(group_norms(out, 4), torch.full((2, 7, 3), expected,
-                                                               dtype=y.dtype), atol=0, rtol=tol)
+    torch.testing.assert_close(
+        group_norms(out, 4), torch.full((2, 7, 3), expected, dtype=y.dtype), atol=0, rtol=tol
+    )
 
 
 def test_bad_groups():

@@ -35,8 +35,7 @@ def _reference_angles(head_dim, size=9, base=10000.0):
 
 @pytest.mark.parametrize("hd", [8, 6, 32])
 def test_gta_angles_match_reference_layout(hd):
-    torch.testing.assert_close(gta_angles(hd).double(), _reference_angles(hd), atol=1e-6,
-                               rtol=1e-6)
+    torch.testing.assert_close(gta_angles(hd).double(), _reference_angles(hd), atol=1e-6, rtol=1e-6)
 
 
 def _dense_blocks(m):
@@ -101,9 +100,18 @@ def test_sinusoidal_2d_layout():
     half = 4
     div = torch.exp(torch.arange(0.0, half, 2) * -(math.log(10000.0) / half))
     r, c = 4, 7
-    expected = torch.tensor([math.sin(c * div[0]), math.cos(c * div[0]), math.sin(c * div[1]),
-                             math.cos(c * div[1]), math.sin(r * div[0]), math.cos(r * div[0]),
-                             math.sin(r * div[1]), math.cos(r * div[1])])
+    expected = torch.tensor(
+        [
+            math.sin(c * div[0]),
+            math.cos(c * div[0]),
+            math.sin(c * div[1]),
+            math.cos(c * div[1]),
+            math.sin(r * div[0]),
+            math.cos(r * div[0]),
+            math.sin(r * div[1]),
+            math.cos(r * div[1]),
+        ]
+    )
     torch.testing.assert_close(pe[9 * r + c], expected)
     with pytest.raises(ValueError):
         sinusoidal_2d(6)
@@ -150,7 +158,7 @@ def test_relation_bias_structured_init_points_heads_at_row_col_box():
     i = 40  # the centre cell
     for h, unit in enumerate((rows, cols, boxes)):
         peers = (unit == unit[i]) & (torch.arange(81) != i)
-        others = (unit != unit[i])
+        others = unit != unit[i]
         # head h prefers exactly the cells sharing unit h with cell i (strictly, by init)
         assert bias[h, i, peers].min() > bias[h, i, others].max()
     assert (bias[3] == 0).all()  # heads beyond the third start unbiased
