@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 KNOBS = ("value", "output", "input", "eta")
 
@@ -35,6 +36,9 @@ def perturbed(model: nn.Module, knob: str, factor: float) -> nn.Module | None:
                 for m in new.attention_modules()
                 if isinstance(getattr(m, "qkv", None), nn.Linear)
                 and isinstance(getattr(m, "out", None), nn.Linear)
+                # a parametrized (orthogonal) weight cannot be scaled in place
+                and not parametrize.is_parametrized(m.qkv)
+                and not parametrize.is_parametrized(m.out)
             ]
             if not mods:
                 return None

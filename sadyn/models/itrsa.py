@@ -26,14 +26,18 @@ Choices where the paper is silent (paper.md §9), each an option:
 - Readout (``readout``): AKOrN's norm readout + head with its own group size ``readout_n``
   (default 4, a setting separate from ``norm_group``), or a Linear-ReLU-Linear MLP.
 - Step size: learnable (``eta_learnable``) from ``eta0`` (1.0), as in the AKOrN code.
+- ``orthogonal_vo``: W^V and W^O parametrized as orthogonal D x D matrices, the setting in which
+  the paper applies its E-multi regularizer (App. B.2).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from sadyn.errors import ShapeError
 from sadyn.models.base import DIGITS, LoopedModel, check_puzzles, check_state
@@ -81,6 +85,7 @@ class ItrSAConfig:
     omega_init: float = 0.5
     omega_learnable: bool = True
     global_omega: bool = True
+    orthogonal_vo: bool = False
 
     def __post_init__(self) -> None:
         check_int("dim", self.dim)
@@ -103,6 +108,7 @@ class ItrSAConfig:
             "omega",
             "omega_learnable",
             "global_omega",
+            "orthogonal_vo",
         ):
             check_bool(name, getattr(self, name))
         self._check_attention()
@@ -180,7 +186,13 @@ class ItrSA(LoopedModel):
         schemes = cfg.schemes
         gta = GTA(cfg.dim // cfg.heads, learnable=cfg.gta_learnable) if "gta" in schemes else None
         rb = RelationBias(cfg.heads, cfg.relation_bias_init) if cfg.relation_bias else None
-        return MultiHeadSelfAttention(cfg.dim, cfg.heads, gta=gta, relation_bias=rb)
+        return MultiHeadSelfAttention(
+            cfg.dim, cfg.heads, gta=gta, relation_bias=rb, orthogonal_vo=cfg.orthogonal_vo
+        )
+
+    def _loop_context(self) -> contextlib.AbstractContextManager:
+        # Build the orthogonal W^V, W^O once per forward instead of once per loop step.
+        return parametrize.cached() if self.cfg.orthogonal_vo else contextlib.nullcontext()
 
     # -- protocol ----------------------------------------------------------------------------
     def encode(self, puzzles: Tensor) -> Tensor:

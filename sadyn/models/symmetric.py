@@ -49,6 +49,10 @@ class SymSAConfig(ItrSAConfig):
             not self.gta_learnable,
             "the symmetric models need exact GTA rotations: set gta_learnable=false",
         )
+        require(
+            not self.orthogonal_vo,
+            "orthogonal_vo applies to unconstrained attention, not to the symmetric models",
+        )
         check_int("rank", self.rank, optional=True)
         rank = self.dim if self.rank is None else self.rank
         require(rank % 2 == 0, f"the rank of A must be even, got {rank}")
@@ -64,6 +68,10 @@ class GenSymMultiConfig(ItrSAConfig):
         require(
             not self.gta_learnable,
             "the symmetric models need exact GTA rotations: set gta_learnable=false",
+        )
+        require(
+            not self.orthogonal_vo,
+            "orthogonal_vo applies to unconstrained attention, not to the symmetric models",
         )
         require(
             self.dim % (2 * self.heads) == 0,

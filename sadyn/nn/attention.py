@@ -14,8 +14,44 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from sadyn.nn.positional import GTA, RelationBias
+
+
+class OrthogonalRows(nn.Module):
+    """Parametrization of a weight whose rows ``[start, start + n)`` form an orthogonal
+    ``n x n`` block (the other rows are left free).
+
+    The block is ``base @ matrix_exp(A - A^T)`` with ``A`` the strictly lower triangle of the
+    raw rows: the trivialization of PyTorch's ``orthogonal`` parametrization, kept to one block
+    of a fused weight (here W^V inside ``qkv``). ``right_inverse`` sets ``base`` to the orthogonal
+    factor Q of the assigned block's QR decomposition (R with a positive diagonal) and the raw
+    block to 0: registering it orthogonalizes the initial weight, and assigning an orthogonal
+    block stores exactly that block.
+    """
+
+    def __init__(self, start: int, n: int):
+        super().__init__()
+        self.start, self.n = start, n
+        self.register_buffer("base", torch.eye(n))
+
+    def forward(self, w: Tensor) -> Tensor:
+        lo, hi = self.start, self.start + self.n
+        a = w[lo:hi].tril(-1)
+        block = self.base @ torch.linalg.matrix_exp(a - a.mT)
+        return torch.cat((w[:lo], block, w[hi:]))
+
+    @torch.no_grad()
+    def right_inverse(self, w: Tensor) -> Tensor:
+        lo, hi = self.start, self.start + self.n
+        if w.shape[1] != self.n or w.shape[0] < hi:
+            raise ValueError(f"OrthogonalRows({self.start}, {self.n}) cannot take {tuple(w.shape)}")
+        q, r = torch.linalg.qr(w[lo:hi])
+        self.base.copy_(q * torch.where(r.diagonal() < 0, -1.0, 1.0).to(q))
+        raw = w.clone()
+        raw[lo:hi] = 0
+        return raw
 
 
 def softmax_attention(
@@ -37,6 +73,10 @@ class MultiHeadSelfAttention(nn.Module):
     """Fused ``qkv`` Linear (D -> 3D, bias) and ``out`` Linear (D -> D, bias), with optional GTA
     blocks and relation bias.
 
+    ``orthogonal_vo``: W^V (the V rows of ``qkv``) and W^O are parametrized as orthogonal
+    D x D matrices (paper App. B.2, the setting of the E-multi regularizer). Wrap a forward in
+    ``torch.nn.utils.parametrize.cached()`` to build them once per call.
+
     ``forward(x: (B, S, D)) -> (B, S, D)``; ``probs(x) -> (B, H, S, S)``.
     """
 
@@ -48,6 +88,7 @@ class MultiHeadSelfAttention(nn.Module):
         gta: GTA | None = None,
         relation_bias: RelationBias | None = None,
         bias: bool = True,
+        orthogonal_vo: bool = False,
     ):
         super().__init__()
         if dim % heads:
@@ -58,6 +99,10 @@ class MultiHeadSelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim, bias=bias)
         self.gta = gta
         self.relation_bias = relation_bias
+        self.orthogonal_vo = orthogonal_vo
+        if orthogonal_vo:
+            parametrize.register_parametrization(self.qkv, "weight", OrthogonalRows(2 * dim, dim))
+            parametrize.register_parametrization(self.out, "weight", OrthogonalRows(0, dim))
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Scaled queries, keys, values with positions applied: each ``(B, H, S, D_H)``."""
@@ -105,4 +150,5 @@ class MultiHeadSelfAttention(nn.Module):
         return wv.transpose(1, 2) @ wo
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, heads={self.heads}"
+        extra = ", orthogonal_vo=True" if self.orthogonal_vo else ""
+        return f"dim={self.dim}, heads={self.heads}{extra}"

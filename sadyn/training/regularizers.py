@@ -21,8 +21,8 @@ head h uses rows ``h*d:(h+1)*d`` of each of Q, K, V and columns ``h*d:(h+1)*d`` 
   ``sum_h ||M_h - M_h^T||_F^2``, zero iff every head's value-output product is symmetric;
   computed from d x d Gram matrices, ``2 tr((V_h V_h^T)(O_h^T O_h)) - 2 tr((O_h^T V_h^T)^2)``.
   ``form="transpose"``: ``||W^V - W^O^T||_F^2`` (with orthogonal W^V, W^O this makes
-  ``M_h = W^V_h W^V_h^T``). The orthogonal parametrization of W^V and W^O that the paper adds
-  is a model option, not applied here.
+  ``M_h = W^V_h W^V_h^T``). The paper adds an orthogonal parametrization of W^V and W^O: the
+  model option ``orthogonal_vo`` (``sadyn.nn.attention``); the penalty does not impose it.
 - **Jacobian** (beyond the paper): ``mean_b relu(sigma_b - target)^2`` with ``sigma_b`` the
   spectral norm of the step map's Jacobian at a board's state (power iteration with JVP/VJP,
   a few steps, no grad; then ``sigma = u^T J v`` through one differentiable VJP).

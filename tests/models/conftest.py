@@ -36,6 +36,7 @@ TINY_CONFIGS = {
         "pos": "rcb",
         "readout_n": 2,
     },
+    "itrsa-orthogonal-vo": {"model": "itrsa", "dim": 16, "heads": 2, "orthogonal_vo": True},
     "akorn-rmsnorm": {
         "model": "akorn",
         "dim": 16,

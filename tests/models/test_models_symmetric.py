@@ -59,6 +59,9 @@ def test_symmetric_configs():
         build_model({"model": "gensym-single", "dim": 16, "gta_learnable": True})
     with pytest.raises(ModelConfigError, match="2 \\* heads"):
         build_model({"model": "gensym-multi", "dim": 12, "heads": 4})
+    for kind in ("symsa", "gensym-multi"):
+        with pytest.raises(ModelConfigError, match="orthogonal_vo"):
+            build_model({"model": kind, "dim": 16, "orthogonal_vo": True})
     multi = build_model({"model": "gensym-multi", "dim": 16, "heads": 2})
     assert multi.config["norm"] == "rms_unit" and not multi.config["project"]
     single = build_model({"model": "gensym-single", "dim": 16, "rank": 8, "pos": "none"})

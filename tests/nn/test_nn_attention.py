@@ -90,3 +90,41 @@ def test_forward_mode_matches_finite_differences():
     # vmap over boards gives the batched result
     per_board = vmap(lambda xi: att(xi[None])[0])(x)
     torch.testing.assert_close(per_board, att(x))
+
+
+def test_orthogonal_vo_keeps_values_and_outputs_orthogonal_through_training():
+    torch.manual_seed(0)
+    plain = MultiHeadSelfAttention(D, H).double()
+    torch.manual_seed(0)
+    att = MultiHeadSelfAttention(D, H, orthogonal_vo=True).double()
+    eye = torch.eye(D, dtype=torch.float64)
+    # registration keeps Q, K (and the biases) and replaces V by the Q factor of its QR
+    torch.testing.assert_close(att.qkv.weight[: 2 * D], plain.qkv.weight[: 2 * D])
+    q, r = torch.linalg.qr(plain.qkv.weight[2 * D :])
+    # (registration ran in float32, before .double())
+    torch.testing.assert_close(att.qkv.weight[2 * D :], q * r.diagonal().sign(), atol=1e-6, rtol=0)
+    opt = torch.optim.Adam(att.parameters(), lr=0.05)
+    x = torch.randn(2, 81, D, dtype=torch.float64)
+    for _ in range(3):
+        opt.zero_grad()
+        att(x).square().sum().backward()
+        opt.step()
+    wv, wo = att.qkv.weight[2 * D :], att.out.weight
+    torch.testing.assert_close(wv @ wv.T, eye, atol=1e-6, rtol=0)
+    torch.testing.assert_close(wo @ wo.T, eye, atol=1e-6, rtol=0)
+    assert (wv - q * r.diagonal().sign()).abs().max() > 1e-3  # it trained
+
+
+def test_orthogonal_vo_assignment_and_state_dict_round_trip():
+    att = MultiHeadSelfAttention(D, H, orthogonal_vo=True).double()
+    wv = att.qkv.weight[2 * D :].detach()
+    with torch.no_grad():
+        att.out.weight = wv.T.clone()  # right_inverse stores an orthogonal block exactly
+    torch.testing.assert_close(att.out.weight, wv.T, atol=1e-6, rtol=0)
+    m = att.value_output_matrices()  # W^O = W^V^T: every head's W^V_h W^O_h is symmetric
+    torch.testing.assert_close(m, m.transpose(1, 2), atol=1e-6, rtol=0)
+    assert (m - m.mean(0)).abs().max() > 1e-2  # and not trivially (heads differ)
+    again = MultiHeadSelfAttention(D, H, orthogonal_vo=True).double()
+    again.load_state_dict(att.state_dict())
+    x = torch.randn(1, 81, D, dtype=torch.float64)
+    torch.testing.assert_close(again(x), att(x))

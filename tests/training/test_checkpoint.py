@@ -110,3 +110,17 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "latest.json").write_text(json.dumps({"checkpoint": "checkpoints/nope"}))
     with pytest.raises(CheckpointError, match=r"holds no meta\.json"):
         load_checkpoint(tmp_path)
+
+
+def test_orthogonal_parametrization_survives_training_and_loading(make_config, tmp_path):
+    from sadyn.training import train
+
+    config = make_config(model={"orthogonal_vo": True}, reg_e_multi=1e-2)
+    train(config, tmp_path / "run", progress=False)
+    for which in ("ema", "raw"):
+        model, _, _ = load_checkpoint(tmp_path / "run", weights=which)
+        att = model.attention
+        d = att.dim
+        eye = torch.eye(d)
+        for w in (att.qkv.weight[2 * d :], att.out.weight):
+            torch.testing.assert_close(w @ w.T, eye, atol=1e-5, rtol=0)
