@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/bench_training.py [--threads 2] [--repeats 3] [--quick]
 
-Per model (D=128, H=4, batch 100, T=16): training boards/s (one full update: unroll, CE,
-backward, clip, Adam, EMA, exactly the training loop's objective), and evaluation boards/s
-(no grad, T=16). Then voting throughput of ItrSA,
+Per model at the ``small`` preset (ItrSA and AKOrN with the preset's whole model config; the
+other kinds at its width and heads; batch 100, T=16, the preset's loss): training boards/s (one
+full update: unroll, CE, backward, clip, Adam, EMA, exactly the training loop's objective),
+and evaluation boards/s (no grad, T=16). Then voting throughput of ItrSA,
 boards x votes per second at K = 1, 8, 32 (T=16, confidence vote). Writes
 ``benchmarks/results/training.md``.
 """
@@ -26,10 +27,20 @@ from sadyn.sudoku import get_dataset
 from sadyn.training.config import TrainConfig
 from sadyn.training.ema import EMA
 from sadyn.training.objective import Objective
+from sadyn.training.presets import PRESETS
 
 OUT = Path(__file__).parent / "results" / "training.md"
-DIM, HEADS, BATCH, T = 128, 4, 100, 16
+SMALL = PRESETS["small"]
+DIM, HEADS = SMALL["model"]["dim"], SMALL["model"]["heads"]
+BATCH, T = SMALL["batch_size"], SMALL["train_steps"]
 SINGLE_HEAD = ("symsa", "gensym-single")  # these models are single-head by definition
+FULL_PRESET = ("itrsa", "akorn")  # the models whose options are the small preset's
+
+
+def model_config(name: str) -> dict:
+    if name in FULL_PRESET:
+        return {**SMALL["model"], "model": name}
+    return {"model": name, "dim": DIM, "heads": 1 if name in SINGLE_HEAD else HEADS}
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -44,9 +55,10 @@ def _median_time(fn, repeats: int) -> float:
 
 def bench_model(name: str, quizzes, solutions, repeats: int) -> dict[str, float]:
     torch.manual_seed(0)
-    heads = 1 if name in SINGLE_HEAD else HEADS
-    model = build_model({"model": name, "dim": DIM, "heads": heads})
-    config = TrainConfig(model={"model": name}, batch_size=BATCH, train_steps=T)
+    model = build_model(model_config(name))
+    config = TrainConfig(
+        model=model_config(name), batch_size=BATCH, train_steps=T, loss_steps=SMALL["loss_steps"]
+    )
     objective = Objective(model, config)
     optim = torch.optim.Adam(model.parameters(), lr=1e-3)
     ema = EMA(model, every=1, start=0)
@@ -77,7 +89,7 @@ def bench_model(name: str, quizzes, solutions, repeats: int) -> dict[str, float]
 
 def bench_votes(puzzles, repeats: int) -> dict[int, float]:
     torch.manual_seed(0)
-    model = build_model({"model": "itrsa", "dim": DIM, "heads": HEADS}).eval()
+    model = build_model({**model_config("itrsa"), "init": "akorn"}).eval()  # noise: votes differ
     boards = puzzles.subset(range(32))
     out = {}
     for k in (1, 8, 32):
@@ -112,18 +124,26 @@ def main() -> None:
 
     load_after = os.getloadavg()[0]
     base = rows["itrsa"]["train_boards_per_s"]
+    shared = max(load_before, load_after) > 0.5 * (os.cpu_count() or 1)
+    load_note = (
+        "CPU shared with other jobs while measuring (absolute numbers are pessimistic; ratios "
+        "were measured side by side in one run)"
+        if shared
+        else "no other jobs on the CPU"
+    )
     lines = [
         "## Training and evaluation throughput (`benchmarks/bench_training.py`)",
         "",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} threads, CPU shared with other jobs while measuring (absolute numbers "
-        "are pessimistic; ratios were measured side by side in one run). Median of "
+        f"{args.threads} threads, {load_note}. Median of "
         f"{args.repeats} after a warm-up. 1-minute load average {load_before:.1f} at the start, "
         f"{load_after:.1f} at the end ({os.cpu_count()} cores).",
         "",
-        f"Small-preset sizes: D={DIM}, H={HEADS}, batch {BATCH}, T={T}. *Train*: one update "
-        "(unroll, CE at the last step, backward, clip, Adam, EMA). *Eval*: a no-grad forward of "
-        f"T={T} steps. {', '.join(SINGLE_HEAD)} are single-head models (H=1).",
+        f"Small preset: D={DIM}, H={HEADS}, batch {BATCH}, T={T}; {' and '.join(FULL_PRESET)} "
+        "with the preset's whole model config, the others at its width. *Train*: one update "
+        f"(unroll, the preset's loss (loss_steps={SMALL['loss_steps']}), backward, clip, Adam, "
+        f"EMA). *Eval*: a no-grad forward of T={T} steps. {', '.join(SINGLE_HEAD)} are "
+        "single-head models (H=1).",
         "",
         "| model | params | s / step | train boards/s | vs ItrSA | eval boards/s |",
         "|---|---|---|---|---|---|",

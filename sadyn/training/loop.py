@@ -182,6 +182,10 @@ class _Trainer:
             )
 
         self.step = 0
+        # training seconds of earlier processes of this run (resumed runs): max_minutes and the
+        # summary's wall time count the whole run, not only the last process
+        self.elapsed_before = 0.0
+        self.started = time.monotonic()
         self.best: dict[str, Any] | None = None
         self.last_ckpt: Path | None = None
         if self.resume:
@@ -242,6 +246,7 @@ class _Trainer:
             "best": self.best,
             "world_size": self.info.world_size,
             "torch": torch.__version__,
+            "elapsed_s": self._elapsed(),
         }
         self.last_ckpt = ck.save_checkpoint(
             self.out,
@@ -273,7 +278,12 @@ class _Trainer:
         self.objective.load_regularizer_state(c.state)
         self.step = int(c.meta["step"])
         self.best = c.meta.get("best")
+        self.elapsed_before = float(c.meta.get("elapsed_s", 0.0))
         self.last_ckpt = c.path
+
+    def _elapsed(self) -> float:
+        """Seconds of this run so far, over every process that trained it."""
+        return self.elapsed_before + time.monotonic() - self.started
 
     # -------------------------------------------------------------- evaluation
     def _evaluate(self) -> dict[str, Any]:
@@ -419,8 +429,9 @@ class _Trainer:
         done = self._finished_summary()
         if done is not None:
             return done
-        start = time.monotonic()
-        deadline = start + cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+        self.started = time.monotonic()
+        budget = cfg.max_minutes * 60 - self.elapsed_before if cfg.max_minutes else math.inf
+        deadline = self.started + budget
         self.logger = (
             RunLogger(self.out, tensorboard=cfg.tensorboard and info.is_main, resume_step=self.step)
             if info.is_main
@@ -489,7 +500,7 @@ class _Trainer:
             }
         distributed.barrier(info)
         return (
-            self._write_summary(status, last.get("loss"), metrics, time.monotonic() - start)
+            self._write_summary(status, last.get("loss"), metrics, self._elapsed())
             if info.is_main
             else TrainSummary(str(self.out), status, self.step, self.total_steps, last.get("loss"))
         )

@@ -123,8 +123,13 @@ def test_clean_stop_then_resume_equals_uninterrupted(tiny_run, make_config, tmp_
     first = train(make_config(max_minutes=1e-9), out, progress=False)
     assert first.status == "time_budget" and first.step == 1
     assert read_checkpoint(out).meta["step"] == 1
+    first_s = read_checkpoint(out).meta["elapsed_s"]
+    assert first_s > 0
     done = train(make_config(), out, resume=True, progress=False)
     assert done.status == "completed" and done.step == 10
+    # the time budget and the wall time count both processes
+    assert read_checkpoint(out).meta["elapsed_s"] > first_s
+    assert done.wall_time_s >= read_checkpoint(out).meta["elapsed_s"]
     _assert_same_run(out, reference)
     steps = [r["step"] for r in read_log(out / "log.jsonl") if r["kind"] == "train"]
     assert steps == list(range(1, 11))  # the log reads as one run
