@@ -163,6 +163,19 @@ class RunContext:
         self.checkpoints.append({"label": label, **entry.provenance()})
         return entry
 
+    def train_all(self, models: Mapping[str, Any]) -> None:
+        """Train every model of ``models`` (label -> TrainConfig) that is not cached, skipping
+        ahead of runs another process is training (see :meth:`CheckpointCache.train_all`)."""
+        if self.cache is None or not models:
+            return
+        cache = self.cache
+        labels = {cache.name(c): label for label, c in reversed(list(models.items()))}
+        cache.train_all(
+            models.values(),
+            progress=self.progress,
+            on_train=lambda c: self.log(f"model {labels[cache.name(c)]!r}: training"),
+        )
+
     def log(self, message: str) -> None:
         if self.verbose:
             stamp = time.strftime("%H:%M:%S")
@@ -227,6 +240,8 @@ class Recipe(ABC):
         ctx = RunContext(out, cache=cache, progress=progress, verbose=verbose, device=device)
         ctx.log(f"start ({preset} preset)")
         t0 = time.perf_counter()
+        if self.trains:  # all training first, so parallel runs can share it
+            ctx.train_all(self.models(cfg))
         measured = self.measure(cfg, ctx)
         record: dict[str, Any] = {
             "name": self.name,

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,40 @@ class CheckpointCache:
                 shutil.rmtree(final)
             os.replace(partial, final)
             return CacheEntry(final, key, False, wall, status, message, summary)
+
+    def busy(self, config: Any) -> bool:
+        """True while another process holds the lock of ``config``'s entry (is training it)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{self.path(config).name}.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return False
+
+    def train_all(
+        self,
+        configs: Iterable[Any],
+        *,
+        progress: bool = False,
+        on_train: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Train every config that is not cached yet. Entries another process is training are
+        left to the end (then waited for), so several processes running the same recipes
+        share the training instead of queueing behind one lock. ``on_train(config)`` is called
+        before each run this process trains."""
+        todo = [c for c in configs if not self.contains(c)]
+        while todo:
+            free = [c for c in todo if not self.busy(c)]
+            config = free[0] if free else todo[0]  # all busy: wait for the first
+            todo.remove(config)
+            if self.contains(config):
+                continue
+            if on_train is not None and not self.busy(config):
+                on_train(config)
+            self.get_or_train(config, progress=progress)
+            todo = [c for c in todo if not self.contains(c)]
 
     def invalidate(self, config: Any) -> bool:
         """Remove the cached run of ``config`` (e.g. its checkpoint no longer loads because the

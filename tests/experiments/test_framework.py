@@ -261,3 +261,31 @@ def test_every_preset_plans_valid_models(preset):
             assert tc.validate() is None
             model = build_model(tc.model)
             assert model.config["model"] == tc.model["model"], (name, label)
+
+
+def test_train_all_skips_ahead_of_a_run_another_process_holds(tmp_path, monkeypatch):
+    import fcntl
+    import threading
+
+    fake = _FakeTrain()
+    monkeypatch.setattr(sadyn.training, "train", fake, raising=False)
+    cache = CheckpointCache(tmp_path)
+    first, second = ({"model": {"model": "itrsa"}, "lr": lr} for lr in (1e-3, 2e-3))
+    cache.root.mkdir(parents=True, exist_ok=True)
+    held = open(cache.root / f".{cache.path(first).name}.lock", "w")  # "another process"
+    fcntl.flock(held, fcntl.LOCK_EX)
+    assert cache.busy(first) and not cache.busy(second)
+    worker = threading.Thread(target=cache.train_all, args=([first, second],))
+    worker.start()
+    for _ in range(500):  # the free entry is trained while the held one waits
+        if cache.contains(second):
+            break
+        worker.join(0.01)
+    assert cache.contains(second) and not cache.contains(first)
+    fcntl.flock(held, fcntl.LOCK_UN)
+    held.close()
+    worker.join(10)
+    assert not worker.is_alive() and cache.contains(first)
+    assert [c["config"]["lr"] for c in fake.calls] == [2e-3, 1e-3]
+    cache.train_all([first, second])  # all cached: trains nothing
+    assert len(fake.calls) == 2
