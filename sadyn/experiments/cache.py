@@ -29,9 +29,10 @@ from sadyn.errors import DivergenceError
 from sadyn.io import atomic_write_json
 
 CACHE_ENV = "SADYN_CACHE"
-# Fields that cannot change the trained weights (they match the training package's
-# RESUMABLE_FIELDS minus max_minutes, which can).
-NEUTRAL_FIELDS = frozenset({"threads", "device", "tensorboard", "progress_every"})
+# Fields left out of the key: the training package's RESUMABLE_FIELDS. All but max_minutes
+# cannot change the weights; a run that max_minutes stopped early is resumed when a config with
+# a larger budget asks for it (get_or_train), and a completed run serves any budget.
+NEUTRAL_FIELDS = frozenset({"max_minutes", "threads", "device", "tensorboard", "progress_every"})
 ENTRY_FILE = "cache_entry.json"
 
 
@@ -108,7 +109,12 @@ class CheckpointCache:
         return self.root / self.name(config)
 
     def contains(self, config: Any) -> bool:
-        return (self.path(config) / ENTRY_FILE).is_file()
+        """A finished run of ``config`` is cached (one its budget stopped counts only for a
+        budget no larger)."""
+        path = self.path(config) / ENTRY_FILE
+        if not path.is_file():
+            return False
+        return not _budget_grew(json.loads(path.read_text(encoding="utf-8")), config)
 
     def get_or_train(self, config: Any, *, progress: bool = False) -> CacheEntry:
         """The finished run of ``config``, training it first when it is not cached."""
@@ -117,6 +123,13 @@ class CheckpointCache:
         with self._lock(final.name):
             if (final / ENTRY_FILE).is_file():
                 entry = json.loads((final / ENTRY_FILE).read_text(encoding="utf-8"))
+                if _budget_grew(entry, config):  # stopped by a smaller budget: go on
+                    partial = final.with_name(final.name + ".partial")
+                    if partial.exists():
+                        shutil.rmtree(partial)
+                    os.replace(final, partial)
+                    (partial / ENTRY_FILE).unlink()
+                    return self._train_locked(config, final, key, progress)
                 return CacheEntry(
                     final,
                     key,
@@ -126,34 +139,38 @@ class CheckpointCache:
                     entry.get("message", ""),
                     entry.get("summary", {}),
                 )
-            partial = final.with_name(final.name + ".partial")
-            resume = partial.exists() and any(partial.iterdir())
-            t0 = time.perf_counter()
-            status, message, summary = "completed", "", {}
-            try:
-                result = _train_fn()(config, partial, resume=resume, progress=progress)
-            except DivergenceError as exc:
-                status, message = "diverged", str(exc)
-            else:
-                summary = result.to_dict() if hasattr(result, "to_dict") else {}
-                status = str(summary.get("status", "completed"))
-            wall = time.perf_counter() - t0
-            atomic_write_json(
-                partial / ENTRY_FILE,
-                {
-                    "key": key,
-                    "config": config_dict(config),
-                    "train_wall_s": wall,
-                    "resumed": resume,
-                    "status": status,
-                    "message": message,
-                    "summary": summary,
-                },
-            )
-            if final.exists():  # a stale folder without an entry file: replace it
-                shutil.rmtree(final)
-            os.replace(partial, final)
-            return CacheEntry(final, key, False, wall, status, message, summary)
+            return self._train_locked(config, final, key, progress)
+
+    def _train_locked(self, config: Any, final: Path, key: str, progress: bool) -> CacheEntry:
+        """Train (or resume) ``config`` into ``final`` via ``<final>.partial``; lock held."""
+        partial = final.with_name(final.name + ".partial")
+        resume = partial.exists() and any(partial.iterdir())
+        t0 = time.perf_counter()
+        status, message, summary = "completed", "", {}
+        try:
+            result = _train_fn()(config, partial, resume=resume, progress=progress)
+        except DivergenceError as exc:
+            status, message = "diverged", str(exc)
+        else:
+            summary = result.to_dict() if hasattr(result, "to_dict") else {}
+            status = str(summary.get("status", "completed"))
+        wall = time.perf_counter() - t0
+        atomic_write_json(
+            partial / ENTRY_FILE,
+            {
+                "key": key,
+                "config": config_dict(config),
+                "train_wall_s": wall,
+                "resumed": resume,
+                "status": status,
+                "message": message,
+                "summary": summary,
+            },
+        )
+        if final.exists():  # a stale folder without an entry file: replace it
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        return CacheEntry(final, key, False, wall, status, message, summary)
 
     def busy(self, config: Any) -> bool:
         """True while another process holds the lock of ``config``'s entry (is training it)."""
@@ -208,6 +225,15 @@ class CheckpointCache:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _budget_grew(entry: dict[str, Any], config: Any) -> bool:
+    """A cached run that its time budget stopped, asked for with a larger budget."""
+    if entry.get("status") != "time_budget":
+        return False
+    old = entry.get("config", {}).get("max_minutes")
+    new = config_dict(config).get("max_minutes")
+    return old is not None and (new is None or new > old)
 
 
 def _train_fn() -> Any:

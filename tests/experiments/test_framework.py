@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -109,7 +110,7 @@ def test_config_hash_ignores_only_weight_neutral_fields():
     assert config_hash(base) == config_hash({**base, "threads": 2, "device": "cuda"})
     assert config_hash(base) == config_hash(dict(reversed(list(base.items()))))
     assert config_hash(base) != config_hash({**base, "lr": 2e-3})
-    assert config_hash(base) != config_hash({**base, "max_minutes": 5})
+    assert config_hash(base) == config_hash({**base, "max_minutes": 5})  # see the next test
     assert config_hash(base) != config_hash({**base, "model": {"model": "itrsa", "width": 9}})
 
 
@@ -160,6 +161,28 @@ def test_cache_trains_once_reuses_and_resumes(tmp_path, monkeypatch):
         and not resumed.path.with_name(resumed.path.name + ".partial").exists()
     )
     assert resumed.provenance()["key"] == config_hash(other)
+
+
+def test_a_run_its_budget_stopped_goes_on_when_the_budget_grows(tmp_path, monkeypatch):
+    fake = _FakeTrain()
+
+    def stopped_by_budget(config, out_dir, *, resume=False, progress=True):
+        fake(config, out_dir, resume=resume, progress=progress)
+        status = "time_budget" if config["max_minutes"] == 1 else "completed"
+        return types.SimpleNamespace(to_dict=lambda: {"status": status})
+
+    monkeypatch.setattr(sadyn.training, "train", stopped_by_budget, raising=False)
+    cache = CheckpointCache(tmp_path)
+    cfg = {"model": {"model": "itrsa"}, "lr": 1e-3, "max_minutes": 1}
+    assert cache.get_or_train(cfg).status == "time_budget"
+    assert cache.contains(cfg) and cache.get_or_train(cfg).reused  # the same budget: as is
+    more = {**cfg, "max_minutes": 5}
+    assert not cache.contains(more)
+    grown = cache.get_or_train(more)
+    assert grown.status == "completed" and not grown.reused and fake.calls[-1]["resume"]
+    assert fake.calls[-1]["dir"] == fake.calls[0]["dir"]  # the same run directory went on
+    assert cache.contains(cfg) and cache.get_or_train(cfg).reused  # completed serves any budget
+    assert len(fake.calls) == 2
 
 
 def test_a_diverged_run_is_cached_as_an_outcome(tmp_path, monkeypatch):
