@@ -4,6 +4,8 @@
   It exercises every code path (EMA updates, periodic evaluation, checkpoints), not accuracy.
 - ``small``: this 2-core CPU, an hour at most (D=64, H=4, CPU-scale choices documented at the
   entry and in ``docs/training.md`` with the curve it gives).
+- ``small-akorn``: ``small`` with AKOrN in place of ItrSA (N=4 oscillators with Omega and the
+  tangent projection, the same CPU choices); the same as ``--preset small --model akorn``.
 - ``paper``: Table S.1 of Tomihari & Karakida (D=512, H=8, initial eta 1.0, batch 100,
   100 epochs) with the AKOrN script's recipe (Adam, clip 1.0, EMA 0.995 every 10 steps after
   step 100, evaluation every 10 epochs). The paper picks the learning rate from
@@ -78,6 +80,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 900,
         "ckpt_every": 450,
     },
+}
+
+
+PRESETS["small-akorn"] = {
+    **PRESETS["small"],
+    "model": {**PRESETS["small"]["model"], "model": "akorn"},
 }
 
 

@@ -87,3 +87,11 @@ def test_presets_follow_the_brief():
     assert small.max_minutes is not None and small.max_minutes <= 60 and small.train_steps == 16
     tiny = get_preset("tiny")
     assert tiny.epochs == 1 and tiny.train_size <= 500 and tiny.model["dim"] == 32
+
+
+def test_small_akorn_preset_is_small_with_akorn():
+    from sadyn.models import build_model
+
+    cfg = get_preset("small-akorn")
+    assert cfg == get_preset("small", model={"model": "akorn"})
+    assert type(build_model(cfg.model)).__name__ == "AKOrN"
