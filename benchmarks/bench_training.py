@@ -135,7 +135,7 @@ def main() -> None:
         "## Training and evaluation throughput (`benchmarks/bench_training.py`)",
         "",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} thread{"s" if args.threads != 1 else ""}, {load_note}. Median of "
+        f"{args.threads} thread{'s' if args.threads != 1 else ''}, {load_note}. Median of "
         f"{args.repeats} after a warm-up. 1-minute load average {load_before:.1f} at the start, "
         f"{load_after:.1f} at the end ({os.cpu_count()} cores).",
         "",
