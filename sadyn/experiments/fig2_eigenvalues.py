@@ -22,6 +22,7 @@ import torch
 from sadyn.errors import DivergenceError
 from sadyn.experiments.base import Check, Recipe, RunContext, Verdict, check
 from sadyn.experiments.common import (
+    SMALL_ITRSA,
     TINY_TRAIN,
     eval_puzzles,
     finite_time_exponents,
@@ -102,7 +103,7 @@ class Fig2Eigenvalues(Recipe):
             norm_iters=20,
             acc_puzzles=20,
         ),
-        "small": Fig2Config(),
+        "small": Fig2Config(train_overrides=SMALL_ITRSA),
         "paper": Fig2Config(
             train_preset="paper",
             eig_puzzles=8,

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from sadyn.experiments.base import Check, Recipe, RunContext, Verdict, check
 from sadyn.experiments.common import (
     SMALL_AKORN,
+    SMALL_ITRSA,
     TINY_TRAIN,
     binomial_se,
     eval_puzzles,
@@ -115,7 +116,7 @@ class Fig4TestTimeScaling(Recipe):
             id_puzzles=20,
             ood_puzzles=20,
         ),
-        "small": Fig4Config(),
+        "small": Fig4Config(train_overrides=SMALL_ITRSA),
         "paper": Fig4Config(
             train_preset="paper",
             models={

@@ -22,6 +22,7 @@ from sadyn.errors import DivergenceError
 from sadyn.experiments.base import Check, Recipe, RunContext, Verdict, check
 from sadyn.experiments.common import (
     SMALL_AKORN,
+    SMALL_ITRSA,
     TINY_TRAIN,
     eval_puzzles,
     median_band_series,
@@ -100,7 +101,7 @@ class Fig6PseudoEnergy(Recipe):
             ci_puzzles=1,
             acc_puzzles=20,
         ),
-        "small": Fig6Config(),
+        "small": Fig6Config(train_overrides=SMALL_ITRSA),
         "paper": Fig6Config(
             train_preset="paper",
             models={"AKOrN": {"model": {"model": "akorn", "norm_group": 8}}, "ItrSA": {}},

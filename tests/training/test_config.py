@@ -93,5 +93,5 @@ def test_small_akorn_preset_is_small_with_akorn():
     from sadyn.models import build_model
 
     cfg = get_preset("small-akorn")
-    assert cfg == get_preset("small", model={"model": "akorn"})
+    assert cfg == get_preset("small", model={"model": "akorn"}, epochs=20)
     assert type(build_model(cfg.model)).__name__ == "AKOrN"
