@@ -55,9 +55,10 @@ def _median_time(fn, repeats: int) -> float:
 
 def bench_model(name: str, quizzes, solutions, repeats: int) -> dict[str, float]:
     torch.manual_seed(0)
-    model = build_model(model_config(name))
+    spec = model_config(name)
+    model = build_model(spec)
     config = TrainConfig(
-        model=model_config(name), batch_size=BATCH, train_steps=T, loss_steps=SMALL["loss_steps"]
+        model=spec, batch_size=BATCH, train_steps=T, loss_steps=SMALL["loss_steps"]
     )
     objective = Objective(model, config)
     optim = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -174,14 +174,8 @@ class CheckpointCache:
 
     def busy(self, config: Any) -> bool:
         """True while another process holds the lock of ``config``'s entry (is training it)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f".{self.path(config).name}.lock", "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            return False
+        with self._lock(self.path(config).name, blocking=False) as held:
+            return not held
 
     def train_all(
         self,
@@ -201,7 +195,7 @@ class CheckpointCache:
             todo.remove(config)
             if self.contains(config):
                 continue
-            if on_train is not None and not self.busy(config):
+            if on_train is not None and free:  # (a busy one is waited for, not trained here)
                 on_train(config)
             self.get_or_train(config, progress=progress)
             todo = [c for c in todo if not self.contains(c)]
@@ -217,12 +211,18 @@ class CheckpointCache:
             return True
 
     @contextlib.contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
+    def _lock(self, name: str, *, blocking: bool = True) -> Iterator[bool]:
+        """Hold the entry's lock file; yields True, or False at once when ``blocking`` is off and
+        another process holds it."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f".{name}.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
