@@ -28,6 +28,8 @@ Choices where the paper is silent (paper.md §9), each an option:
 - Step size: learnable (``eta_learnable``) from ``eta0`` (1.0), as in the AKOrN code.
 - ``orthogonal_vo``: W^V and W^O parametrized as orthogonal D x D matrices, the setting in which
   the paper applies its E-multi regularizer (App. B.2).
+- ``vo_scale``: a fixed (not learned) factor s on W^O and b_O, so ``MSA(X) -> s MSA(X)``: the
+  paper's ||W^V||, ||W^O|| axis as a training hyperparameter (Fig. 3; 1.0 = off).
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class ItrSAConfig:
     eta0: float = 1.0
     eta_learnable: bool = True
     init: str = "akorn"
+    init_noise: float = 0.0
+    init_noise_dist: str = "fixed"
     readout: str = "akorn"
     readout_n: int | None = None
     project: bool = False
@@ -86,6 +90,7 @@ class ItrSAConfig:
     omega_learnable: bool = True
     global_omega: bool = True
     orthogonal_vo: bool = False
+    vo_scale: float = 1.0
 
     def __post_init__(self) -> None:
         check_int("dim", self.dim)
@@ -115,8 +120,17 @@ class ItrSAConfig:
         self.relation_bias_init = check_float("relation_bias_init", self.relation_bias_init)
         self.input_scale = parse_input_scale(self.input_scale)
         self.eta0 = check_float("eta0", self.eta0)
+        self.vo_scale = check_float("vo_scale", self.vo_scale)
+        require(self.vo_scale > 0, f"vo_scale must be positive, got {self.vo_scale}")
         self.omega_init = check_float("omega_init", self.omega_init)
         check_choice("init", self.init, ("akorn", "cond"))
+        self.init_noise = check_float("init_noise", self.init_noise)
+        require(self.init_noise >= 0, f"init_noise must be >= 0, got {self.init_noise}")
+        require(
+            self.init_noise == 0 or self.init == "cond",
+            "init_noise applies to init='cond' (init='akorn' draws the blanks from noise already)",
+        )
+        check_choice("init_noise_dist", self.init_noise_dist, ("fixed", "uniform"))
         check_choice("readout", self.readout, ("akorn", "mlp"))
         check_int("readout_n", self.readout_n, optional=True)
         require(not self.omega or self.dim % 2 == 0, "omega needs an even dim")
@@ -219,6 +233,8 @@ class ItrSA(LoopedModel):
             )
         if self.cfg.init == "cond":
             raw = cond
+            if self.cfg.init_noise > 0 and not deterministic:
+                raw = torch.where(given[..., None], cond, cond + self._cond_noise(cond, generator))
         else:
             raw = torch.where(given[..., None], cond, self._noise(cond, generator, deterministic))
         if self.norm.kind == "none":
@@ -235,17 +251,33 @@ class ItrSA(LoopedModel):
         noise = torch.randn(cond.shape, generator=generator, dtype=cond.dtype, device=device)
         return noise.to(cond.device)
 
+    def _cond_noise(self, cond: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Restart noise of ``init="cond"`` (issue 11): ``sigma * ||C_i|| * n_i / sqrt(D)`` per
+        cell i with ``n_i ~ N(0, I_D)``, so sigma is the ratio of noise to signal norm; under
+        ``init_noise_dist="uniform"`` each board draws its sigma from U(0, init_noise).
+        ``(B, S, D) -> (B, S, D)``."""
+        noise = self._noise(cond, generator, False)  # (B, S, D) on cond's device
+        scale = cond.norm(dim=-1, keepdim=True) * (self.cfg.init_noise * self.dim**-0.5)
+        if self.cfg.init_noise_dist == "uniform":
+            device = cond.device if generator is None else generator.device
+            u = torch.rand(
+                (cond.shape[0], 1, 1), generator=generator, dtype=cond.dtype, device=device
+            )
+            scale = scale * u.to(cond.device)
+        return scale * noise
+
     def readout(self, x: Tensor) -> Tensor:
         return self.head(x)
 
     def msa(self, x: Tensor) -> Tensor:
-        return self.attention(x)
+        out = self.attention(x)
+        return out if self.cfg.vo_scale == 1.0 else self.cfg.vo_scale * out
 
     def attention_probs(self, x: Tensor) -> Tensor:
         return self.attention.probs(x)
 
     def _drive(self, x: Tensor, cond: Tensor) -> Tensor:
-        return cond + self.attention(x)
+        return cond + self.msa(x)
 
     def _increment(self, x: Tensor, y: Tensor) -> Tensor:
         if self.cfg.project:

@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sadyn.errors import SadynError
+from sadyn.sudoku.augment import AUGMENT_KINDS
 
 LR_SCHEDULES = ("constant", "cosine")
 E_MULTI_FORMS = ("product", "transpose")
 
 # Fields that may differ between a run and its resumption without changing its weights.
-RESUMABLE_FIELDS = frozenset({"max_minutes", "threads", "device", "tensorboard", "progress_every"})
+RESUMABLE_FIELDS = frozenset(
+    {"max_minutes", "threads", "device", "tensorboard", "progress_every", "compile"}
+)
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(SadynError, ValueError):
@@ -57,6 +61,10 @@ class TrainConfig:
         beta, every, start as in ``ema_pytorch`` with its decay warm-up
         ``1 - (1 + n)^-ema_power`` (capped at beta; ``ema_power = 0`` turns warm-up off).
     Regularizers (weights; 0 = off): see :mod:`sadyn.training.regularizers`.
+    Speed (``docs/training.md``, "On a GPU")
+        precision: ``fp32``, or ``bf16`` (autocast: matmuls and attention in bfloat16; the
+            weights, optimizer, state residual and loss stay float32).
+        compile: ``torch.compile`` the loop step (fixed shapes); does not change the math.
     """
 
     model: dict[str, Any] = field(default_factory=_default_model)
@@ -83,6 +91,11 @@ class TrainConfig:
     train_steps_random: tuple[int, int] | None = None
     loss_steps: int = 1
     fixed_noise: bool = False
+    # data augmentation and restarts (issue 11): a fresh random Sudoku symmetry per training
+    # puzzle per step (none, digits, geometry, full; sadyn.sudoku.augment), drawn from a
+    # generator seeded by (seed, step), so a resumed run draws the same symmetries. The restart
+    # noise of the initial state is a model key (ItrSA ``init_noise``, ``init_noise_dist``).
+    augment: str = "none"
     # EMA of the weights (used for evaluation)
     ema_beta: float = 0.995
     ema_every: int = 10
@@ -112,6 +125,9 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     tensorboard: bool = True
+    # speed
+    precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -142,6 +158,7 @@ class TrainConfig:
             lo, hi = self.train_steps_random
             need(1 <= lo <= hi, "train_steps_random must be (lo, hi) with 1 <= lo <= hi")
         need(self.loss_steps >= 0, "loss_steps must be >= 0 (0 = every step)")
+        need(self.augment in AUGMENT_KINDS, f"augment must be one of {AUGMENT_KINDS}")
         need(0.0 <= self.ema_beta < 1.0, "ema_beta must be in [0, 1)")
         need(self.ema_every >= 1, "ema_every must be >= 1")
         need(self.e_multi_form in E_MULTI_FORMS, f"e_multi_form must be one of {E_MULTI_FORMS}")
@@ -163,6 +180,7 @@ class TrainConfig:
         need(self.log_every >= 1 and self.progress_every >= 1, "log_every must be >= 1")
         need(self.max_minutes is None or self.max_minutes > 0, "max_minutes must be positive")
         need(self.threads is None or self.threads >= 1, "threads must be >= 1")
+        need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}")
         need(
             self.device in ("auto", "cpu") or self.device.startswith("cuda"),
             "device must be auto, cpu or cuda[:i]",

@@ -7,10 +7,17 @@ model initialization (``torch.manual_seed(seed)`` before ``build_model``), the d
 (``cpu`` generator), plus torch's global RNG. With the optimizer moments, the EMA and the step
 also saved, ``resume=True`` continues a killed run to the same weights, bit for bit on CPU
 (same thread count), as a run that was never interrupted.
+
+On a GPU (``docs/training.md``, "On a GPU") the training puzzles live on the device, the loss
+unroll goes through the fused attention kernel, ``precision="bf16"`` autocasts it, ``compile``
+compiles the loop step, Adam is the fused kernel, and the host waits for the device only at
+log, evaluation and checkpoint steps: the loss and gradient norm of the updates in between are
+checked for finiteness there (on CPU every update is checked before it is applied).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -26,8 +33,9 @@ from tqdm.auto import tqdm
 
 from sadyn.errors import DivergenceError, SadynError
 from sadyn.io import atomic_write_json
-from sadyn.models import build_model
+from sadyn.models import build_model, fused_attention
 from sadyn.sudoku import PuzzleSet, get_dataset, read_puzzles, resolve_dataset
+from sadyn.sudoku.augment import augment
 from sadyn.training import checkpoint as ck
 from sadyn.training import distributed
 from sadyn.training.config import RESUMABLE_FIELDS, TrainConfig
@@ -143,6 +151,12 @@ class _Trainer:
             self.train_set = load_train_set(config, False)
         self.eval_sets = load_eval_sets(config) if info.is_main else {}
         self.quizzes, self.solutions = self.train_set.to_torch()
+        # on a GPU: the puzzles resident on the device, and no host sync per update
+        self.on_gpu = self.device.type == "cuda"
+        if self.on_gpu:
+            self.quizzes_dev = self.quizzes.to(self.device)
+            self.solutions_dev = self.solutions.to(self.device)
+        self.unchecked: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self.steps_per_epoch = len(self.train_set) // config.batch_size
         if self.steps_per_epoch < 1:
             raise SadynError(
@@ -160,7 +174,11 @@ class _Trainer:
         self.param_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
-            params, lr=config.lr, betas=config.adam_betas, weight_decay=config.weight_decay
+            params,
+            lr=config.lr,
+            betas=config.adam_betas,
+            weight_decay=config.weight_decay,
+            fused=self.on_gpu or None,
         )
         self.ema = EMA(
             self.model,
@@ -171,7 +189,9 @@ class _Trainer:
         )
         self.gen_noise = torch.Generator(self.device).manual_seed(derive_seed(config.seed, 1))
         self.gen_cpu = torch.Generator().manual_seed(derive_seed(config.seed, 2))
-        self.objective = Objective(self.model, config, reg_generator=self.gen_cpu)
+        self.objective = Objective(
+            self.model, config, reg_generator=self.gen_cpu, fused=self.on_gpu
+        )
         self.runner: nn.Module = self.objective
         if info.enabled:
             self.runner = DistributedDataParallel(
@@ -234,6 +254,7 @@ class _Trainer:
         return tensors
 
     def _save(self, pointers: tuple[str, ...]) -> None:
+        self._check_finite()  # never checkpoint weights a non-finite update reached
         if not self.info.is_main:
             return
         _, optim_info = ck.optimizer_tensors(self.optimizer, self.param_names)
@@ -289,17 +310,19 @@ class _Trainer:
     def _evaluate(self) -> dict[str, Any]:
         """EMA weights on every eval set at ``eval_steps``; logged; updates the best."""
         cfg = self.cfg
+        self._check_finite()
         metrics, scalars = {}, {}
         for name, puzzles in self.eval_sets.items():
-            res = accuracy_at_steps(
-                self.ema.module,
-                puzzles,
-                cfg.eval_steps,
-                batch_size=cfg.eval_batch_size,
-                seed=derive_seed(cfg.seed, 3),
-                deterministic=cfg.fixed_noise,
-                device=self.device,
-            )
+            with fused_attention(self.on_gpu):
+                res = accuracy_at_steps(
+                    self.ema.module,
+                    puzzles,
+                    cfg.eval_steps,
+                    batch_size=cfg.eval_batch_size,
+                    seed=derive_seed(cfg.seed, 3),
+                    deterministic=cfg.fixed_noise,
+                    device=self.device,
+                )
             metrics[name] = res
             for t in res["board_accuracy"]:
                 scalars[f"{name}/board_acc@{t}"] = res["board_accuracy"][t]
@@ -329,8 +352,15 @@ class _Trainer:
         cfg = self.cfg
         i = self.step % self.steps_per_epoch
         idx = epoch_perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-        q = self.quizzes[idx].to(self.device)
-        s = self.solutions[idx].to(self.device)
+        if self.on_gpu and cfg.augment == "none":
+            idx = idx.to(self.device, non_blocking=True)
+            q, s = self.quizzes_dev[idx], self.solutions_dev[idx]
+        else:
+            q, s = self.quizzes[idx], self.solutions[idx]
+            if cfg.augment != "none":  # issue 11: a fresh symmetry per puzzle, a fn of the step
+                gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 0xA06, self.step))
+                q, s = augment(q, s, kind=cfg.augment, generator=gen)
+            q, s = q.to(self.device), s.to(self.device)
         steps = cfg.train_steps
         if cfg.train_steps_random is not None:
             lo, hi = cfg.train_steps_random
@@ -340,23 +370,23 @@ class _Trainer:
             group["lr"] = lr
 
         self.model.train()
-        loss, parts = self.runner(q, s, self.shard, steps, self.gen_noise)
-        mean_loss = float(distributed.mean_scalar(self.info, loss))
-        if not math.isfinite(mean_loss):
-            self._diverged(f"the loss is {mean_loss}")
+        with self._precision():
+            loss, parts = self.runner(q, s, self.shard, steps, self.gen_noise)
+        mean_loss = distributed.mean_scalar(self.info, loss)
+        if not self.on_gpu and not math.isfinite(float(mean_loss)):
+            self._diverged(self.step, f"the loss is {float(mean_loss)}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = float(
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], cfg.grad_clip
-            )
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], cfg.grad_clip
         )
-        if not math.isfinite(grad_norm):
-            self._diverged(f"the gradient norm is {grad_norm} (loss {mean_loss:.4g})")
+        self.unchecked.append((self.step, mean_loss, grad_norm))
+        if not self.on_gpu:
+            self._check_finite()
         self.optimizer.step()
         self.ema.update(self.model)
         self.step += 1
-        record = {k: float(v) for k, v in parts.items()}
+        record: dict[str, Any] = dict(parts)
         record.update(
             loss=mean_loss,
             lr=lr,
@@ -366,21 +396,41 @@ class _Trainer:
         )
         eta = getattr(self.model, "eta", None)
         if torch.is_tensor(eta) and eta.numel() == 1:
-            record["eta"] = float(eta.detach())
+            record["eta"] = eta.detach()
         return record
 
-    def _diverged(self, what: str) -> None:
-        step = self.step + 1
-        epoch = self.step // self.steps_per_epoch + 1
+    def _precision(self) -> contextlib.AbstractContextManager:
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _check_finite(self) -> None:
+        """Raise :class:`DivergenceError` at the first update since the last check whose loss or
+        gradient norm was not finite (on a GPU, the one host sync of a log interval)."""
+        if not self.unchecked:
+            return
+        values = torch.stack([torch.stack((lo.float(), g.float())) for _, lo, g in self.unchecked])
+        checked, self.unchecked = self.unchecked, []
+        for (step, _, _), (loss, grad_norm) in zip(checked, values.tolist(), strict=True):
+            if not math.isfinite(loss):
+                self._diverged(step, f"the loss is {loss}")
+            if not math.isfinite(grad_norm):
+                self._diverged(step, f"the gradient norm is {grad_norm} (loss {loss:.4g})")
+
+    def _diverged(self, at: int, what: str) -> None:
+        """``at``: the 0-based index of the update that went wrong."""
+        step, epoch = at + 1, at // self.steps_per_epoch + 1
         kept = (
             f"the last good checkpoint is {self.last_ckpt}"
             if self.last_ckpt is not None
             else "no checkpoint had been written yet"
         )
-        msg = (
-            f"training diverged at step {step} (epoch {epoch}): {what}; the update was not "
-            f"applied and {kept}"
+        applied = (
+            f"the updates from it to step {self.step} reached only the weights in memory"
+            if self.step > at
+            else "the update was not applied"
         )
+        msg = f"training diverged at step {step} (epoch {epoch}): {what}; {applied} and {kept}"
         if self.info.is_main:
             self.logger.log("event", self.step, {"event": "diverged", "message": msg})
             self.logger.close()
@@ -448,7 +498,7 @@ class _Trainer:
             desc=f"train {cfg.model.get('model', '')}",
         )
         status: str = "completed"
-        last: dict[str, float] = {}
+        last: dict[str, Any] = {}
         epoch, perm = -1, torch.empty(0, dtype=torch.long)
         interval_t, interval_steps = time.monotonic(), 0
         try:
@@ -459,8 +509,12 @@ class _Trainer:
                 last = self._update(perm)
                 interval_steps += 1
                 bar.update(1)
-                if self.step % cfg.progress_every == 0:
-                    bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
+                # on a GPU the host reads device values (one sync) only at log steps
+                if not self.on_gpu or self.step % cfg.log_every == 0:
+                    self._check_finite()
+                    last = _floats(last)
+                    if self.step % cfg.progress_every == 0:
+                        bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
                 if self.step % cfg.log_every == 0 and info.is_main:
                     now = time.monotonic()
                     last["boards_per_s"] = interval_steps * cfg.batch_size / (now - interval_t)
@@ -480,6 +534,8 @@ class _Trainer:
                     break
         finally:
             bar.close()
+        self._check_finite()
+        last = _floats(last)
 
         # the end: final evaluation, checkpoint, curve, summary (rank 0)
         metrics: dict[str, Any] = {}
@@ -504,6 +560,11 @@ class _Trainer:
             if info.is_main
             else TrainSummary(str(self.out), status, self.step, self.total_steps, last.get("loss"))
         )
+
+
+def _floats(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with its tensors read as Python floats."""
+    return {k: float(v) if torch.is_tensor(v) else v for k, v in record.items()}
 
 
 class _NullLogger:

@@ -7,6 +7,8 @@
 - ``small-akorn``: ``small`` with AKOrN in place of ItrSA (N=4 oscillators with Omega and the
   tangent projection, the same CPU choices) for 20 epochs; the same as
   ``--preset small --model akorn --epochs 20``.
+- ``small-vote``: ``small`` with symmetry augmentation of the training puzzles and restart noise
+  on the initial state (issue 11), for voting over diverse restarts.
 - ``paper``: Table S.1 of Tomihari & Karakida (D=512, H=8, initial eta 1.0, batch 100,
   100 epochs) with the AKOrN script's recipe (Adam, clip 1.0, EMA 0.995 every 10 steps after
   step 100, evaluation every 10 epochs). The paper picks the learning rate from
@@ -91,6 +93,16 @@ PRESETS["small-akorn"] = {
     **PRESETS["small"],
     "model": {**PRESETS["small"]["model"], "model": "akorn"},
     "epochs": 20,
+}
+
+
+# issue 11: the small recipe with a fresh random Sudoku symmetry per training puzzle per epoch
+# and restart noise on the Norm(C) start (sigma ~ U(0, 1) per board in training, so the
+# deterministic start, sigma = 0, stays in the training distribution); see docs/probes.md
+PRESETS["small-vote"] = {
+    **PRESETS["small"],
+    "model": {**PRESETS["small"]["model"], "init_noise": 1.0, "init_noise_dist": "uniform"},
+    "augment": "full",
 }
 
 
