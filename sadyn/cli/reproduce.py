@@ -61,6 +61,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="skip recipes whose DIR/<name>/results.json holds a run with the same "
         "preset and settings (re-judged), e.g. after a killed run",
     )
+    p.add_argument(
+        "--export-jobs",
+        metavar="FILE",
+        default=None,
+        help="write the models the recipes may use as a JSON job list (one per distinct "
+        "training config, most decisive first: {name, config, priority, labels}); train nothing",
+    )
+    p.add_argument(
+        "--max-jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --export-jobs: keep the N most decisive jobs",
+    )
+    p.add_argument(
+        "--import-runs",
+        metavar="DIR",
+        default=None,
+        help="install finished run folders under DIR (trained elsewhere from an exported job "
+        "list) into the cache after checking each config's hash and checkpoint; then run NAMEs "
+        "if given",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write DIR/report.html")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument(
@@ -151,6 +173,22 @@ def run(args: argparse.Namespace) -> int:
                 f"{recipe.criterion}\n  presets: {', '.join(recipe.presets)}"
             )
         return 0
+    if args.import_runs:
+        from sadyn.experiments.cache import CheckpointCache, default_cache_dir
+        from sadyn.experiments.jobs import import_runs
+
+        cache = CheckpointCache(
+            args.cache if args.cache is not None else default_cache_dir(args.out)
+        )
+        results = import_runs(args.import_runs, cache)
+        for r in results:
+            print(f"{r.action:>9}  {r.name}" + (f": {r.reason}" if r.reason else ""))
+        counts = {
+            a: sum(r.action == a for r in results) for a in ("installed", "cached", "skipped")
+        }
+        print(", ".join(f"{n} {a}" for a, n in counts.items()) + f" (cache: {cache.root})")
+        if not args.names:
+            return 0
     if not args.names:
         raise SadynError("name a recipe or 'all' (see --list)")
     if args.threads:
@@ -161,6 +199,13 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_settings(args.settings, names)
     if args.dry_run:
         print_plan(names, args.preset, overrides, args.cache, args.out)
+        return 0
+    if args.export_jobs:
+        from sadyn.experiments.jobs import export_jobs, write_jobs
+
+        jobs = export_jobs(names, args.preset, overrides=overrides)[: args.max_jobs]
+        path = write_jobs(args.export_jobs, jobs)
+        print(f"{len(jobs)} job(s), most decisive first: {path}")
         return 0
     progress = not args.quiet and sys.stderr.isatty()
     records = reproduce(

@@ -271,6 +271,18 @@ class Recipe(ABC):
         Computing them trains nothing (``sadyn reproduce --dry-run``)."""
         return {}
 
+    def jobs(self, cfg: Any) -> list[Any]:
+        """Every model the recipe may use at ``cfg``, as prioritized
+        :class:`~sadyn.experiments.plan.Job` s (lower priority first), for training elsewhere
+        (``sadyn reproduce --export-jobs``). Default: :meth:`models`, after every recipe
+        that declares its own priorities."""
+        from sadyn.experiments.plan import Job
+
+        return [
+            Job(1000.0 + 10 * self.order + i / 100, label, tc)
+            for i, (label, tc) in enumerate(self.models(cfg).items())
+        ]
+
     @abstractmethod
     def measure(self, cfg: Any, ctx: RunContext) -> dict[str, Any]:
         """Do the work. Returns ``{"data": numbers, "figures": specs, "tables": tables,

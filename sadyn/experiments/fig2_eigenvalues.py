@@ -22,13 +22,12 @@ import torch
 from sadyn.errors import DivergenceError
 from sadyn.experiments.base import Check, Recipe, RunContext, Verdict, check
 from sadyn.experiments.common import (
-    SMALL_ITRSA,
     TINY_TRAIN,
     eval_puzzles,
     finite_time_exponents,
     train_and_load,
 )
-from sadyn.experiments.plan import base_config, derive
+from sadyn.experiments.plan import at_seed, base_config, derive, seeded
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,10 @@ class Fig2Config:
     omegas: tuple[float, ...] = (1.3, 1.3, 1.3)
     eta: float = 0.7
     train_preset: str = "small"
-    train_overrides: dict = field(default_factory=dict)
+    train_overrides: dict = field(default_factory=lambda: {"max_minutes": None})
     unnormalized_model: dict = field(default_factory=lambda: {"norm": "none"})
     unnormalized_epochs: int = 1
+    seeds: tuple[int, ...] = (0, 1, 2)
     loop: int = 16
     eig_puzzles: int = 4
     eig_k: int = 48
@@ -102,8 +102,9 @@ class Fig2Eigenvalues(Recipe):
             norm_tol=1e-3,
             norm_iters=20,
             acc_puzzles=20,
+            seeds=(0, 1),
         ),
-        "small": Fig2Config(train_overrides=SMALL_ITRSA),
+        "small": Fig2Config(),
         "paper": Fig2Config(
             train_preset="paper",
             eig_puzzles=8,
@@ -116,11 +117,19 @@ class Fig2Eigenvalues(Recipe):
         ),
     }
 
-    def models(self, cfg: Fig2Config) -> dict[str, Any]:
-        """The trained normalized ItrSA and its unnormalized counterpart."""
+    def pair(self, cfg: Fig2Config) -> dict[str, Any]:
+        """The trained normalized ItrSA and its unnormalized counterpart (unseeded)."""
         base = base_config(cfg.train_preset, cfg.train_overrides)
         plain = {"model": cfg.unnormalized_model, "epochs": cfg.unnormalized_epochs}
         return {"normalized": base, "unnormalized": derive(base, plain)}
+
+    def models(self, cfg: Fig2Config) -> dict[str, Any]:
+        """Both models at every seed of ``seeds``."""
+        return {
+            seeded(label, s): at_seed(tc, s)
+            for label, tc in self.pair(cfg).items()
+            for s in cfg.seeds
+        }
 
     # ------------------------------------------------------------------ measure
     def measure(self, cfg: Fig2Config, ctx: RunContext) -> dict[str, Any]:

@@ -25,38 +25,83 @@ from sadyn.experiments.common import (
     train_and_load,
 )
 from sadyn.experiments.perturb import perturbed
-from sadyn.experiments.plan import base_config, derive
+from sadyn.experiments.plan import Job, at_seed, base_config, derive, seeded
 
 KINDS = ("normalized", "unnormalized", "symmetric")
 
 
+def _sweep() -> dict[str, dict[str, Any]]:
+    """The trained family of the small preset: label -> {"kind", **TrainConfig overrides}
+    ("model" merged). The paper's axes as hyperparameters of separately trained models: input
+    scale, a fixed (not learned) eta, and a fixed scale s on W^O, b_O (``vo_scale``: MSA -> s
+    MSA); plus unnormalized models (1 epoch, as the paper) and energy-based symmetric SA."""
+    fixed = {"eta_learnable": False}
+    return {
+        "normalized": {"kind": "normalized"},
+        "input x0.25": {"kind": "normalized", "model": {"input_scale": 0.25}},
+        "input x4": {"kind": "normalized", "model": {"input_scale": 4.0}},
+        "eta 0.25 (fixed)": {"kind": "normalized", "model": {"eta0": 0.25, **fixed}},
+        "eta 1 (fixed)": {"kind": "normalized", "model": {"eta0": 1.0, **fixed}},
+        "eta 4 (fixed)": {"kind": "normalized", "model": {"eta0": 4.0, **fixed}},
+        "W^V,W^O x0.25": {"kind": "normalized", "model": {"vo_scale": 0.25}},
+        "W^V,W^O x2": {"kind": "normalized", "model": {"vo_scale": 2.0}},
+        "W^V,W^O x4": {"kind": "normalized", "model": {"vo_scale": 4.0}},
+        "unnormalized": {"kind": "unnormalized", "model": {"norm": "none"}, "epochs": 1},
+        "unnormalized eta 0.25 (fixed)": {
+            "kind": "unnormalized",
+            "model": {"norm": "none", "eta0": 0.25, **fixed},
+            "epochs": 1,
+        },
+        "symmetric": {"kind": "symmetric", "model": {"model": "symsa", "heads": 1}},
+        "symmetric eta 0.25 (fixed)": {
+            "kind": "symmetric",
+            "model": {"model": "symsa", "heads": 1, "eta0": 0.25, **fixed},
+        },
+    }
+
+
+def _tiny_sweep() -> dict[str, dict[str, Any]]:
+    return {
+        "normalized": {"kind": "normalized"},
+        "W^V,W^O x4": {"kind": "normalized", "model": {"vo_scale": 4.0}},
+        "eta 0.25 (fixed)": {"kind": "normalized", "model": {"eta0": 0.25, "eta_learnable": False}},
+        "unnormalized": {"kind": "unnormalized", "model": {"norm": "none"}},
+        "symmetric": {"kind": "symmetric", "model": {"model": "symsa", "heads": 1}},
+    }
+
+
 @dataclass(frozen=True)
 class Fig3Config:
-    """Models: ``train_preset`` (+ ``train_overrides``) is the normalized ItrSA; the
-    unnormalized and symmetric ones merge ``*_model`` into its model and train ``*_epochs``;
-    ``variants`` adds trained members ``{label: {"kind": ..., **TrainConfig overrides}}``.
-    Post-hoc: every ``knob`` at every ``factor`` on every trained member.
-    Judging: accuracy is board accuracy when the normalized model reaches ``board_floor``,
-    else blank-cell accuracy; nothing is judged unless its cell accuracy reaches
-    ``min_cell_accuracy``; "near 0" means |median max LE| <= ``near_zero``."""
+    """Design: ``members`` (label -> {"kind": normalized|unnormalized|symmetric, **overrides
+    of the ``train_preset`` config}), each trained at every seed of ``seeds``; ``reference``
+    names the plain normalized model. Every member gets its test board and cell accuracy at
+    T = ``loop`` (``acc_puzzles``) and its finite-time exponents (horizon ``loop``, top
+    ``le_k``) on ``le_puzzles`` puzzles; a member's numbers are means over its seeds.
+
+    Criterion: the most accurate quartile (``top_fraction`` of the measured members, at least
+    one) has its median max exponent inside ``le_band`` (the paper: about +0.1); every
+    unnormalized member lies above the band's top; every symmetric member has a median max
+    exponent below the band's bottom and a lower accuracy than the reference; the Spearman
+    correlation of accuracy with |max LE - ``le_centre``| is negative with a bootstrap CI
+    (``boot`` resamples) and permutation p-value below ``alpha`` ("no effect" otherwise).
+    Gate: the reference reaches ``min_cell_accuracy`` (cell accuracy)."""
 
     train_preset: str = "small"
-    train_overrides: dict = field(default_factory=dict)
-    unnormalized_model: dict = field(default_factory=lambda: {"norm": "none"})
-    unnormalized_epochs: int = 1
-    symmetric_model: dict = field(default_factory=lambda: {"model": "symsa", "heads": 1})
-    symmetric_epochs: int = 1
-    variants: dict = field(default_factory=dict)
-    knobs: tuple[str, ...] = ("value", "output", "input", "eta")
-    factors: tuple[float, ...] = (0.5, 2.0)
+    train_overrides: dict = field(default_factory=lambda: {"max_minutes": None})
+    members: dict = field(default_factory=_sweep)
+    reference: str = "normalized"
+    seeds: tuple[int, ...] = (0,)
     loop: int = 16
-    acc_puzzles: int = 300
-    le_puzzles: int = 4
+    acc_puzzles: int = 1000
+    le_puzzles: int = 16
     le_k: int = 4
     le_tol: float = 1e-4
     le_iters: int = 20
-    near_zero: float = 0.3
-    board_floor: float = 0.05
+    top_fraction: float = 0.25
+    le_band: tuple[float, float] = (-0.1, 0.3)
+    le_centre: float = 0.1
+    alpha: float = 0.05
+    boot: int = 2000
     min_cell_accuracy: float = 0.4
     seed: int = 0
 
@@ -92,32 +137,20 @@ class Fig3Criticality(Recipe):
         "tiny": Fig3Config(
             train_preset="tiny",
             train_overrides=TINY_TRAIN,
-            knobs=("output",),
-            factors=(4.0,),
+            members=_tiny_sweep(),
             loop=4,
             acc_puzzles=20,
             le_puzzles=2,
             le_k=2,
             le_tol=1e-2,
             le_iters=3,
+            boot=200,
         ),
-        # Normalized, unnormalized and symmetric models compared at 8 epochs each (CPU time;
-        # the normalized one is Fig. 5's baseline, shared via the cache); the preset's full
-        # 20-epoch model joins the family as a variant.
-        "small": Fig3Config(
-            train_overrides={"epochs": 8},
-            unnormalized_epochs=8,
-            symmetric_epochs=8,
-            variants={"normalized 20 epochs": {"kind": "normalized", "epochs": 20}},
-        ),
+        "small": Fig3Config(),
         "paper": Fig3Config(
             train_preset="paper",
-            variants={
-                "normalized eta0=0.5": {"kind": "normalized", "model": {"eta0": 0.5}},
-                "normalized input 4": {"kind": "normalized", "model": {"input_scale": 4.0}},
-            },
-            factors=(0.25, 0.5, 0.75, 1.5, 2.0, 4.0),
-            acc_puzzles=1000,
+            train_overrides={},
+            seeds=(0, 1, 2),
             le_puzzles=32,
             le_k=16,
             le_tol=1e-5,
@@ -126,25 +159,34 @@ class Fig3Criticality(Recipe):
     }
 
     def family(self, cfg: Fig3Config) -> dict[str, tuple[str, Any]]:
-        """The trained members: label -> (kind, TrainConfig)."""
+        """The trained members: label -> (kind, unseeded TrainConfig)."""
         base = base_config(cfg.train_preset, cfg.train_overrides)
-        out = {
-            "normalized": ("normalized", base),
-            "unnormalized": (
-                "unnormalized",
-                derive(base, {"model": cfg.unnormalized_model, "epochs": cfg.unnormalized_epochs}),
-            ),
-            "symmetric": (
-                "symmetric",
-                derive(base, {"model": cfg.symmetric_model, "epochs": cfg.symmetric_epochs}),
-            ),
+        return {
+            label: (spec.get("kind", "normalized"), derive(base, spec, drop=("kind",)))
+            for label, spec in cfg.members.items()
         }
-        for label, spec in cfg.variants.items():
-            out[label] = (spec.get("kind", "normalized"), derive(base, spec, drop=("kind",)))
-        return out
 
     def models(self, cfg: Fig3Config) -> dict[str, Any]:
-        return {label: tc for label, (_, tc) in self.family(cfg).items()}
+        return {
+            seeded(label, s): at_seed(tc, s)
+            for label, (_, tc) in self.family(cfg).items()
+            for s in cfg.seeds
+        }
+
+    def jobs(self, cfg: Fig3Config) -> list[Job]:
+        """The sweep at its first seed after Fig. 5's and Fig. 4's decisive models (the
+        1-epoch unnormalized members, nearly free, early); further seeds (here or the
+        ``paper`` preset's) last."""
+        jobs = []
+        for i, (label, (_, tc)) in enumerate(self.family(cfg).items()):
+            for s in dict.fromkeys((*cfg.seeds, 0, 1, 2)):
+                rank = list(dict.fromkeys((*cfg.seeds, 0, 1, 2))).index(s)
+                if rank == 0:
+                    pri = 2.5 if tc.epochs <= 1 else 4.0
+                else:
+                    pri = 2.6 if tc.epochs <= 1 else 10.0 + rank
+                jobs.append(Job(pri + i * 0.001, seeded(label, s), at_seed(tc, s)))
+        return jobs
 
     def measure(self, cfg: Fig3Config, ctx: RunContext) -> dict[str, Any]:
         trained = self.family(cfg)

@@ -14,58 +14,75 @@ from typing import Any, ClassVar
 
 from sadyn.experiments.base import Check, Recipe, RunContext, Verdict, check
 from sadyn.experiments.common import (
-    SMALL_AKORN,
-    SMALL_ITRSA,
     TINY_TRAIN,
     binomial_se,
     eval_puzzles,
     train_and_load,
 )
-from sadyn.experiments.plan import base_config, derive
+from sadyn.experiments.plan import Job, at_seed, base_config, derive, seeded
 
 
-def akorn(n: int, *, rms: bool = False, **train: Any) -> dict[str, Any]:
-    """AKOrN with oscillators of size ``n`` (sphere normalization, or oscillator-wise unit
-    RMSNorm with ``rms``). The readout's group stays at 4 above N = 8: AKOrN's readout ties it to
-    N, which at N = D would be a D x D*N convolution (paper.md, ambiguity 3)."""
+def akorn(n: int, *, norm: str | None = None, **train: Any) -> dict[str, Any]:
+    """AKOrN with oscillators of size ``n``: sphere normalization, or oscillator-wise
+    ``norm`` (``"rms_unit"``: ``gamma y / ||y||``; ``"rms"``: the standard sqrt(N)-scaled
+    RMSNorm). The readout's group stays at 4 above N = 8: AKOrN's readout ties it to N, which
+    at N = D would be a D x D*N convolution (paper.md, ambiguity 3)."""
     model: dict[str, Any] = {"model": "akorn", "norm_group": n}
-    if rms:
-        model["norm"] = "rms_unit"
+    if norm is not None:
+        model["norm"] = norm
     if n > 8:
         model["readout_n"] = 4
     return {"model": model, **train}
 
 
-def _default_models() -> dict[str, dict[str, Any]]:
+def _default_models(n: int = 64) -> dict[str, dict[str, Any]]:
     return {
         "ItrSA": {},
-        "AKOrN N=4": akorn(4, **SMALL_AKORN),
-        "AKOrN N=64": akorn(64, **SMALL_AKORN),
-        "AKOrN+RMSNorm N=64": akorn(64, rms=True, **SMALL_AKORN),
+        "AKOrN N=4": akorn(4),
+        f"AKOrN N={n}": akorn(n),
+        f"AKOrN+RMSNorm(unit) N={n}": akorn(n, norm="rms_unit"),
+        f"AKOrN+RMSNorm N={n}": akorn(n, norm="rms"),
     }
+
+
+OBJECTIVES: dict[str, dict[str, Any]] = {
+    # the reference objective: cross-entropy at the final loop step only
+    "reference": {"loss_steps": 1},
+    # the small preset's deep supervision: cross-entropy at every loop step
+    "deep supervision": {"loss_steps": 0},
+}
 
 
 @dataclass(frozen=True)
 class Fig4Config:
-    """``models``: label -> overrides of the ``train_preset`` config. Roles for judging:
-    ``itrsa`` (must scale), ``large_n`` (AKOrN at large N, expected not to scale) and
-    ``large_n_rms`` (the same with RMSNorm, expected to scale). A curve "scales" when its best
-    accuracy at a loop count above ``train_loop`` beats the accuracy at ``train_loop`` by more
-    than ``gain_se`` standard errors; a curve is judged only if its best accuracy over all loop
-    counts reaches ``min_accuracy`` on that dataset (OOD first, else ID): a model that solves
-    nothing at any T says nothing about scaling."""
+    """Design: every model of ``models`` (label -> overrides of the ``train_preset`` config)
+    under every objective of ``objectives`` (name -> overrides); the ``primary`` objective at
+    every seed of ``seeds``, the others at ``secondary_seeds``. Each is evaluated on ID
+    (SATNet-style) and OOD (RRN-style) test puzzles at every loop count of ``eval_steps``.
+
+    Roles for judging: ``itrsa`` (must scale), ``large_n`` (AKOrN at large N, expected not to
+    scale, or to scale less than with RMSNorm) and ``large_n_rms`` (the same N with
+    oscillator-wise RMSNorm, every form listed, expected to scale). The statistic of a seed is
+    its gain ``acc(T = max eval_steps) - acc(T = train_loop)`` (board accuracy); a role's gain
+    is judged over seeds by a one-sample t-test (two-sided, ``alpha``), the large-N contrast
+    by Welch's t on the per-seed gains. A curve is judged on a dataset only when its mean
+    best accuracy over T reaches ``min_accuracy`` there."""
 
     train_preset: str = "small"
-    train_overrides: dict = field(default_factory=dict)
+    train_overrides: dict = field(default_factory=lambda: {"max_minutes": None})
     models: dict = field(default_factory=_default_models)
+    objectives: dict = field(default_factory=lambda: dict(OBJECTIVES))
+    primary: str = "reference"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    secondary_seeds: tuple[int, ...] = (0,)
     itrsa: str = "ItrSA"
     large_n: str = "AKOrN N=64"
-    large_n_rms: str = "AKOrN+RMSNorm N=64"
+    large_n_rms: tuple[str, ...] = ("AKOrN+RMSNorm(unit) N=64", "AKOrN+RMSNorm N=64")
     train_loop: int = 16
-    eval_steps: tuple[int, ...] = (16, 32, 64, 128)
-    id_puzzles: int = 500
-    ood_puzzles: int = 500
-    gain_se: float = 2.0
+    eval_steps: tuple[int, ...] = (16, 32, 64, 128, 256)
+    id_puzzles: int = 1000
+    ood_puzzles: int = 1000
+    alpha: float = 0.05
     min_accuracy: float = 0.02
     seed: int = 0
 
@@ -107,34 +124,65 @@ class Fig4TestTimeScaling(Recipe):
             models={
                 "ItrSA": {},
                 "AKOrN N=16": akorn(16),
-                "AKOrN+RMSNorm N=16": akorn(16, rms=True),
+                "AKOrN+RMSNorm N=16": akorn(16, norm="rms_unit"),
             },
+            seeds=(0, 1),
             large_n="AKOrN N=16",
-            large_n_rms="AKOrN+RMSNorm N=16",
+            large_n_rms=("AKOrN+RMSNorm N=16",),
             train_loop=8,
             eval_steps=(8, 16),
             id_puzzles=20,
             ood_puzzles=20,
         ),
-        "small": Fig4Config(train_overrides=SMALL_ITRSA),
+        "small": Fig4Config(),
         "paper": Fig4Config(
             train_preset="paper",
+            train_overrides={},
             models={
                 "ItrSA": {},
                 **{f"AKOrN N={n}": akorn(n) for n in (4, 8, 64, 512)},
-                **{f"AKOrN+RMSNorm N={n}": akorn(n, rms=True) for n in (4, 512)},
+                "AKOrN+RMSNorm(unit) N=512": akorn(512, norm="rms_unit"),
+                "AKOrN+RMSNorm N=512": akorn(512, norm="rms"),
             },
+            seeds=(0, 1, 2, 3, 4),
             large_n="AKOrN N=512",
-            large_n_rms="AKOrN+RMSNorm N=512",
-            eval_steps=(16, 32, 64, 128, 256),
-            id_puzzles=1000,
-            ood_puzzles=1000,
+            large_n_rms=("AKOrN+RMSNorm(unit) N=512", "AKOrN+RMSNorm N=512"),
         ),
     }
 
-    def models(self, cfg: Fig4Config) -> dict[str, Any]:
+    # ------------------------------------------------------------------ design
+    def designs(self, cfg: Fig4Config) -> dict[str, dict[str, Any]]:
+        """(model, objective) -> {"model", "objective", "seeds", "config"} (unseeded)."""
         base = base_config(cfg.train_preset, cfg.train_overrides)
-        return {label: derive(base, spec) for label, spec in cfg.models.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for obj, obj_spec in cfg.objectives.items():
+            seeds = cfg.seeds if obj == cfg.primary else cfg.secondary_seeds
+            for label, spec in cfg.models.items():
+                out[model_label(label, obj)] = {
+                    "model": label,
+                    "objective": obj,
+                    "seeds": tuple(seeds),
+                    "config": derive(derive(base, spec), obj_spec),
+                }
+        return out
+
+    def models(self, cfg: Fig4Config) -> dict[str, Any]:
+        return {
+            seeded(label, s): at_seed(d["config"], s)
+            for label, d in self.designs(cfg).items()
+            for s in d["seeds"]
+        }
+
+    def jobs(self, cfg: Fig4Config) -> list[Job]:
+        """The primary objective, seed by seed (all models of a seed before the next seed);
+        the other objectives after every other recipe's decisive models."""
+        jobs = []
+        for i, (label, d) in enumerate(self.designs(cfg).items()):
+            for s in d["seeds"]:
+                rank = d["seeds"].index(s)
+                pri = (3.0 + 0.1 * rank) if d["objective"] == cfg.primary else 5.8 + 0.1 * rank
+                jobs.append(Job(pri + i * 0.001, seeded(label, s), at_seed(d["config"], s)))
+        return jobs
 
     def measure(self, cfg: Fig4Config, ctx: RunContext) -> dict[str, Any]:
         from sadyn.probes.accuracy import evaluate
@@ -238,6 +286,11 @@ class Fig4TestTimeScaling(Recipe):
             )
             checks.append(check(name, crit, scales == want, gain))
         return Verdict.combine(self.criterion, checks)
+
+
+def model_label(model: str, objective: str) -> str:
+    """``"AKOrN N=64 [reference]"``."""
+    return f"{model} [{objective}]"
 
 
 def scaling_gain(

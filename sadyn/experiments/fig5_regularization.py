@@ -9,6 +9,7 @@ at T = ``loop`` and the mean finite-time Lyapunov exponent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -18,80 +19,95 @@ import torch
 
 from sadyn.experiments.base import Check, Recipe, RunContext, Verdict, check
 from sadyn.experiments.common import (
-    SMALL_AKORN,
-    SMALL_REGULARIZED,
     TINY_TRAIN,
     accuracy_and_exponents,
     binomial_se,
     eval_puzzles,
     train_and_load,
 )
-from sadyn.experiments.plan import base_config, derive
+from sadyn.experiments.plan import Job, at_seed, base_config, derive, seeded
+
+AKORN_N4: dict[str, Any] = {"model": "akorn", "norm_group": 4}
 
 
-def _models(
-    itrsa_budget: dict[str, Any], akorn_budget: dict[str, Any], akorn_model: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """The paper's Fig. 5 set: label -> {"family", "reg", **TrainConfig overrides}."""
-    akorn = {"model": akorn_model, **akorn_budget}
+def _families(akorn_model: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each family's baseline: overrides of the ``train_preset`` config."""
+    return {"ItrSA": {}, "AKOrN": {"model": dict(akorn_model)}}
+
+
+def _regs() -> dict[str, dict[str, Any]]:
+    """The fixed-lambda regularizers: label -> {"family", "reg", "judged", **overrides}. The
+    paper's lambdas (Table S.2) for the energy penalties; ours for the two beyond the paper."""
     return {
-        "ItrSA": {"family": "ItrSA", "reg": "none", **itrsa_budget},
-        "ItrSA + Spec": {"family": "ItrSA", "reg": "spec", "reg_spec": 1e-4, **itrsa_budget},
         "ItrSA + E-multi": {
             "family": "ItrSA",
             "reg": "e-multi",
+            "judged": True,
             "reg_e_multi": 1e-4,
             "model": {"orthogonal_vo": True},  # W^V, W^O orthogonal, as App. B.2
-            **itrsa_budget,
         },
         "ItrSA + E-single": {
             "family": "ItrSA",
             "reg": "e-single",
+            "judged": True,
             "reg_e_single": 1e-6,
             "model": {"heads": 1},
-            **itrsa_budget,
         },
         "ItrSA + Jacobian": {
             "family": "ItrSA",
             "reg": "jacobian",
+            "judged": False,
             "reg_jacobian": 1e-2,
-            **itrsa_budget,
         },
         "ItrSA + Lyapunov": {
             "family": "ItrSA",
             "reg": "lyapunov",
+            "judged": False,
             "reg_lyapunov": 1e-2,
-            **itrsa_budget,
         },
-        "AKOrN": {"family": "AKOrN", "reg": "none", **akorn},
-        "AKOrN + Spec": {"family": "AKOrN", "reg": "spec", "reg_spec": 1e-5, **akorn},
     }
+
+
+def spec_label(family: str, lam: float) -> str:
+    """``"ItrSA + Spec 1e-04"``."""
+    return f"{family} + Spec {lam:.0e}"
 
 
 @dataclass(frozen=True)
 class Fig5Config:
-    """``models``: label -> {"family": ItrSA|AKOrN, "reg": name, **overrides of the
-    ``train_preset`` config} ("model" merged into the model dict). Each family's ``reg="none"``
-    run is its baseline. A difference counts when it exceeds ``se_factor`` standard errors of
-    the difference (else inconclusive). Accuracy is board accuracy when the baseline reaches
-    ``board_floor``, else blank-cell accuracy; a family is judged only when its baseline's cell
-    accuracy reaches ``min_cell_accuracy``."""
+    """Design. ``families``: family -> overrides of the ``train_preset`` config (its
+    unregularized baseline); ``regs``: the fixed-lambda regularizers (label -> {"family",
+    "reg", "judged", **overrides}); Spec is swept over ``spec_lambdas`` per family at
+    ``sweep_seed`` and the lambda with the best ``val_data`` board accuracy at T = ``loop``
+    (ties: cell accuracy; never the test set) is then trained at every seed of ``seeds``.
+    ``spec_prior``: the paper's lambda per family (Table S.2), only used to order the export
+    of jobs. ``beyond_seeds``: seeds of the regularizers beyond the paper (reported only).
+    Every model trains the same schedule (the preset's full one), so regularized and
+    unregularized runs get equal steps.
+
+    Measurement: ID test board accuracy (``acc_puzzles``) and OOD (``ood_puzzles``) at T =
+    ``loop``; finite-time exponents on ``le_puzzles``. Criterion fields: ``alpha`` (Welch t
+    over seed means, two-sided), ``min_cell_accuracy`` (gate on the baseline)."""
 
     train_preset: str = "small"
-    train_overrides: dict = field(default_factory=dict)
-    models: dict = field(
-        default_factory=lambda: _models(
-            SMALL_REGULARIZED, SMALL_AKORN, {"model": "akorn", "norm_group": 4}
-        )
-    )
+    train_overrides: dict = field(default_factory=lambda: {"max_minutes": None})
+    families: dict = field(default_factory=lambda: _families(AKORN_N4))
+    regs: dict = field(default_factory=_regs)
+    spec_lambdas: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3)
+    spec_prior: dict = field(default_factory=lambda: {"ItrSA": 1e-4, "AKOrN": 1e-5})
+    seeds: tuple[int, ...] = (0, 1, 2)
+    sweep_seed: int = 0
+    beyond_seeds: tuple[int, ...] = (0,)
+    val_data: str = "rrn:valid"
+    val_puzzles: int = 500
     loop: int = 16
-    acc_puzzles: int = 500
-    le_puzzles: int = 4
+    acc_puzzles: int = 1000
+    ood_puzzles: int = 1000
+    le_puzzles: int = 8
     le_k: int = 4
     le_tol: float = 1e-4
     le_iters: int = 20
-    se_factor: float = 1.0
-    board_floor: float = 0.05
+    alpha: float = 0.05
     min_cell_accuracy: float = 0.4
     seed: int = 0
 
@@ -127,13 +143,14 @@ class Fig5Regularization(Recipe):
         "tiny": Fig5Config(
             train_preset="tiny",
             train_overrides=TINY_TRAIN,
-            models={
-                k: v
-                for k, v in _models({}, {}, {"model": "akorn", "norm_group": 4}).items()
-                if k in ("ItrSA", "ItrSA + Spec", "ItrSA + E-single", "AKOrN", "AKOrN + Spec")
-            },
+            regs={k: v for k, v in _regs().items() if k == "ItrSA + E-single"},
+            spec_lambdas=(1e-4, 1e-2),
+            seeds=(0, 1),
+            beyond_seeds=(),
+            val_puzzles=20,
             loop=4,
             acc_puzzles=20,
+            ood_puzzles=20,
             le_puzzles=2,
             le_k=2,
             le_tol=1e-2,
@@ -142,8 +159,8 @@ class Fig5Regularization(Recipe):
         "small": Fig5Config(),
         "paper": Fig5Config(
             train_preset="paper",
-            models=_models({}, {}, {"model": "akorn", "norm_group": 4}),
-            acc_puzzles=1000,
+            train_overrides={},
+            seeds=(0, 1, 2, 3, 4),
             le_puzzles=32,
             le_k=16,
             le_tol=1e-5,
@@ -151,11 +168,85 @@ class Fig5Regularization(Recipe):
         ),
     }
 
-    def models(self, cfg: Fig5Config) -> dict[str, Any]:
+    # ------------------------------------------------------------------ design
+    def designs(self, cfg: Fig5Config) -> dict[str, dict[str, Any]]:
+        """Every (unseeded) model: label -> {"family", "reg", "lam", "judged", "config"}."""
         base = base_config(cfg.train_preset, cfg.train_overrides)
-        return {
-            label: derive(base, spec, drop=("family", "reg")) for label, spec in cfg.models.items()
-        }
+        out: dict[str, dict[str, Any]] = {}
+        for family, spec in cfg.families.items():
+            fam = derive(base, spec)
+            out[family] = {"family": family, "reg": "none", "lam": 0.0, "config": fam}
+            for lam in cfg.spec_lambdas:
+                out[spec_label(family, lam)] = {
+                    "family": family,
+                    "reg": "spec",
+                    "lam": lam,
+                    "config": fam.replace(reg_spec=lam),
+                }
+        for label, spec in cfg.regs.items():
+            fam = derive(base, cfg.families[spec["family"]])
+            out[label] = {
+                "family": spec["family"],
+                "reg": spec["reg"],
+                "judged": bool(spec.get("judged", True)),
+                "config": derive(fam, spec, drop=("family", "reg", "judged")),
+            }
+        return out
+
+    def models(self, cfg: Fig5Config) -> dict[str, Any]:
+        """Trained before measuring: the baselines and the judged regularizers at every seed,
+        the Spec sweep at ``sweep_seed``, the others at ``beyond_seeds``. The chosen lambda's
+        other seeds are trained once the sweep has picked it (:meth:`measure`)."""
+        out: dict[str, Any] = {}
+        for label, d in self.designs(cfg).items():
+            if d["reg"] == "spec":
+                seeds: tuple[int, ...] = (cfg.sweep_seed,)
+            elif d.get("judged", True):
+                seeds = cfg.seeds
+            else:
+                seeds = cfg.beyond_seeds
+            for s in seeds:
+                out[seeded(label, s)] = at_seed(d["config"], s)
+        return out
+
+    def jobs(self, cfg: Fig5Config) -> list[Job]:
+        """Most decisive first: each family's baseline and Spec sweep at ``sweep_seed``, then
+        the baselines and the paper's lambda at the other seeds; the energy penalties; the
+        other lambdas at the other seeds (nearest the paper's first); beyond the paper last."""
+        jobs: list[Job] = []
+        fams = list(cfg.families)
+        for label, d in self.designs(cfg).items():
+            fam_rank = fams.index(d["family"]) if d["family"] in fams else 0
+            tc = d["config"]
+            judged = d.get("judged", True)
+            for s in dict.fromkeys((*cfg.seeds, *cfg.beyond_seeds)):
+                first = s == cfg.sweep_seed
+                rank = cfg.seeds.index(s) if s in cfg.seeds else 0
+                if d["reg"] == "none":
+                    if s not in cfg.seeds:
+                        continue
+                    pri = (1.0 if first else 2.0) + fam_rank * 0.4 + rank * 0.001
+                elif d["reg"] == "spec":
+                    if s not in cfg.seeds:
+                        continue
+                    prior = cfg.spec_prior.get(d["family"], d["lam"])
+                    dist = abs(math.log10(d["lam"]) - math.log10(prior))
+                    if first:
+                        pri = 1.1 + fam_rank * 0.4 + dist * 0.01
+                    elif dist < 1e-9:
+                        pri = 2.1 + fam_rank * 0.4 + rank * 0.001
+                    else:
+                        pri = 6.0 + dist + fam_rank * 0.4 + rank * 0.001
+                elif judged:
+                    if s not in cfg.seeds:
+                        continue
+                    pri = (5.0 if first else 5.5) + rank * 0.001
+                else:
+                    if s not in cfg.beyond_seeds:
+                        continue
+                    pri = 9.0 + rank * 0.001
+                jobs.append(Job(pri, seeded(label, s), at_seed(tc, s)))
+        return jobs
 
     def measure(self, cfg: Fig5Config, ctx: RunContext) -> dict[str, Any]:
         configs = self.models(cfg)

@@ -21,8 +21,6 @@ import torch
 from sadyn.errors import DivergenceError
 from sadyn.experiments.base import Check, Recipe, RunContext, Verdict, check
 from sadyn.experiments.common import (
-    SMALL_AKORN,
-    SMALL_ITRSA,
     TINY_TRAIN,
     eval_puzzles,
     median_band_series,
@@ -32,7 +30,7 @@ from sadyn.experiments.plan import base_config, derive
 
 
 def _default_models() -> dict[str, dict[str, Any]]:
-    return {"AKOrN": {"model": {"model": "akorn", "norm_group": 4}, **SMALL_AKORN}, "ItrSA": {}}
+    return {"AKOrN": {"model": {"model": "akorn", "norm_group": 4}}, "ItrSA": {}}
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,7 @@ class Fig6Config:
     ``min_cell_accuracy``."""
 
     train_preset: str = "small"
-    train_overrides: dict = field(default_factory=dict)
+    train_overrides: dict = field(default_factory=lambda: {"max_minutes": None})
     models: dict = field(default_factory=_default_models)
     judged: str = "AKOrN"
     steps: int = 32
@@ -101,7 +99,7 @@ class Fig6PseudoEnergy(Recipe):
             ci_puzzles=1,
             acc_puzzles=20,
         ),
-        "small": Fig6Config(train_overrides=SMALL_ITRSA),
+        "small": Fig6Config(),
         "paper": Fig6Config(
             train_preset="paper",
             models={"AKOrN": {"model": {"model": "akorn", "norm_group": 8}}, "ItrSA": {}},

@@ -10,6 +10,7 @@ what a run will cost and what the cache already holds.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -29,3 +30,35 @@ def derive(base: Any, spec: Mapping[str, Any], *, drop: Iterable[str] = ()) -> A
     spec = {k: v for k, v in spec.items() if k not in set(drop)}
     model = {**base.model, **dict(spec.pop("model", {}))}
     return base.replace(model=model, **spec)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model of a campaign: ``priority`` (lower runs first), the recipe's ``label`` and its
+    TrainConfig. ``sadyn reproduce --export-jobs`` writes these, most decisive first."""
+
+    priority: float
+    label: str
+    config: Any
+
+
+def seeded(label: str, seed: int) -> str:
+    """The label of ``label``'s model at training seed ``seed``: ``"ItrSA | seed 1"``."""
+    return f"{label} | seed {seed}"
+
+
+def split_seeded(label: str) -> tuple[str, int | None]:
+    """Inverse of :func:`seeded`: ``("ItrSA", 1)``; ``(label, None)`` for an unseeded label."""
+    base, sep, tail = label.rpartition(" | seed ")
+    if not sep:
+        return label, None
+    try:
+        return base, int(tail)
+    except ValueError:
+        return label, None
+
+
+def at_seed(config: Any, seed: int) -> Any:
+    """``config`` trained from seed ``seed`` (initialization, data order, noise; the data set,
+    ``data_seed``, stays)."""
+    return config if config.seed == seed else config.replace(seed=seed)

@@ -1,0 +1,79 @@
+"""Export of the recipes' models as a prioritized job list and import of runs trained
+elsewhere into the checkpoint cache (tiny preset)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from sadyn.experiments.cache import CheckpointCache, config_hash
+from sadyn.experiments.jobs import export_jobs, import_runs, write_jobs
+from sadyn.training.config import TrainConfig
+from sadyn.training.loop import train
+
+
+@pytest.fixture(scope="module")
+def tiny_jobs():
+    return export_jobs("all", "tiny")
+
+
+def test_export_lists_each_config_once_sorted_by_priority(tiny_jobs, tmp_path):
+    names = [j["name"] for j in tiny_jobs]
+    assert len(names) == len(set(names))
+    pri = [j["priority"] for j in tiny_jobs]
+    assert pri == sorted(pri)
+    for j in tiny_jobs:
+        config = TrainConfig.from_dict(j["config"])  # a full, valid TrainConfig
+        assert j["name"] == f"{config.model['model']}-{config_hash(config)}"
+        assert j["labels"]
+    # a model several recipes use is one job carrying every recipe's label
+    shared = [j for j in tiny_jobs if len({lab.split(":")[0] for lab in j["labels"]}) > 1]
+    assert shared
+    # Fig. 5's baseline and Spec sweep at the sweep seed come first
+    first = [lab for j in tiny_jobs[:3] for lab in j["labels"]]
+    assert any("fig5-regularization: ItrSA | seed 0" in lab for lab in first)
+    assert any("Spec" in lab for lab in first)
+    path = write_jobs(tmp_path / "jobs.json", tiny_jobs)
+    assert json.loads(path.read_text()) == tiny_jobs
+
+
+def test_import_installs_a_finished_run_and_refuses_a_tampered_one(tiny_jobs, tmp_path):
+    # the cheapest job (1 epoch, 100 puzzles), trained "elsewhere" as runs/<name>
+    job = next(j for j in tiny_jobs if j["config"]["epochs"] == 1)
+    config = TrainConfig.from_dict(job["config"])
+    runs = tmp_path / "runs"
+    train(config.replace(tensorboard=False), runs / job["name"], progress=False)
+    bad = runs / (job["name"][:-1] + ("0" if job["name"][-1] != "0" else "1"))
+    shutil.copytree(runs / job["name"], bad)  # a folder whose name no longer matches
+    unfinished = runs / "unfinished"
+    shutil.copytree(runs / job["name"], unfinished)
+    (unfinished / "summary.json").unlink()
+
+    cache = CheckpointCache(tmp_path / "cache")
+    results = {r.source.name: r for r in import_runs(runs, cache)}
+    assert results[job["name"]].action == "installed"
+    assert results[bad.name].action == "skipped" and "hashes to" in results[bad.name].reason
+    assert results["unfinished"].action == "skipped"
+    assert "summary.json" in results["unfinished"].reason
+    assert cache.contains(config)
+    entry = cache.get_or_train(config)  # reused: nothing is trained
+    assert entry.reused and entry.status == "completed" and entry.has_checkpoint
+    # importing again changes nothing
+    again = {r.source.name: r for r in import_runs(runs / job["name"], cache)}
+    assert again[job["name"]].action == "cached"
+
+
+def test_import_refuses_an_edited_config(tiny_jobs, tmp_path):
+    job = next(j for j in tiny_jobs if j["config"]["epochs"] == 1)
+    config = TrainConfig.from_dict(job["config"])
+    run = tmp_path / "runs" / job["name"]
+    train(config.replace(tensorboard=False), run, progress=False)
+    saved = json.loads((run / "config.json").read_text())
+    saved["lr"] = saved["lr"] * 2  # the weights no longer belong to the name
+    (run / "config.json").write_text(json.dumps(saved))
+    cache = CheckpointCache(tmp_path / "cache")
+    (res,) = import_runs(tmp_path / "runs", cache)
+    assert res.action == "skipped" and "hashes to" in res.reason
+    assert not cache.contains(config)
