@@ -1,10 +1,15 @@
 """``sadyn eval``: accuracy of a trained checkpoint against the loop count, with voting.
 
-    sadyn eval RUN_OR_CHECKPOINT_DIR [--data id,ood|FILE] [--steps 16,32,64,128,256]
-               [--votes K --vote energy-sum|energy-last|confidence] [--n N] [--seed S]
+    sadyn eval RUN_DIR|CHECKPOINT_DIR|NAME [--data id,ood|FILE] [--steps 16,32,64,128,256]
+               [--votes K --vote energy|energy-last|energy-sum|energy-final|confidence|
+                                 verifier|stability|all (or a comma list)]
+               [--halt stable:M,valid,residual:TOL] [--anchor] [--unfused] [--n N] [--seed S]
 
 Writes a results JSON (``sadyn.results`` schema) and a PNG of board accuracy against the loop
-count, and prints a table.
+count, and prints a table. The default output file is named by data set, K, vote rule and T
+grid (``RUN/eval/eval_id+ood_K1_T16-32-64-128-256.json``), so evaluations do not overwrite
+each other; the results record the data seed and, for RRN-style sets, the 17-clue pool's
+SHA-256 (or "fallback").
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sadyn.cli._args import add_quiet, int_list
 from sadyn.errors import SadynError
+from sadyn.pretrained import resolve_model
 from sadyn.probes.accuracy import (
     DEFAULT_STEPS,
     accuracy_figure,
@@ -24,23 +31,14 @@ from sadyn.probes.accuracy import (
     format_table,
     plot_accuracy,
 )
-from sadyn.probes.voting import VOTE_RULES
+from sadyn.probes.halting import HaltRule
+from sadyn.probes.voting import VOTE_RULES, parse_rules
 from sadyn.results import write_results
 from sadyn.sudoku import resolve_dataset
-from sadyn.training.checkpoint import load_checkpoint
+from sadyn.sudoku.datasets import pool_record
 from sadyn.training.distributed import resolve_device
 
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from exc
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
+_int_list = int_list  # the one list syntax of every command (sadyn.cli._args)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "checkpoint",
-        help="a run directory (its latest checkpoint) or a checkpoint "
-        "directory (checkpoints/step-NNNNNNN)",
+        metavar="MODEL",
+        help="a run directory (its latest checkpoint), a checkpoint directory "
+        "(checkpoints/step-NNNNNNN), or a pretrained name such as small-itrsa",
     )
     p.add_argument(
         "--data",
@@ -71,9 +70,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--votes", type=int, default=1, help="K random restarts per board")
     p.add_argument(
         "--vote",
-        choices=VOTE_RULES[1:],
-        default="energy-sum",
-        help="vote rule when K > 1 (default: energy-sum, AKOrN's E-vote)",
+        type=_vote_rules,
+        default="energy",
+        help="vote rule when K > 1: "
+        + ", ".join(VOTE_RULES[1:])
+        + ", a comma list of them (all scored on the same restarts; the first is the "
+        "headline) or all (default: energy, AKOrN's E-vote: sum of E(X_0..X_{T-1}))",
+    )
+    p.add_argument(
+        "--halt",
+        default="none",
+        help="adaptive halting per board: comma list of stable:M (decoded board unchanged for "
+        "M steps), valid (a valid solution keeping the givens), residual:TOL "
+        "(||X_t - X_{t-1}|| / ||X_t|| <= TOL); each --steps value is then a budget "
+        "(default: none)",
+    )
+    p.add_argument(
+        "--anchor",
+        action="store_true",
+        help="restart 0 of every board starts from the deterministic initial state",
+    )
+    p.add_argument(
+        "--unfused",
+        action="store_true",
+        help="explicit softmax attention instead of the fused kernel (slower, same math)",
     )
     p.add_argument("--n", type=int, default=None, help="evaluate on N puzzles of each set")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial-state noise")
@@ -106,8 +126,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_quiet(p)
     p.set_defaults(func=run)
+
+
+def _vote_rules(text: str) -> str:
+    try:
+        return ",".join(parse_rules(text))
+    except SadynError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def output_name(names: list[str], votes: int, suffix: str, steps: list[int]) -> str:
+    """``eval_<sets>_K<votes><suffix>_T<grid>.json`` (suffix: ``_<rule>`` and a halt rule),
+    e.g. ``eval_id+ood_K1_T16-32-64.json``: one file per data set, K, rule and T grid."""
+    grid = sorted(set(steps))
+    ts = "-".join(map(str, grid)) if len(grid) <= 6 else f"{grid[0]}-{grid[-1]}x{len(grid)}"
+    return f"eval_{'+'.join(names) or 'none'}_K{votes}{suffix}_T{ts}.json"
 
 
 def _subset(puzzles, n: int | None, seed: int):
@@ -125,10 +160,12 @@ def run(args: argparse.Namespace) -> int:
     if args.n is not None and args.n < 1:
         raise SadynError(f"--n must be >= 1, got {args.n}")
     device = resolve_device(args.device)
-    model, model_config, meta = load_checkpoint(
+    model, model_config, meta = resolve_model(
         args.checkpoint, which=args.which, weights=args.weights, device=device
     )
     vote = args.vote if args.votes > 1 else "none"
+    halt = HaltRule.parse(args.halt)
+    fused = not args.unfused and _has_fused_attention()
     specs = [s for s in args.data.split(",") if s]
     start = time.perf_counter()
     results = {}
@@ -147,9 +184,14 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             deterministic=args.deterministic,
             device=device,
-            progress=not args.no_progress,
+            progress=not args.quiet,
+            halt=halt,
+            fused=fused,
+            anchor=args.anchor,
         )
         results[name]["source"] = puzzles.source
+        results[name]["pool_sha256"] = pool_record(puzzles)  # None unless RRN-style
+        results[name]["data_seed"] = args.data_seed
     wall = time.perf_counter() - start
 
     ckpt_dir = Path(meta["path"])
@@ -157,8 +199,12 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
     else:
         run_dir = ckpt_dir.parent.parent if ckpt_dir.parent.name == "checkpoints" else ckpt_dir
-        suffix = "" if args.votes == 1 else f"_K{args.votes}_{vote}"
-        out = run_dir / "eval" / f"eval{suffix}.json"
+        if meta.get("pretrained"):  # the package folder may be read-only
+            run_dir = Path("out") / str(meta["pretrained"])
+        suffix = "" if args.votes == 1 else f"_{vote.replace(',', '+')}"
+        if halt.active:
+            suffix += "_halt-" + str(halt).replace(":", "").replace(",", "+")
+        out = run_dir / "eval" / output_name(list(results), args.votes, suffix, args.steps)
     out.parent.mkdir(parents=True, exist_ok=True)
     png = plot_accuracy(
         results,
@@ -180,8 +226,12 @@ def run(args: argparse.Namespace) -> int:
                 "votes": args.votes,
                 "vote": vote,
                 "n": args.n,
+                "data_seed": args.data_seed,
                 "batch_size": args.batch_size,
                 "deterministic": args.deterministic,
+                "halt": str(halt),
+                "anchor": args.anchor,
+                "fused": fused,
             },
             "seed": args.seed,
             "wall_time_s": wall,
@@ -192,3 +242,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     print(f"results: {out}\nplot: {png}")
     return 0
+
+
+def _has_fused_attention() -> bool:
+    from sadyn.nn import attention
+
+    return hasattr(attention, "fused_attention")

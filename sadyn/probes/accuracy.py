@@ -1,26 +1,38 @@
-"""Sudoku accuracy of a looped model against the loop count, with voting over random restarts.
+"""Sudoku accuracy of a looped model against the loop count, with voting over restarts and
+adaptive halting.
 
-One run per batch up to the largest loop count reads out at every requested count
-(``forward(readout_at=...)``), so the whole test-time-scaling curve costs one trajectory.
-Voting over K initial states repeats each board K times inside the batch (one forward for
-boards x votes, no Python loop over boards) and keeps, per board and per loop count, the
-restart the vote rule prefers (:mod:`sadyn.probes.voting`).
+One batched trajectory per chunk of rows reads out at every requested loop count, so the whole
+test-time-scaling curve costs one run up to the largest count. Voting over K initial states
+repeats each board K times inside the batch (one forward for boards x votes, no Python loop over
+boards) and keeps, per board, loop count and vote rule, the restart the rule prefers
+(:mod:`sadyn.probes.voting`); every requested rule is scored on the same trajectories, so rules
+compare on equal restarts. Adaptive halting (:mod:`sadyn.probes.halting`) freezes each row when
+its rule fires and drops it from the batch, so a halted row costs nothing more.
+
+The loop is written on the model's primitives (``encode``, ``init_state``, ``_drive``,
+``_advance``, ``readout``), the same ones ``LoopedModel.forward`` uses, so a plain evaluation
+(``votes=1``, no halting, ``fused=False``) gives the numbers of ``forward``. ``fused=True`` runs
+the attention through the fused kernel (``sadyn.nn.attention.fused_attention``): same math, no
+``(rows, H, 81, 81)`` probabilities materialized, and no Jacobian taken here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from sadyn.errors import SadynError
-from sadyn.probes.voting import VOTE_RULES, select_votes, vote_scores
+from sadyn.probes.halting import HaltRule, HaltTracker
+from sadyn.probes.voting import ENERGY_RULES, parse_rules, select_votes, vote_scores
 from sadyn.sudoku import PuzzleSet
 from sadyn.sudoku.metrics import board_correct
 
@@ -40,6 +52,155 @@ def _chunks(n: int, votes: int, rows: int) -> Iterator[tuple[slice, int, int]]:
                 yield slice(b, b + 1), v, min(v + rows, votes)
 
 
+def fused_context(enabled: bool) -> contextlib.AbstractContextManager:
+    """The fused-attention switch of :mod:`sadyn.nn.attention` when ``enabled`` (an error if
+    this build has none), else a no-op context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from sadyn.nn import attention
+
+    switch = getattr(attention, "fused_attention", None)
+    if switch is None:
+        raise SadynError("this build of sadyn.nn.attention has no fused_attention switch")
+    return switch()
+
+
+@dataclass
+class RestartRecord:
+    """Per-row results of one chunk at each loop count of the grid (R rows, G counts).
+
+    ok: (R, G) bool board right; cells: (R, G) long blank cells right; loops: (R, G) long loop
+    steps the row ran (``min(halting step, T)``); scores: ``{rule: (R, G) float}``.
+    """
+
+    ok: Tensor
+    cells: Tensor
+    loops: Tensor
+    scores: dict[str, Tensor]
+
+
+@torch.no_grad()
+def run_restarts(
+    model: nn.Module,
+    quizzes: Tensor,
+    solutions: Tensor,
+    grid: Sequence[int],
+    *,
+    rules: Sequence[str] = (),
+    generator: torch.Generator | None = None,
+    deterministic: bool = False,
+    anchor: Tensor | None = None,
+    halt: HaltRule | str | None = None,
+) -> RestartRecord:
+    """Run rows ``quizzes, solutions: (R, 81)`` to ``max(grid)`` loops and score them.
+
+    grid: sorted loop counts >= 1. rules: vote rules to score (``none`` scores 0). anchor: (R,)
+    bool rows that start from the deterministic initial state (the others draw from
+    ``generator``; the generator is consumed for every row either way). halt: a halting rule.
+    """
+    halt = HaltRule.parse(halt)
+    grid = list(grid)
+    steps, g = grid[-1], len(grid)
+    rows, device = quizzes.shape[0], quizzes.device
+    need_energy = any(r in ENERGY_RULES for r in rules)
+    need_final_energy = any(r in ("energy-sum", "energy-final") for r in rules)
+    given = quizzes > 0
+    cond = model.encode(quizzes)
+    x = model.init_state(cond, given, generator=generator, deterministic=deterministic)
+    if anchor is not None and bool(anchor.any()) and not deterministic:
+        x0 = model.init_state(cond, given, deterministic=True)
+        x = torch.where(anchor[:, None, None], x0, x)
+
+    ok = torch.zeros(rows, g, dtype=torch.bool, device=device)
+    cells = torch.zeros(rows, g, dtype=torch.long, device=device)
+    loops = torch.zeros(rows, g, dtype=torch.long, device=device)
+    scores = {r: torch.zeros(rows, g, device=device) for r in rules}
+    # energies of X_0..X_{t-1} summed (reference), E(X_{t-1}), E(X_1..X_t) summed, E(X_t)
+    e_cum = torch.zeros(rows, device=device)
+    e_prev = torch.full((rows,), math.nan, device=device)
+    e_out = torch.zeros(rows, device=device)
+    residual = torch.full((rows,), math.inf, device=device)  # ||X_t - X_{t-1}||
+    tracker = HaltTracker(halt, rows, device) if halt.active else None
+    idx = torch.arange(rows, device=device)  # rows still running
+    grid_index = {t: j for j, t in enumerate(grid)}
+
+    def record(rid: Tensor, t: int, logits: Tensor, e_now: Tensor | None, js: list[int]) -> None:
+        pred = logits.argmax(-1) + 1
+        q, s = quizzes[rid], solutions[rid]
+        right = board_correct(pred, q, s)
+        blank_right = ((pred == s) & (q == 0)).sum(-1)
+        for j in js:
+            ok[rid, j] = right
+            cells[rid, j] = blank_right
+            loops[rid, j] = t
+        for rule in rules:
+            if rule == "none":
+                continue
+            if rule in ENERGY_RULES:  # the running sums give each rule its value at t
+                sc = {
+                    "energy": lambda: -e_cum[rid],  # -sum_{s<t} E(X_s), the reference
+                    "energy-last": lambda: -e_prev[rid],  # -E(X_{t-1})
+                    "energy-sum": lambda: -e_out[rid],  # -sum_{1<=s<=t} E(X_s)
+                    "energy-final": lambda: -e_now,  # -E(X_t)
+                }[rule]()
+            else:
+                sc = vote_scores(rule, t, logits=logits, quizzes=q, residual=residual[rid])
+            for j in js:
+                scores[rule][rid, j] = sc.float()
+
+    need_residual = "stability" in rules or halt.residual is not None
+    xa, ca = x, cond  # the running rows' states and inputs (halted rows are dropped)
+    for t in range(steps + 1):
+        y = None
+        if t < steps or (need_energy and need_final_energy):
+            y = model._drive(xa, ca)
+        e_now = -(xa * y).flatten(1).sum(-1) if (need_energy and y is not None) else None
+        if t >= 1 and need_energy and e_now is not None:
+            e_out[idx] += e_now
+        at_grid = t in grid_index
+        logits = model.readout(xa) if (at_grid or (tracker and halt.needs_decode)) else None
+        stop = None
+        if tracker is not None:
+            pred = None if logits is None else logits.argmax(-1) + 1
+            stop = tracker.update(
+                t,
+                idx,
+                pred=pred,
+                quizzes=quizzes[idx],
+                residual=residual[idx],
+                norm=xa.flatten(1).norm(dim=1) if halt.residual is not None else None,
+            )
+            if t == steps:
+                stop = torch.ones_like(stop)
+        if at_grid:
+            assert logits is not None
+            keep = idx if stop is None else idx[~stop]
+            if keep.numel():
+                sel = slice(None) if stop is None else ~stop
+                record(keep, t, logits[sel], None if e_now is None else e_now[sel], [grid_index[t]])
+        if stop is not None and bool(stop.any()):
+            later = [j for j, tj in enumerate(grid) if tj >= t]
+            if later:
+                if logits is None:
+                    logits = model.readout(xa)
+                record(idx[stop], t, logits[stop], None if e_now is None else e_now[stop], later)
+            running = ~stop
+            idx, xa, ca = idx[running], xa[running], ca[running]
+            y = None if y is None else y[running]
+            e_now = None if e_now is None else e_now[running]
+        if t == steps or idx.numel() == 0:
+            break
+        if need_energy and e_now is not None:
+            e_cum[idx] += e_now
+            e_prev[idx] = e_now
+        assert y is not None
+        x_new = model._advance(xa, y)
+        if need_residual:
+            residual[idx] = (x_new - xa).flatten(1).norm(dim=1)
+        xa = x_new
+    return RestartRecord(ok, cells, loops, scores)
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -47,99 +208,139 @@ def evaluate(
     steps: Sequence[int] = DEFAULT_STEPS,
     *,
     votes: int = 1,
-    vote: str = "none",
+    vote: str | Sequence[str] = "none",
     batch_size: int = 1000,
     seed: int = 0,
     deterministic: bool = False,
     device: torch.device | str | None = None,
     progress: bool = False,
+    halt: HaltRule | str | None = None,
+    fused: bool = False,
+    anchor: bool = False,
 ) -> dict[str, Any]:
     """Board and cell accuracy of ``model`` on ``puzzles`` at each loop count in ``steps``.
 
-    votes: K restarts per board (K > 1 needs a ``vote`` rule: energy-sum, energy-last,
-        confidence). batch_size: model rows (boards x votes) per forward. The restarts draw
-        from one generator seeded with ``seed``: same seed and batch size, same numbers.
+    votes: K restarts per board (K > 1 needs a ``vote`` rule). vote: one rule, a
+        comma-separated list or ``"all"`` (:data:`sadyn.probes.voting.VOTE_RULES`); every listed
+        rule is scored on the same restarts and the first is the headline. batch_size: model
+        rows (boards x votes) per chunk. The restarts draw from one generator seeded with
+        ``seed``: same seed and batch size, same numbers. halt: an adaptive halting rule
+        (:class:`sadyn.probes.halting.HaltRule` or its text, e.g. ``"stable:4,valid"``); each
+        loop count of ``steps`` is then a budget. fused: the fused attention kernel.
+        anchor: restart 0 of every board starts from the deterministic state.
     Returns a JSON-able dict: ``steps``, ``n``, ``votes``, ``vote``, ``board_accuracy`` and
     ``cell_accuracy`` (lists aligned with ``steps``; of the voted answer when K > 1), with K > 1
-    also ``mean_board_accuracy`` (a single random restart, averaged over the K) and
-    ``oracle_board_accuracy`` (any restart right), ``by_givens`` (board accuracy per number of
-    givens), ``wall_time_s`` and ``boards_per_s``.
+    also ``mean_board_accuracy`` (a single restart, averaged over the K), ``oracle_board_accuracy``
+    (any restart right) and ``rules`` (``{rule: {board_accuracy, cell_accuracy}}`` for every
+    scored rule); ``mean_loops`` (loop steps per row at each budget, = ``steps`` without
+    halting), ``halt``, ``by_givens`` (board accuracy per number of givens), ``wall_time_s`` and
+    ``boards_per_s``.
     """
     grid = sorted(set(int(t) for t in steps))
     if not grid or grid[0] < 1:
         raise SadynError(f"loop counts must be positive integers, got {list(steps)}")
     if votes < 1:
         raise SadynError(f"votes must be >= 1, got {votes}")
-    if vote not in VOTE_RULES:
-        raise SadynError(f"unknown vote rule {vote!r} (choose from {VOTE_RULES})")
-    if votes > 1 and vote == "none":
-        raise SadynError("votes > 1 needs a vote rule: energy-sum, energy-last or confidence")
+    rules = parse_rules(vote)
+    if votes > 1 and rules == ("none",):
+        raise SadynError("votes > 1 needs a vote rule (e.g. energy, confidence, verifier)")
+    if votes == 1:
+        rules = ("none",)
     if len(puzzles) == 0:
         raise SadynError("no puzzles to evaluate")
+    halt_rule = HaltRule.parse(halt)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    rule = vote if votes > 1 else "none"
-    need_energy = rule.startswith("energy")
 
     quizzes, solutions = (t.to(device) for t in puzzles.to_torch())
     n, g = len(quizzes), len(grid)
     gen = torch.Generator(device=device).manual_seed(seed)
-    best_score = torch.full((n, g), -math.inf, device=device)
-    best_board = torch.zeros(n, g, dtype=torch.bool, device=device)
-    best_cells = torch.zeros(n, g, dtype=torch.long, device=device)
+    best = {
+        r: (
+            torch.full((n, g), -math.inf, device=device),
+            torch.zeros(n, g, dtype=torch.bool, device=device),
+            torch.zeros(n, g, dtype=torch.long, device=device),
+        )
+        for r in rules
+    }
     right_votes = torch.zeros(n, g, dtype=torch.long, device=device)  # restarts that solve it
+    loop_sum = torch.zeros(g, dtype=torch.float64, device=device)
     blank = quizzes == 0
 
     was_training = model.training
     model.eval()
     start = time.perf_counter()
     chunks = list(_chunks(n, votes, max(batch_size, 1)))
-    for boards, v0, v1 in tqdm(chunks, desc="eval", disable=not progress, leave=False):
-        k = v1 - v0
-        q = quizzes[boards].repeat_interleave(k, 0)  # (b*k, S): board-major, votes inner
-        s = solutions[boards].repeat_interleave(k, 0)
-        out = model(
-            q,
-            grid[-1],
-            generator=gen,
-            deterministic=deterministic,
-            readout_at=grid,
-            return_energies=need_energy,
-        )
-        b = q.shape[0] // k
-        for j, t in enumerate(grid):
-            logits = out.logits_at[t]
-            pred = logits.argmax(-1) + 1
-            ok = board_correct(pred, q, s).view(b, k)
-            cells = ((pred == s) & (q == 0)).sum(-1).view(b, k)
-            right_votes[boards, j] += ok.sum(1)
-            if rule == "none":
-                score = torch.zeros(b, k, device=device)
-            else:
-                score = vote_scores(
-                    rule, t, logits=logits, blank=q == 0, energies=out.energies
-                ).view(b, k)
-            pick = select_votes(score)
-            rows = torch.arange(b, device=device)
-            top = score[rows, pick]
-            better = top > best_score[boards, j]  # strict: earlier restarts win ties
-            best_score[boards, j] = torch.where(better, top, best_score[boards, j])
-            best_board[boards, j] = torch.where(better, ok[rows, pick], best_board[boards, j])
-            best_cells[boards, j] = torch.where(better, cells[rows, pick], best_cells[boards, j])
+    with fused_context(fused):
+        for boards, v0, v1 in tqdm(chunks, desc="eval", disable=not progress, leave=False):
+            k = v1 - v0
+            q = quizzes[boards].repeat_interleave(k, 0)  # (b*k, S): board-major, votes inner
+            s = solutions[boards].repeat_interleave(k, 0)
+            b = q.shape[0] // k
+            first = None
+            if anchor and v0 == 0:
+                first = (torch.arange(b * k, device=device) % k) == 0
+            rec = run_restarts(
+                model,
+                q,
+                s,
+                grid,
+                rules=rules,
+                generator=gen,
+                deterministic=deterministic,
+                anchor=first,
+                halt=halt_rule,
+            )
+            right_votes[boards] += rec.ok.view(b, k, g).sum(1)
+            loop_sum += rec.loops.sum(0).double()
+            rows = torch.arange(b, device=device)[:, None]
+            cols = torch.arange(g, device=device)[None, :]
+            ok, cells = rec.ok.view(b, k, g), rec.cells.view(b, k, g)
+            for rule in rules:
+                score = (
+                    rec.scores[rule].view(b, k, g)
+                    if rule != "none"
+                    else torch.zeros(b, k, g, device=device)
+                )
+                pick = select_votes(score.transpose(1, 2).reshape(b * g, k)).view(b, g)
+                top = score.transpose(1, 2)[rows, cols, pick]
+                b_score, b_ok, b_cells = best[rule]
+                better = top > b_score[boards]  # strict: earlier restarts win ties
+                b_score[boards] = torch.where(better, top, b_score[boards])
+                b_ok[boards] = torch.where(
+                    better, ok.transpose(1, 2)[rows, cols, pick], b_ok[boards]
+                )
+                b_cells[boards] = torch.where(
+                    better, cells.transpose(1, 2)[rows, cols, pick], b_cells[boards]
+                )
     model.train(was_training)
     wall = time.perf_counter() - start
 
+    head = rules[0]
+    best_board, best_cells = best[head][1], best[head][2]
+    n_blank = blank.sum().clamp(min=1)
     result: dict[str, Any] = {
         "steps": grid,
         "n": n,
         "votes": votes,
-        "vote": rule,
+        "vote": head,
         "seed": seed,
         "board_accuracy": best_board.float().mean(0).tolist(),
-        "cell_accuracy": (best_cells.sum(0).float() / blank.sum().clamp(min=1)).tolist(),
+        "cell_accuracy": (best_cells.sum(0).float() / n_blank).tolist(),
     }
     if votes > 1:
         result["mean_board_accuracy"] = (right_votes.float() / votes).mean(0).tolist()
         result["oracle_board_accuracy"] = (right_votes > 0).float().mean(0).tolist()
+        result["rules"] = {
+            r: {
+                "board_accuracy": best[r][1].float().mean(0).tolist(),
+                "cell_accuracy": (best[r][2].sum(0).float() / n_blank).tolist(),
+            }
+            for r in rules
+        }
+    result["halt"] = str(halt_rule)
+    result["mean_loops"] = (loop_sum / (n * votes)).tolist()
+    result["anchor"] = anchor
+    result["fused"] = fused
     givens = (~blank).sum(1)
     levels = sorted(set(givens.tolist()))
     result["by_givens"] = {
@@ -216,11 +417,17 @@ def plot_accuracy(
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    """A plain-text table: one row per (dataset, loop count)."""
-    lines = [f"{'data':<12} {'T':>5} {'board %':>8} {'cell %':>8}"]
+    """A plain-text table: one row per (dataset, loop count); with voting, the single-restart
+    mean, the oracle and every scored rule; with halting, the mean loop count."""
+    first = next(iter(results.values()))
     voted = any("oracle_board_accuracy" in r for r in results.values())
+    halted = any(r.get("halt", "none") != "none" for r in results.values())
+    extra = [r for r in first.get("rules", {}) if r != first.get("vote")] if voted else []
+    lines = [f"{'data':<12} {'T':>5} {'board %':>8} {'cell %':>8}"]
     if voted:
-        lines[0] += f" {'single %':>9} {'oracle %':>9}"
+        lines[0] += f" {'single %':>9} {'oracle %':>9}" + "".join(f" {r:>13}" for r in extra)
+    if halted:
+        lines[0] += f" {'loops':>7}"
     for name, res in results.items():
         for j, t in enumerate(res["steps"]):
             row = (
@@ -232,5 +439,10 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
                     f" {100 * res['mean_board_accuracy'][j]:>9.2f}"
                     f" {100 * res['oracle_board_accuracy'][j]:>9.2f}"
                 )
+                for r in extra:
+                    acc = res.get("rules", {}).get(r, {}).get("board_accuracy")
+                    row += f" {100 * acc[j]:>13.2f}" if acc else f" {'-':>13}"
+            if halted:
+                row += f" {res['mean_loops'][j]:>7.2f}"
             lines.append(row)
     return "\n".join(lines)

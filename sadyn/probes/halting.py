@@ -1,0 +1,176 @@
+"""Adaptive halting, per board: stop a trajectory once more loops would not change its answer.
+
+A rule (:class:`HaltRule`, parsed from ``"stable:4,valid,residual:1e-3"``) stops a row at the
+first loop count ``t >= 1`` where any of its criteria holds:
+
+- ``stable:m``: the decoded board (argmax of the readout) of ``X_t`` equals those of
+  ``X_{t-1}, ..., X_{t-m}`` (unchanged for m steps);
+- ``valid``: the decoded board of ``X_t`` is a valid Sudoku solution that keeps the givens
+  (:func:`sadyn.probes.voting.board_conflicts` is 0);
+- ``residual:tol``: the relative state residual ``||X_t - X_{t-1}|| / ||X_t||`` (Frobenius over
+  the board's ``(S, D)`` state) is below ``tol``.
+
+A halted row keeps ``X_t``: its answer at every larger loop budget is the answer at ``t``, and
+its loop count is ``min(t, budget)``. :class:`HaltTracker` applies a rule step by step inside the
+batched evaluation (:func:`sadyn.probes.accuracy.evaluate`); :func:`halting_steps` computes the
+same halting steps from whole recorded trajectories (for tests and offline analysis).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sadyn.errors import SadynError
+from sadyn.probes.voting import board_conflicts
+
+
+@dataclass(frozen=True)
+class HaltRule:
+    """Halting criteria (any of them stops a row); all None/False = never halt."""
+
+    stable: int | None = None
+    valid: bool = False
+    residual: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.stable is not None and self.stable < 1:
+            raise SadynError(f"halting: stable:m needs m >= 1, got {self.stable}")
+        if self.residual is not None and not (self.residual > 0 and math.isfinite(self.residual)):
+            raise SadynError(f"halting: residual:tol needs a positive tol, got {self.residual}")
+
+    @property
+    def active(self) -> bool:
+        return self.stable is not None or self.valid or self.residual is not None
+
+    @property
+    def needs_decode(self) -> bool:
+        """Whether the rule reads the decoded board at every step."""
+        return self.stable is not None or self.valid
+
+    def __str__(self) -> str:
+        parts = []
+        if self.stable is not None:
+            parts.append(f"stable:{self.stable}")
+        if self.valid:
+            parts.append("valid")
+        if self.residual is not None:
+            parts.append(f"residual:{self.residual:g}")
+        return ",".join(parts) or "none"
+
+    @classmethod
+    def parse(cls, spec: str | HaltRule | None) -> HaltRule:
+        """``None``/``"none"``, or comma-separated ``stable:M``, ``valid``, ``residual:TOL``."""
+        if isinstance(spec, HaltRule):
+            return spec
+        if spec is None or spec.strip().lower() in ("", "none"):
+            return cls()
+        stable, valid, residual = None, False, None
+        for item in (s.strip() for s in spec.split(",")):
+            name, _, value = item.partition(":")
+            try:
+                if name == "stable":
+                    stable = int(value)
+                elif name == "valid" and not value:
+                    valid = True
+                elif name == "residual":
+                    residual = float(value)
+                else:
+                    raise ValueError(item)
+            except ValueError:
+                raise SadynError(
+                    f"halting: cannot read {item!r} in {spec!r} "
+                    "(expected stable:M, valid, residual:TOL, comma-separated, or none)"
+                ) from None
+        return cls(stable, valid, residual)
+
+
+class HaltTracker:
+    """Step-by-step halting of ``rows`` trajectories under ``rule``.
+
+    Call :meth:`update` once per loop count ``t = 0, 1, ...`` with the rows still running
+    (``idx``), their decoded boards (when the rule needs them) and residuals; it returns the
+    mask (over ``idx``) of rows that halt at ``t``. Rows never halt at ``t = 0``.
+    """
+
+    def __init__(self, rule: HaltRule, rows: int, device: torch.device | str = "cpu"):
+        self.rule = rule
+        self.prev: Tensor | None = None  # (rows, 81) decoded board at t-1
+        self.same = torch.zeros(rows, dtype=torch.long, device=device)
+
+    def update(
+        self,
+        t: int,
+        idx: Tensor,
+        *,
+        pred: Tensor | None = None,
+        quizzes: Tensor | None = None,
+        residual: Tensor | None = None,
+        norm: Tensor | None = None,
+    ) -> Tensor:
+        """idx: (A,) long rows still running; pred: (A, 81) decoded boards of X_t; quizzes:
+        (A, 81); residual: (A,) ``||X_t - X_{t-1}||``; norm: (A,) ``||X_t||``. -> (A,) bool."""
+        rule = self.rule
+        halt = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        if rule.needs_decode and pred is None:
+            raise SadynError(f"halting rule {rule} needs the decoded boards")
+        if rule.stable is not None:
+            assert pred is not None
+            if self.prev is None:
+                self.prev = torch.zeros(self.same.shape[0], pred.shape[1], dtype=pred.dtype)
+                self.prev = self.prev.to(pred.device)
+            if t > 0:
+                unchanged = (pred == self.prev[idx]).all(-1)
+                self.same[idx] = torch.where(unchanged, self.same[idx] + 1, 0)
+            self.prev[idx] = pred
+            halt |= self.same[idx] >= rule.stable
+        if t == 0:
+            return torch.zeros_like(halt)
+        if rule.valid:
+            assert pred is not None and quizzes is not None
+            halt |= board_conflicts(pred, quizzes) == 0
+        if rule.residual is not None:
+            if residual is None or norm is None:
+                raise SadynError(f"halting rule {rule} needs the state residuals")
+            halt |= residual <= rule.residual * norm
+        return halt
+
+
+def halting_steps(
+    rule: HaltRule | str,
+    *,
+    preds: Tensor | None = None,
+    quizzes: Tensor | None = None,
+    states: Tensor | None = None,
+) -> Tensor:
+    """The loop count at which each row halts, from whole trajectories.
+
+    preds: (T+1, R, 81) decoded boards of X_0..X_T; quizzes: (R, 81); states: (T+1, R, S, D)
+    (residual rule). Returns (R,) long: the first ``t`` in 1..T where the rule fires, else T.
+    """
+    rule = HaltRule.parse(rule)
+    ref = preds if preds is not None else states
+    if ref is None:
+        raise SadynError("halting_steps needs preds or states")
+    steps, rows = ref.shape[0] - 1, ref.shape[1]
+    tracker = HaltTracker(rule, rows, ref.device)
+    out = torch.full((rows,), steps, dtype=torch.long, device=ref.device)
+    running = torch.ones(rows, dtype=torch.bool, device=ref.device)
+    for t in range(steps + 1):
+        idx = running.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        kw: dict[str, Tensor | None] = {}
+        if preds is not None:
+            kw["pred"] = preds[t, idx]
+            kw["quizzes"] = None if quizzes is None else quizzes[idx]
+        if states is not None and t > 0:
+            kw["residual"] = (states[t, idx] - states[t - 1, idx]).flatten(1).norm(dim=1)
+            kw["norm"] = states[t, idx].flatten(1).norm(dim=1)
+        stop = tracker.update(t, idx, **kw)
+        out[idx[stop]] = t
+        running[idx[stop]] = False
+    return out
