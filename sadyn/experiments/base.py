@@ -14,6 +14,9 @@ own work, returning numbers, figure specs and tables), :meth:`Recipe.judge`, wri
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import hashlib
+import inspect
 import json
 import sys
 import time
@@ -29,7 +32,8 @@ from sadyn.errors import SadynError
 from sadyn.experiments.cache import CacheEntry, CheckpointCache, default_cache_dir
 from sadyn.results import write_results
 
-STATUSES = ("pass", "fail", "inconclusive")
+STATUSES = ("pass", "fail", "no effect", "inconclusive")
+CRITERIA_LOG = "criteria-log.jsonl"
 PRESETS = ("tiny", "small", "paper")
 
 
@@ -43,7 +47,8 @@ class ExperimentError(SadynError):
 
 @dataclass(frozen=True)
 class Check:
-    """One judged statement. ``status`` is pass / fail / inconclusive; a check with
+    """One judged statement. ``status`` is pass / fail / no effect (a trained comparison whose
+    difference is inside seed noise) / inconclusive (could not be judged); a check with
     ``required=False`` is shown but does not enter the verdict (e.g. a part of the claim the
     available sources do not let us state precisely)."""
 
@@ -72,14 +77,18 @@ class Check:
 def check(
     name: str,
     criterion: str,
-    ok: bool | None,
+    ok: bool | str | None,
     numbers: Mapping[str, Any] | None = None,
     *,
     note: str = "",
     required: bool = True,
 ) -> Check:
-    """A :class:`Check` from a boolean outcome (``None`` = inconclusive)."""
-    status = "inconclusive" if ok is None else "pass" if ok else "fail"
+    """A :class:`Check` from a boolean outcome (``None`` = inconclusive) or a status string
+    (``"no effect"``, e.g. from :func:`sadyn.experiments.stats.decide`)."""
+    if isinstance(ok, str):
+        status = ok
+    else:
+        status = "inconclusive" if ok is None else "pass" if ok else "fail"
     return Check(name, criterion, status, dict(numbers or {}), note, required)
 
 
@@ -87,7 +96,8 @@ def check(
 class Verdict:
     """The judgement of a claim: the combination of its required checks.
 
-    fail if any required check fails; else inconclusive if any is inconclusive; else pass.
+    fail if any required check fails; else inconclusive if any is inconclusive; else "no
+    effect" if any says so (the claimed effect is inside seed noise); else pass.
     """
 
     status: str
@@ -109,6 +119,8 @@ class Verdict:
             status = "fail"
         elif any(c.status == "inconclusive" for c in judged):
             status = "inconclusive"
+        elif any(c.status == "no effect" for c in judged):
+            status = "no effect"
         else:
             status = "pass"
         if not reason:
@@ -202,6 +214,32 @@ class Recipe(ABC):
     Config: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]]
     trains: ClassVar[bool] = True  # needs a checkpoint cache
+    # the pre-registered criterion as data: the config fields that are its thresholds and the
+    # statistic / decision rule (hashed, with ``criterion`` and the judge's code, into every
+    # results file; see :meth:`criterion_spec`)
+    criterion_fields: ClassVar[tuple[str, ...]] = ()
+    statistic: ClassVar[str] = ""
+
+    # -------------------------------------------------------------- the criterion
+    def criterion_spec(self, config: Any) -> dict[str, Any]:
+        """The criterion as data at ``config`` (a Config or a results file's config dict): the
+        rule in words, the statistic, the threshold values and a hash of the judge's code
+        (so a judge edited after a run shows up as a changed criterion)."""
+        values = config if isinstance(config, Mapping) else dataclasses.asdict(config)
+        missing = [f for f in self.criterion_fields if f not in values]
+        if missing:
+            raise ExperimentError(f"{self.name}: criterion field(s) {missing} not in the config")
+        return {
+            "recipe": self.name,
+            "text": self.criterion,
+            "statistic": self.statistic,
+            "thresholds": to_jsonable({f: values[f] for f in self.criterion_fields}),
+            "judge_code": _code_hash(type(self)),
+        }
+
+    def criterion_hash(self, config: Any) -> str:
+        """16 hex digits of SHA-256 over the canonical JSON of :meth:`criterion_spec`."""
+        return json_hash(self.criterion_spec(config))
 
     # -------------------------------------------------------------- config
     def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Any:
@@ -239,6 +277,22 @@ class Recipe(ABC):
             cache = CheckpointCache(default_cache_dir(out.resolve().parent))
         ctx = RunContext(out, cache=cache, progress=progress, verbose=verbose, device=device)
         ctx.log(f"start ({preset} preset)")
+        # pre-registration: the criterion is logged (hashed) before anything is measured
+        spec = self.criterion_spec(cfg)
+        chash = json_hash(spec)
+        declared_at = _now()
+        log_path = out / ".." / CRITERIA_LOG
+        append_criteria_log(
+            log_path,
+            {
+                "event": "declared",
+                "recipe": self.name,
+                "preset": preset,
+                "criterion_hash": chash,
+                "time": declared_at,
+                "criterion": spec,
+            },
+        )
         t0 = time.perf_counter()
         if self.trains:  # all training first, so parallel runs can share it
             ctx.train_all(self.models(cfg))
@@ -250,6 +304,10 @@ class Recipe(ABC):
             "paper_ref": self.paper_ref,
             "claim": self.claim,
             "preset": preset,
+            "criterion": spec,
+            "criterion_hash": chash,
+            "declared_at": declared_at,
+            "measured_at": _now(),
             "config": to_jsonable(dataclasses.asdict(cfg)),
             "seed": getattr(cfg, "seed", None),
             "device": device,
@@ -261,8 +319,21 @@ class Recipe(ABC):
             "tables": measured.get("tables", {}),
         }
         record = to_jsonable(record)  # judge exactly what is saved
+        record["data_hash"] = json_hash(record["data"])
         record["verdict"] = self.judge(record).to_dict()
         write_results(out / "results.json", record)
+        append_criteria_log(
+            log_path,
+            {
+                "event": "judged",
+                "recipe": self.name,
+                "preset": preset,
+                "criterion_hash": chash,
+                "data_hash": record["data_hash"],
+                "status": record["verdict"]["status"],
+                "time": _now(),
+            },
+        )
         ctx.log(f"{record['verdict']['status']} in {record['wall_time_s']:.0f} s")
         return record
 
@@ -296,6 +367,58 @@ class Recipe(ABC):
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
+
+def json_hash(obj: Any) -> str:
+    """16 hex digits of SHA-256 over the canonical JSON of ``obj`` (sorted keys; NaN kept)."""
+    canonical = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def _code_hash(cls: type) -> str:
+    """Hash of the source of ``cls.judge`` (whitespace-normalized); "" if unavailable."""
+    try:
+        src = inspect.getsource(cls.judge)
+    except (OSError, TypeError):
+        return ""
+    return hashlib.sha256(" ".join(src.split()).encode("utf-8")).hexdigest()[:16]
+
+
+def _now() -> str:
+    """UTC time, ISO 8601 with microseconds (sortable as text)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def append_criteria_log(path: str | Path, entry: Mapping[str, Any]) -> None:
+    """Append one JSON line to the results folder's criteria log (created if needed): the
+    history of every criterion declared and every verdict judged there."""
+    path = Path(path).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(to_jsonable(entry), sort_keys=True) + "\n"
+    with open(path, "a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fh.write(line)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_criteria_log(path: str | Path) -> list[dict[str, Any]]:
+    """The entries of a criteria log (unparsable lines skipped); [] when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
 
 
 def apply_overrides(cfg: Any, overrides: Mapping[str, Any], *, where: str = "") -> Any:

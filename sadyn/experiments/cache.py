@@ -32,7 +32,9 @@ CACHE_ENV = "SADYN_CACHE"
 # Fields left out of the key: the training package's RESUMABLE_FIELDS. All but max_minutes
 # cannot change the weights; a run that max_minutes stopped early is resumed when a config with
 # a larger budget asks for it (get_or_train), and a completed run serves any budget.
-NEUTRAL_FIELDS = frozenset({"max_minutes", "threads", "device", "tensorboard", "progress_every"})
+NEUTRAL_FIELDS = frozenset(
+    {"max_minutes", "threads", "device", "tensorboard", "progress_every", "compile"}
+)
 ENTRY_FILE = "cache_entry.json"
 
 

@@ -83,8 +83,10 @@ def reproduce(
     ``keep_going`` a recipe that raises is recorded (``{"name", "error"}``, and written to
     ``<out_dir>/<name>/error.txt``) and the rest run. With ``resume`` a recipe whose
     ``results.json`` already holds a run of the same preset and settings is not run again
-    (its verdict is re-judged, which is free), so a killed ``reproduce all`` picks up where it
-    stopped; trained models are reused in any case. ``device``: where trained models are
+    (its verdict is re-judged, which is free) unless its criterion hash differs from the
+    recipe's current one (then it is measured again: a saved result is never re-judged under a
+    criterion declared after it), so a killed ``reproduce all`` picks up where it stopped;
+    trained models are reused in any case. ``device``: where trained models are
     probed (training follows each TrainConfig's own ``device``).
     """
     if preset not in PRESETS:
@@ -141,9 +143,12 @@ def _finished(
         record = read_results(path)
     except SadynError:
         return None
-    cfg = to_jsonable(dataclasses.asdict(recipe.config(preset, overrides)))
+    config = recipe.config(preset, overrides)
+    cfg = to_jsonable(dataclasses.asdict(config))
     if record.get("preset") != preset or record.get("config") != cfg:
         return None
+    if record.get("criterion_hash") != recipe.criterion_hash(config):
+        return None  # the criterion changed since: measure again under the new one, never re-judge
     verdict = recipe.judge(record).to_dict()
     if verdict != record.get("verdict"):
         record["verdict"] = verdict
