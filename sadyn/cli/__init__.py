@@ -1,7 +1,9 @@
 """The ``sadyn`` command.
 
 Each subcommand lives in its own module ``sadyn.cli.<name>`` exposing
-``register(subparsers) -> None``, which adds its parser and sets ``func=run``.
+``register(subparsers) -> None``, which adds its parser and sets ``func=run``. The flag
+convention (hyphenated flags with underscored aliases, comma lists, ``--quiet``) is in
+:mod:`sadyn.cli._args`.
 """
 
 from __future__ import annotations
@@ -9,17 +11,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
+from sadyn.cli._args import Parser, one_line_warnings
 from sadyn.errors import SadynError
 
-SUBCOMMANDS = ("data", "train", "eval", "analyze", "reproduce", "report", "demo")
+SUBCOMMANDS = ("data", "train", "eval", "analyze", "reproduce", "report", "demo", "paper")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sadyn",
         description="Dynamics of looped self-attention (Jacobians, Lyapunov "
         "exponents, test-time scaling) on Sudoku.",
+        epilog="Flags are hyphenated (--batch-size); the underscored spelling (--batch_size) "
+        "is accepted too. Lists are comma-separated (--steps 16,32,64). --quiet turns off "
+        "progress output. Start with `sadyn demo` (under 5 minutes).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMANDS:
@@ -37,13 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            one_line_warnings()
+            return int(args.func(args) or 0)
     except SadynError as exc:
         print(f"sadyn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"sadyn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped (| head): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -1,7 +1,14 @@
-"""``sadyn analyze CHECKPOINT_DIR``: every dynamics probe of a trained model on N puzzles.
+"""``sadyn analyze MODEL``: every dynamics probe of a trained model on N puzzles.
 
-Writes ``OUT/results.json`` (a results file: each probe's numbers under ``probes``, a ``png``
-figure spec per probe under ``figures``) and one PNG per probe beside it, and prints a summary.
+MODEL is a run folder, a checkpoint folder or a pretrained name (``small-itrsa``). Writes
+``OUT/results.json`` (a results file: each probe's numbers under ``probes``, a ``png`` figure
+spec per probe under ``figures``) and one PNG per probe beside it, and prints a summary.
+
+The defaults are cheap (a few minutes on the ``small`` model on one CPU core): 16 puzzles, the
+contribution index at t = 0 and T only, short sensitivity runs. ``--full`` selects the settings
+of the documented analysis (about 5 minutes on one idle core at D = 64, more under load); any
+single option can also be set. Before starting, the command prints a rough time estimate from a
+timing of the model's step on this machine; after each probe it prints the time it took.
 """
 
 from __future__ import annotations
@@ -10,120 +17,233 @@ import argparse
 import copy
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sadyn.cli._args import add_quiet, add_threads, choice_list, int_list, int_list_from
 from sadyn.errors import SadynError
+from sadyn.progress import format_seconds
 
 PROBES = ("jacobian", "lyapunov", "energy", "sensitivity", "scaling")
+
+#: settings of the cheap default analysis and of ``--full`` (the documented one)
+CHEAP: dict[str, Any] = {
+    "n": 16,
+    "eig_samples": 2,
+    "eig_k": 32,
+    "k": 8,
+    "qr_steps": 64,
+    "transient": 16,
+    "ci_samples": 1,
+    "ci_every": 16,
+    "sens_n": 4,
+    "sens_warmup": 64,
+    "sens_steps": 1000,
+}
+FULL: dict[str, Any] = {
+    "n": 16,
+    "eig_samples": 4,
+    "eig_k": 64,
+    "k": 16,
+    "qr_steps": 128,
+    "transient": 32,
+    "ci_samples": 2,
+    "ci_every": 4,
+    "sens_n": 8,
+    "sens_warmup": 128,
+    "sens_steps": 2000,
+}
+
+
+def _default(key: str) -> str:
+    return f"default {CHEAP[key]}; --full {FULL[key]}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "analyze",
-        help="run the dynamics probes on a trained checkpoint",
-        description="Jacobian spectra and the Prop 5.1 bound, finite-time and QR Lyapunov "
-        "exponents (distributions over puzzles), pseudo-energy and contribution index, "
-        "sensitivity to a perturbation, and accuracy against loop count.",
+        help="run the dynamics probes on a trained model (a few minutes by default)",
+        description=__doc__,
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT_DIR", help="a run or checkpoint folder")
+    p.add_argument(
+        "checkpoint",
+        metavar="MODEL",
+        help="a run folder, a checkpoint folder, or a pretrained name such as small-itrsa",
+    )
     p.add_argument(
         "--data",
         default="id",
         help="id (SATNet-style test), ood (RRN-style test) or a puzzle file (default id)",
     )
-    p.add_argument("--n", type=int, default=32, help="puzzles to analyze (default 32)")
+    p.add_argument("--n", type=int, default=None, help=f"puzzles to analyze ({_default('n')})")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the documented (slower) settings for every option not given explicitly",
+    )
     p.add_argument(
         "--steps",
-        type=int,
-        nargs="+",
+        type=int_list_from(0),
         default=None,
-        metavar="T",
-        help="loop steps at which the Jacobian is taken (default 0 and --horizon)",
+        metavar="T,...",
+        help="loop steps at which the Jacobian is taken, comma-separated (default 0,HORIZON)",
     )
     p.add_argument(
         "--probes",
-        nargs="+",
+        type=choice_list(PROBES),
         default=list(PROBES),
-        choices=PROBES,
-        help="which probes to run (default all)",
+        metavar="NAME,...",
+        help=f"probes to run, comma-separated among {','.join(PROBES)} (default all)",
     )
     p.add_argument(
-        "--out", metavar="DIR", default=None, help="output folder (default CHECKPOINT_DIR/analysis)"
+        "--out", metavar="DIR", default=None, help="output folder (default MODEL/analysis)"
     )
     p.add_argument(
         "--which",
         default="latest",
         choices=("latest", "best"),
-        help="checkpoint of a run folder to load",
+        help="checkpoint of a run folder to load (default latest)",
     )
-    p.add_argument("--weights", default="ema", choices=("ema", "raw"))
+    p.add_argument(
+        "--weights",
+        default="ema",
+        choices=("ema", "raw"),
+        help="EMA (default) or online weights of a run",
+    )
     p.add_argument(
         "--float64",
         action="store_true",
         help="analyze a float64 copy of the model (slower, more exact)",
     )
     p.add_argument("--seed", type=int, default=0, help="puzzles, noise and probe vectors")
+    p.add_argument(
+        "--estimate-only",
+        action="store_true",
+        help="print the time estimate and exit without running the probes",
+    )
     g = p.add_argument_group("Jacobian")
-    g.add_argument("--eig-samples", type=int, default=4, help="puzzles with eigenvalues")
+    g.add_argument(
+        "--eig-samples",
+        type=int,
+        default=None,
+        help=f"puzzles whose eigenvalues are computed ({_default('eig_samples')})",
+    )
     g.add_argument(
         "--eig-k",
         type=int,
-        default=64,
-        help="eigenvalues per puzzle when n > --dense-max (matrix-free)",
+        default=None,
+        help=f"eigenvalues per puzzle when S*D > --dense-max, matrix-free ({_default('eig_k')})",
     )
     g.add_argument(
-        "--dense-max", type=int, default=2048, help="largest S*D done densely (all eigenvalues)"
+        "--dense-max",
+        type=int,
+        default=2048,
+        help="largest S*D whose eigenvalues are all computed densely (default 2048)",
     )
     g = p.add_argument_group("Lyapunov")
-    g.add_argument("--horizon", type=int, default=16, help="T of the finite-time exponents")
-    g.add_argument("--k", type=int, default=16, help="top-k exponents per puzzle")
+    g.add_argument(
+        "--horizon", type=int, default=16, help="T of the finite-time exponents (default 16)"
+    )
+    g.add_argument("--k", type=int, default=None, help=f"top-k exponents ({_default('k')})")
     g.add_argument("--top-m", type=int, default=None, help="M of the mean exponent (default k)")
     g.add_argument(
-        "--qr-steps", type=int, default=128, help="steps of the asymptotic QR spectrum (0 skips it)"
+        "--qr-steps",
+        type=int,
+        default=None,
+        help=f"steps of the asymptotic QR spectrum, 0 skips it ({_default('qr_steps')})",
     )
-    g.add_argument("--transient", type=int, default=32, help="QR transient steps")
+    g.add_argument(
+        "--transient",
+        type=int,
+        default=None,
+        help=f"QR steps discarded first ({_default('transient')})",
+    )
     g.add_argument(
         "--ftle-iters",
         type=int,
         default=4,
-        help="subspace iterations of the matrix-free finite-time solver",
+        help="subspace iterations of the matrix-free finite-time solver (default 4)",
     )
     g = p.add_argument_group("energy")
-    g.add_argument("--ci-samples", type=int, default=1, help="puzzles with contribution index")
+    g.add_argument(
+        "--ci-samples",
+        type=int,
+        default=None,
+        help=f"puzzles with the contribution index ({_default('ci_samples')})",
+    )
     g.add_argument(
         "--ci-every",
         type=int,
-        default=8,
-        help="contribution index every k steps "
-        "(each costs about a minute per puzzle at S*D = 10,368 on one core)",
+        default=None,
+        help="contribution index every k loop steps; each costs about a minute per puzzle at "
+        f"S*D = 10,368 on one core ({_default('ci_every')})",
     )
-    g.add_argument("--fraction", type=float, default=0.02, help="top eigenspace share")
+    g.add_argument(
+        "--fraction", type=float, default=0.02, help="top eigenspace share (default 0.02)"
+    )
     g.add_argument(
         "--ci-dense-max",
         type=int,
         default=12_288,
-        help="largest S*D whose contribution index is dense (else ARPACK, slow)",
+        help="largest S*D whose contribution index is dense, else ARPACK (default 12288)",
     )
     g = p.add_argument_group("sensitivity")
-    g.add_argument("--sens-n", type=int, default=8, help="puzzles in the sensitivity test")
-    g.add_argument("--sens-warmup", type=int, default=128)
-    g.add_argument("--sens-steps", type=int, default=2000, help="paper: 10000")
-    g.add_argument("--sens-records", type=int, default=300)
-    g.add_argument("--sens-eps", type=float, default=1e-3)
-    g.add_argument("--eps-is", default="std", choices=("std", "variance"))
+    g.add_argument(
+        "--sens-n",
+        type=int,
+        default=None,
+        help=f"puzzles in the sensitivity test ({_default('sens_n')})",
+    )
+    g.add_argument(
+        "--sens-warmup",
+        type=int,
+        default=None,
+        help=f"loop steps before the perturbation ({_default('sens_warmup')})",
+    )
+    g.add_argument(
+        "--sens-steps",
+        type=int,
+        default=None,
+        help=f"loop steps after it; the paper uses 10000 ({_default('sens_steps')})",
+    )
+    g.add_argument(
+        "--sens-records",
+        type=int,
+        default=300,
+        help="distances recorded over the run (default 300)",
+    )
+    g.add_argument("--sens-eps", type=float, default=1e-3, help="perturbation size (default 1e-3)")
+    g.add_argument(
+        "--eps-is",
+        default="std",
+        choices=("std", "variance"),
+        help="whether --sens-eps is the noise's standard deviation or its variance",
+    )
     g = p.add_argument_group("test-time scaling")
     g.add_argument(
         "--scaling-steps",
-        type=int,
-        nargs="+",
+        type=int_list,
         default=[16, 32, 64, 128],
-        metavar="T",
-        help="loop counts of the accuracy curve",
+        metavar="T,...",
+        help="loop counts of the accuracy curve, comma-separated (default 16,32,64,128)",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the model and the probes run: cpu (default), cuda[:i] or auto",
+    )
+    add_threads(p)
+    add_quiet(p)
     p.set_defaults(func=run)
+
+
+def resolve_settings(args: argparse.Namespace) -> None:
+    """Fill the options left unset from :data:`CHEAP` (or :data:`FULL` with ``--full``)."""
+    table = FULL if args.full else CHEAP
+    for key, value in table.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -135,19 +255,86 @@ def _check(args: argparse.Namespace) -> None:
         "--sens-n": args.sens_n,
         "--sens-steps": args.sens_steps,
         "--ftle-iters": args.ftle_iters,
+        "--eig-samples": args.eig_samples,
+        "--eig-k": args.eig_k,
+        "--ci-samples": args.ci_samples,
     }
     for name, value in positive.items():
         if value < 1:
             raise SadynError(f"{name} must be >= 1, got {value}")
-    if args.steps is not None and min(args.steps) < 0:
-        raise SadynError("--steps must be >= 0")
+    for name, value in {
+        "--qr-steps": args.qr_steps,
+        "--transient": args.transient,
+        "--sens-warmup": args.sens_warmup,
+    }.items():
+        if value < 0:
+            raise SadynError(f"{name} must be >= 0, got {value}")
     if not 0 < args.fraction < 1:
         raise SadynError("--fraction must lie in (0, 1)")
 
 
+# ----------------------------------------------------------------------------- estimate
+@dataclass
+class Units:
+    """Measured unit costs on this machine (seconds): one loop step of one puzzle, one
+    Jacobian-vector product of it, and a dense symmetric eigenproblem of size 1000."""
+
+    step: float
+    jvp: float
+    eigh_1000: float
+
+
+def measure_units(model: Any, cond: Any, x: Any) -> Units:
+    """Time the unit costs on the first puzzle (a fraction of a second)."""
+    import numpy as np
+    import torch
+
+    c1, x1 = cond[:1], x[:1]
+
+    def best(fn: Any, reps: int = 3) -> float:
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    with torch.no_grad():
+        t_step = best(lambda: model.step(x1, c1))
+    v = torch.randn_like(x1)
+    t_jvp = best(lambda: torch.func.jvp(lambda y: model.step(y, c1), (x1,), (v,)))
+    a = np.random.default_rng(0).standard_normal((400, 400))
+    a = a + a.T
+    t_eigh = best(lambda: np.linalg.eigh(a), reps=2) * (1000 / 400) ** 3
+    return Units(t_step, max(t_jvp, t_step), t_eigh)
+
+
+def estimate_seconds(args: argparse.Namespace, units: Units, n_dim: int) -> dict[str, float]:
+    """Rough seconds per probe from the settings and the measured unit costs. The constants
+    were fitted on the tiny (S*D = 2,592) and small (5,184) ItrSA on this project's 2-core CPU;
+    expect errors up to about 2x (ARPACK's iteration count depends on the spectrum)."""
+    n, j = args.n, units.jvp
+    steps = args.steps if args.steps is not None else [0, args.horizon]
+    dense = n_dim <= args.dense_max
+    eig = n_dim * j + units.eigh_1000 * (n_dim / 1000) ** 3 if dense else (6 * args.eig_k + 60) * j
+    ftle = 2 * args.horizon * args.ftle_iters + args.qr_steps + args.transient
+    eigh = units.eigh_1000 * (n_dim / 1000) ** 3
+    ci_steps = len(range(0, args.horizon + 1, args.ci_every)) + 1
+    est = {
+        "jacobian": 2.7 * len(steps) * (60 * n * j + args.eig_samples * eig),
+        "lyapunov": 0.19 * n * args.k * ftle * j,
+        "energy": 0.3 * args.ci_samples * ci_steps * (n_dim * j / 4 + 1.5 * eigh),
+        "sensitivity": 2.2 * args.sens_n * (args.sens_warmup + args.sens_steps) * units.step,
+        "scaling": 1.25 * n * max(args.scaling_steps) * units.step,
+    }
+    return {name: est[name] for name in args.probes}
+
+
+# ----------------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from sadyn.pretrained import resolve_model
     from sadyn.probes import figures
     from sadyn.probes.energy import energy_probe
     from sadyn.probes.jacobian import jacobian_probe
@@ -156,26 +343,44 @@ def run(args: argparse.Namespace) -> int:
     from sadyn.probes.stepmap import rollout
     from sadyn.results import write_results
     from sadyn.sudoku import resolve_dataset
-    from sadyn.training import load_checkpoint
 
+    resolve_settings(args)
     _check(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     show = not args.quiet
     start = time.perf_counter()
-    model, model_config, meta = load_checkpoint(
-        args.checkpoint, which=args.which, weights=args.weights
+    from sadyn.training.distributed import resolve_device
+
+    model, model_config, meta = resolve_model(
+        args.checkpoint, which=args.which, weights=args.weights, device=resolve_device(args.device)
     )
     if args.float64:
         model = copy.deepcopy(model).double()
     puzzles = resolve_dataset(args.data, n=args.n, seed=args.seed)
     if len(puzzles) == 0:
         raise SadynError(f"no puzzles in {args.data!r}")
-    out = Path(args.out) if args.out else Path(args.checkpoint) / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
+    if meta.get("pretrained"):
+        default_out = Path("out") / "analysis" / str(meta["pretrained"])
+    else:
+        default_out = Path(args.checkpoint) / "analysis"
+    out = Path(args.out) if args.out else default_out
 
     jac_steps = sorted(set(args.steps if args.steps is not None else [0, args.horizon]))
     run_ = rollout(model, puzzles, max(args.horizon, *jac_steps), seed=args.seed)
+    units = measure_units(model, run_.cond, run_.states[0])
+    est = estimate_seconds(args, units, run_.dim)
+    print(
+        f"analyze: {len(puzzles)} puzzles, S*D = {run_.dim}, probes {', '.join(args.probes)}; "
+        f"estimated {format_seconds(sum(est.values()))} on this machine (rough; "
+        + ", ".join(f"{k} {format_seconds(v)}" for k, v in est.items())
+        + ("; --full is slower" if not args.full else "")
+        + ")",
+        flush=True,
+    )
+    if args.estimate_only:
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
     probes: dict[str, Any] = {}
     figs: dict[str, Any] = {}
     timings: dict[str, float] = {}
@@ -185,75 +390,79 @@ def run(args: argparse.Namespace) -> int:
         path = plot(probe, out / f"{name}.png")
         figs[name] = {"kind": "png", "path": path.name, "title": name}
 
-    for name in args.probes:
+    table = {
+        "jacobian": lambda: record(
+            "jacobian",
+            jacobian_probe(
+                model,
+                run_,
+                jac_steps,
+                samples=args.eig_samples,
+                k=args.eig_k,
+                dense_max=args.dense_max,
+                seed=args.seed,
+                show_progress=show,
+            ),
+            figures.plot_jacobian,
+        ),
+        "lyapunov": lambda: record(
+            "lyapunov",
+            lyapunov_probe(
+                model,
+                run_,
+                horizon=args.horizon,
+                k=args.k,
+                top_m=args.top_m,
+                asymptotic_steps=args.qr_steps,
+                transient=args.transient,
+                seed=args.seed,
+                max_iter=args.ftle_iters,
+                show_progress=show,
+            ),
+            figures.plot_lyapunov,
+        ),
+        "energy": lambda: record(
+            "energy",
+            energy_probe(
+                model,
+                run_,
+                ci_steps=list(range(0, run_.steps + 1, args.ci_every)),
+                samples=args.ci_samples,
+                fraction=args.fraction,
+                dense_max=args.ci_dense_max,
+                seed=args.seed,
+                show_progress=show,
+            ),
+            figures.plot_energy,
+        ),
+        "sensitivity": lambda: record(
+            "sensitivity",
+            sensitivity_probe(
+                model,
+                run_.subset(slice(0, args.sens_n)),
+                warmup=args.sens_warmup,
+                steps=args.sens_steps,
+                records=args.sens_records,
+                eps=args.sens_eps,
+                eps_is=args.eps_is,
+                seed=args.seed,
+                show_progress=show,
+            ),
+            figures.plot_sensitivity,
+        ),
+        "scaling": lambda: _scaling(model, puzzles, args, probes, figs, out, show),
+    }
+    for i, name in enumerate(args.probes, 1):
+        if show:
+            print(
+                f"analyze: [{i}/{len(args.probes)}] {name} (estimated {format_seconds(est[name])})",
+                flush=True,
+            )
         t0 = time.perf_counter()
-        if name == "jacobian":
-            record(
-                name,
-                jacobian_probe(
-                    model,
-                    run_,
-                    jac_steps,
-                    samples=args.eig_samples,
-                    k=args.eig_k,
-                    dense_max=args.dense_max,
-                    seed=args.seed,
-                    show_progress=show,
-                ),
-                figures.plot_jacobian,
-            )
-        elif name == "lyapunov":
-            record(
-                name,
-                lyapunov_probe(
-                    model,
-                    run_,
-                    horizon=args.horizon,
-                    k=args.k,
-                    top_m=args.top_m,
-                    asymptotic_steps=args.qr_steps,
-                    transient=args.transient,
-                    seed=args.seed,
-                    max_iter=args.ftle_iters,
-                    show_progress=show,
-                ),
-                figures.plot_lyapunov,
-            )
-        elif name == "energy":
-            ci_steps = list(range(0, run_.steps + 1, args.ci_every))
-            record(
-                name,
-                energy_probe(
-                    model,
-                    run_,
-                    ci_steps=ci_steps,
-                    samples=args.ci_samples,
-                    fraction=args.fraction,
-                    dense_max=args.ci_dense_max,
-                    seed=args.seed,
-                    show_progress=show,
-                ),
-                figures.plot_energy,
-            )
-        elif name == "sensitivity":
-            record(
-                name,
-                sensitivity_probe(
-                    model,
-                    run_.subset(slice(0, args.sens_n)),
-                    warmup=args.sens_warmup,
-                    steps=args.sens_steps,
-                    records=args.sens_records,
-                    eps=args.sens_eps,
-                    eps_is=args.eps_is,
-                    seed=args.seed,
-                    show_progress=show,
-                ),
-                figures.plot_sensitivity,
-            )
-        elif name == "scaling":
-            _scaling(model, puzzles, args, probes, figs, out, show)
+        table[name]()
         timings[name] = time.perf_counter() - t0
+        if show:
+            print(f"analyze: {name} took {format_seconds(timings[name])}", flush=True)
 
     config = {k: v for k, v in vars(args).items() if k != "func"}
     write_results(
@@ -268,21 +477,34 @@ def run(args: argparse.Namespace) -> int:
                 "checkpoint": str(args.checkpoint),
                 "model_config": model_config,
                 "train_step": meta.get("step"),
+                "pretrained": meta.get("pretrained"),
                 "puzzles": {
                     "spec": args.data,
                     "n": len(puzzles),
                     "source": getattr(puzzles, "source", None),
+                    "pool_sha256": pool_record(puzzles),
                 },
                 "state_shape": list(run_.state_shape),
                 "timings_s": timings,
+                "estimated_s": est,
             },
             "probes": probes,
             "figures": figs,
         },
     )
-    if show:
-        print(summary_text(probes, out))
+    print(summary_text(probes, out))
     return 0
+
+
+def pool_record(puzzles: Any) -> str | None:
+    """The 17-clue pool behind an RRN-style set: its SHA-256, ``"fallback"``, or None for a
+    set that does not come from a pool."""
+    meta = getattr(puzzles, "meta", {}) or {}
+    if meta.get("kind") != "rrn" and "pool" not in meta:
+        return None
+    if str(meta.get("pool", "")).startswith("fallback"):
+        return "fallback"
+    return meta.get("pool_sha256")
 
 
 def _scaling(

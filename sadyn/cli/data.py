@@ -1,8 +1,13 @@
 """``sadyn data``: make the Sudoku data sets and inspect puzzle files.
 
 sadyn data make satnet --out DIR [--n N] [--seed S] [--split train,test]
-sadyn data make rrn --out DIR [--split test] [--pool sudoku17.txt.gz]
-sadyn data stats FILE [--json OUT] [--no-unique]
+    -> DIR/satnet-train.csv, DIR/satnet-test.csv
+sadyn data make rrn --out DIR [--split test] [--pool sudoku17.txt.gz]   -> DIR/rrn-test.csv
+sadyn data stats FILE [--json OUT] [--no-unique]      (FILE may be - for stdin)
+
+RRN-style sets are made from Royle's 17-clue list, found through --pool, $SADYN_SUDOKU17, the
+data folder or the project's shared/data; without it they fall back to sadyn-made minimal
+puzzles (easier), say so, and record the pool as "fallback".
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from sadyn.cli._args import add_quiet
 from sadyn.errors import SadynError
 from sadyn.io import atomic_write_json
 
@@ -25,23 +31,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "data",
         help="make Sudoku data sets, check puzzle files",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="data_command", required=True)
 
     make = sub.add_parser(
         "make",
         help="make a SATNet-style or RRN-style data set (deterministic by seed, cached)",
-        description="Make a data set and write <out>/<split>.csv (+ .meta.json). SATNet-style: "
+        description="Make a data set and write <out>/<kind>-<split>.csv (+ .meta.json), e.g. "
+        "satnet-train.csv, satnet-test.csv, rrn-test.csv. SATNet-style: "
         "9,000 train / 1,000 test from one 10k set. RRN-style: 18,000 test (1,000 per extra-"
         "givens count), 18,000 valid, 180,000 train, on Royle's 17-clue list.",
     )
-    make.add_argument("kind", choices=("satnet", "rrn"))
-    make.add_argument("--out", required=True, type=Path, help="output folder")
+    make.add_argument(
+        "kind", choices=("satnet", "rrn"), help="SATNet-style (ID) or RRN-style (OOD, hard)"
+    )
+    make.add_argument(
+        "--out", required=True, type=Path, help="output folder (files <kind>-<split>.csv)"
+    )
     make.add_argument(
         "--n", type=int, default=None, help="puzzles per split (default: the recipe's size)"
     )
-    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     make.add_argument(
         "--split",
         default=None,
@@ -69,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="cache folder (default: $SADYN_DATA_DIR or ~/.cache/sadyn/data)",
     )
-    make.add_argument("--no-progress", action="store_true")
+    add_quiet(make)
     make.set_defaults(func=run_make)
 
     stats = sub.add_parser(
@@ -79,13 +89,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "list such as Royle's) and report its statistics. Exit status: 0 all puzzles unique and "
         "consistent, 1 some are not, 2 the file is malformed.",
     )
-    stats.add_argument("file", type=Path)
+    stats.add_argument(
+        "file", type=Path, help="a puzzle file (.csv, .csv.gz, quiz list, SATNet folder; - = stdin)"
+    )
     stats.add_argument("--no-unique", action="store_true", help="skip the uniqueness check")
     stats.add_argument(
         "--check-duplicates", action="store_true", help="treat repeated quizzes as an error"
     )
     stats.add_argument("--json", type=Path, default=None, help="also write the stats as JSON")
-    stats.add_argument("--no-progress", action="store_true")
+    add_quiet(stats)
     stats.set_defaults(func=run_stats)
 
 
@@ -114,7 +126,7 @@ def _summary(stats: dict[str, Any]) -> str:
 
 
 def run_make(args: argparse.Namespace) -> int:
-    from sadyn.sudoku.datasets import SPLITS, load_or_make
+    from sadyn.sudoku.datasets import SPLITS, load_or_make, pool_record
     from sadyn.sudoku.formats import write_csv
 
     splits = [s.strip() for s in (args.split or DEFAULT_SPLITS[args.kind]).split(",") if s.strip()]
@@ -128,39 +140,45 @@ def run_make(args: argparse.Namespace) -> int:
             n=args.n,
             seed=args.seed,
             cache_dir=args.cache_dir,
-            progress=not args.no_progress,
+            progress=not args.quiet,
             pool=args.pool,
             box_rule=args.box_rule,
             use_cache=not args.no_cache,
         )
-        out = args.out / f"{split}.csv{'.gz' if args.gzip else ''}"
+        out = args.out / f"{args.kind}-{split}.csv{'.gz' if args.gzip else ''}"
         write_csv(puzzles, out)
         stats = puzzles.stats()
         print(f"{out}: {_summary(stats)}")
         print(f"  source: {puzzles.source}")
+        if args.kind == "rrn":
+            print(f"  17-clue pool: {pool_record(puzzles)} (sha256, or fallback)")
         print(histogram_text(stats["givens_histogram"]))
     return 0
 
 
 def run_stats(args: argparse.Namespace) -> int:
     from sadyn.sudoku.board import valid_solutions
-    from sadyn.sudoku.formats import read_csv, read_puzzles, read_quizzes, sniff_fields
+    from sadyn.sudoku.formats import read_any, read_puzzles
     from sadyn.sudoku.solver import solve_many
 
     path: Path = args.file
-    if not path.exists():
+    stdin = str(path) == "-"
+    if not stdin and not path.exists():
         raise SadynError(f"{path}: file not found")
     lines = None
-    if path.is_dir() or path.suffix == ".pt":  # SATNet tensors: puzzles are counted, not lines
+    if not stdin and (
+        (path.is_dir() and (path / "features.pt").exists()) or path.suffix == ".pt"
+    ):  # SATNet tensors: puzzles are counted, not lines
         puzzles = read_puzzles(path, check_duplicates=args.check_duplicates)
         quizzes, solutions, source = puzzles.quizzes, puzzles.solutions, puzzles.source
-    elif sniff_fields(path) == 1:  # a quiz-only list such as Royle's
-        qf = read_quizzes(path)
-        quizzes, solutions, lines = qf.quizzes, None, qf.lines
-        source = f"quiz-only file {path} (sha256 {qf.sha256})"
-    else:
-        puzzles, lines = read_csv(path, check_duplicates=args.check_duplicates, return_lines=True)
-        quizzes, solutions, source = puzzles.quizzes, puzzles.solutions, puzzles.source
+    else:  # one pass, so a pipe works: quiz,solution rows or a quiz-only list (Royle's)
+        found, qf, lines = read_any(path, check_duplicates=args.check_duplicates)
+        if qf is not None:
+            quizzes, solutions = qf.quizzes, None
+            source = f"quiz-only file {'<stdin>' if stdin else path} (sha256 {qf.sha256})"
+        else:
+            assert found is not None
+            quizzes, solutions, source = found.quizzes, found.solutions, found.source
     givens = (quizzes != 0).sum(axis=1)
     values, counts = np.unique(givens, return_counts=True)
     hist = {int(v): int(c) for v, c in zip(values, counts, strict=True)}
@@ -186,7 +204,7 @@ def run_stats(args: argparse.Namespace) -> int:
     status = 0
     if not args.no_unique:
         n_sol, found, nodes = solve_many(
-            quizzes, 2, progress=not args.no_progress, desc="uniqueness check"
+            quizzes, 2, progress=not args.quiet, desc="uniqueness check"
         )
         bad = np.flatnonzero(n_sol != 1)
         stats["unique"] = int((n_sol == 1).sum())

@@ -1,14 +1,16 @@
 """``sadyn train``: train a looped model on Sudoku.
 
-    sadyn train --preset tiny|small|paper --seed S --out DIR [--resume] [--FIELD VALUE ...]
+    sadyn train --preset tiny|small|small-akorn|paper --seed S --out DIR [--resume]
+                [--FIELD VALUE ...]
 
 Override scheme (one rule): every :class:`~sadyn.training.TrainConfig` field is ``--FIELD
-VALUE`` with the field's own name (``--lr 5e-4``, ``--eval_steps 16,32,64``,
-``--max_minutes none``); the model config is the ``model`` field, so its keys are
-``--model.KEY VALUE`` (``--model.dim 128 --model.norm rms_unit``, values read as JSON when they
-parse, else as strings) and ``--model KIND`` switches the model kind, keeping the other keys.
-``--resume`` continues the run in DIR (its saved config; only ``max_minutes``, ``threads``,
-``device``, ``tensorboard`` and ``progress_every`` may change).
+VALUE`` with the field's name hyphenated (``--lr 5e-4``, ``--eval-steps 16,32,64``,
+``--max-minutes none``; the underscored spelling ``--max_minutes`` is accepted too); the model
+config is the ``model`` field, so its keys are ``--model.KEY VALUE`` (``--model.dim 128
+--model.norm rms_unit``, values read as JSON when they parse, else as strings) and ``--model
+KIND`` switches the model kind, keeping the other keys. ``--resume`` continues the run in DIR
+(its saved config; only ``max_minutes``, ``threads``, ``device``, ``tensorboard`` and
+``progress_every`` may change); DIR must hold a run (its ``config.json``), else it is an error.
 
 Data parallel: ``torchrun --nproc_per_node W -m sadyn.cli.train ...`` (the module runs as a
 script, so torchrun can launch it).
@@ -24,6 +26,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from sadyn.cli._args import add_quiet
 from sadyn.errors import SadynError
 from sadyn.models import MODELS, default_config
 from sadyn.training.config import TrainConfig, coerce, field_types
@@ -58,9 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = TrainConfig()
     p = subparsers.add_parser(
         "train",
-        help="train a looped model on Sudoku (presets tiny, small, paper)",
+        help="train a looped model on Sudoku (presets tiny, small, small-akorn, paper)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--preset",
@@ -69,8 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="starting configuration (default: tiny; on --resume, the run's own)",
     )
     p.add_argument("--out", required=True, help="run directory (created)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (an error if --out holds no run)",
+    )
+    add_quiet(p)
     p.add_argument(
         "--print-config", action="store_true", help="print the resolved config as JSON and exit"
     )
@@ -87,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             )
             continue
         fields.add_argument(
-            f"--{f.name}",
+            f"--{f.name.replace('_', '-')}",
             dest=f"{_DEST}{f.name}",
             default=None,
             metavar=_metavar(hints[f.name]),
@@ -96,7 +102,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = p.add_argument_group("model config keys (--model.KEY VALUE)")
     for key in _model_keys():
         model.add_argument(
-            f"--model.{key}", dest=f"{_MODEL_DEST}{key}", default=None, metavar="VALUE"
+            f"--model.{key.replace('_', '-')}",
+            dest=f"{_MODEL_DEST}{key}",
+            default=None,
+            metavar="VALUE",
+            help=f"model config key {key!r} (JSON or a string; see docs/models.md)",
         )
     p.set_defaults(func=run)
 
@@ -142,12 +152,28 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
     return get_preset(args.preset or "tiny", **changes)
 
 
+def check_resumable(out: str | Path) -> None:
+    """``--resume`` needs a run in ``out``: its ``config.json`` (written before the first step).
+    A missing folder, an empty one, or one killed before the config was written is an error,
+    not a fresh run with default settings."""
+    out = Path(out)
+    if not out.is_dir():
+        raise SadynError(f"--resume: {out} does not exist; drop --resume to start a new run")
+    if not (out / CONFIG_NAME).is_file():
+        raise SadynError(
+            f"--resume: {out} holds no resumable run (no {CONFIG_NAME}); drop --resume to "
+            "start a new run there"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        check_resumable(args.out)
     config = resolve_config(args)
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    summary = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
     if summary.metrics:
         for name, res in summary.metrics.items():
             accs = ", ".join(f"T={t}: {100 * a:.1f}%" for t, a in res["board_accuracy"].items())

@@ -229,14 +229,13 @@ def single_msa_map(model: nn.Module, shape: tuple[int, int]) -> Map:
 
 
 def progress(iterable: Any, *, enable: bool, desc: str, total: int | None = None) -> Any:
-    """``tqdm`` over ``iterable`` when asked for and stderr is a terminal; else the iterable."""
-    import sys
-
-    if not enable or not sys.stderr.isatty():
+    """Progress over ``iterable`` when asked for (:func:`sadyn.progress.progress`: a bar on a
+    terminal, periodic lines with rate and ETA otherwise); else the iterable."""
+    if not enable:
         return iterable
-    from tqdm.auto import tqdm
+    from sadyn.progress import progress as _progress
 
-    return tqdm(iterable, desc=desc, total=total, leave=False)
+    return _progress(iterable, desc=desc, total=total)
 
 
 def to_numpy(x: Tensor | float) -> np.ndarray:

@@ -69,6 +69,35 @@ def find_and_load_pool(pool: str | Path | None = None, cache_dir=None) -> rrn.Po
     return _load_pool_cached(str(path.resolve()), st.st_mtime_ns, st.st_size)
 
 
+class PoolFallbackWarning(UserWarning):
+    """The RRN-style set was made without Royle's 17-clue list (see :func:`warn_fallback`)."""
+
+
+def warn_fallback(split: str) -> None:
+    """Warn that Royle's list is missing, saying what happens and how to point
+    ``$SADYN_SUDOKU17`` at the list (the CLI shows it as one line, without a source line)."""
+    warnings.warn(
+        f"Royle's 17-clue list not found, so the RRN-style {split} set is made from sadyn's own "
+        "minimal puzzles (easier; results record the pool as 'fallback'). For the real "
+        f"sudoku-hard set: export {rrn.ENV_POOL}=/path/to/sudoku17.txt.gz (README, 'Data')",
+        PoolFallbackWarning,
+        stacklevel=3,
+    )
+
+
+def pool_record(puzzles: PuzzleSet) -> str | None:
+    """Which 17-clue pool made an RRN-style set: the pool file's SHA-256, ``"fallback"`` for
+    sadyn's minimal puzzles, or None for a set not made from a pool (SATNet-style, a file
+    without a sidecar)."""
+    meta = puzzles.meta or {}
+    pool = meta.get("pool")
+    if pool is None:
+        return None
+    if str(pool).startswith("fallback"):
+        return "fallback"
+    return meta.get("pool_sha256")
+
+
 def cache_file(
     kind: str,
     split: str,
@@ -131,11 +160,7 @@ def load_or_make(
         base = find_and_load_pool(pool, cache_dir)
         if base is None:
             variant = "fallback"
-            warnings.warn(
-                f"Royle's 17-clue list not found (set ${rrn.ENV_POOL}); RRN-style {split} set "
-                "falls back to sadyn-made minimal puzzles, which are easier",
-                stacklevel=2,
-            )
+            warn_fallback(split)
         else:
             variant = "royle" if base.kind == "royle" else f"custom{base.sha256[:12]}"
 
@@ -176,8 +201,8 @@ def get_dataset(
 
 def resolve_dataset(spec: str, *, n: int | None = None, seed: int = 0) -> PuzzleSet:
     """A data set from a short spec: "id" = SATNet-style test, "ood" = RRN-style test,
-    "<kind>:<split>" (e.g. "rrn:valid"), otherwise a file or SATNet folder path. ``n`` limits a
-    file to its first n puzzles."""
+    "<kind>:<split>" (e.g. "rrn:valid"), "-" (CSV on stdin), otherwise a file or SATNet folder
+    path. ``n`` limits a file to its first n puzzles."""
     named = {"id": ("satnet", "test"), "ood": ("rrn", "test")}
     if spec in named:
         kind, split = named[spec]
@@ -185,9 +210,10 @@ def resolve_dataset(spec: str, *, n: int | None = None, seed: int = 0) -> Puzzle
     kind, sep, split = spec.partition(":")
     if sep and kind in KINDS and split in SPLITS:
         return get_dataset(kind, split, n=n, seed=seed)
-    if not Path(spec).exists():
+    if spec != "-" and not Path(spec).exists():
         raise SadynError(
-            f"no such data set or file: {spec!r} (use id, ood, <kind>:<split> or a path)"
+            f"no such data set or file: {spec!r} (use id, ood, <kind>:<split>, a path, or - "
+            "for stdin)"
         )
     puzzles = read_puzzles(spec)
     if n is not None:
@@ -227,5 +253,7 @@ __all__ = [
     "find_and_load_pool",
     "get_dataset",
     "load_or_make",
+    "pool_record",
     "resolve_dataset",
+    "warn_fallback",
 ]

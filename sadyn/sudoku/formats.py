@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
+import sys
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -39,59 +43,153 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # ---------------------------------------------------------------------------------------------
 # reading lines
 
+#: ``-`` as a path means standard input
+STDIN = "-"
+#: longest line a puzzle file may hold (a quiz,solution row with quotes and CRLF is < 200
+#: bytes); a longer one means the file is not a puzzle file, and is not read into memory
+MAX_LINE_BYTES = 4096
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == _GZIP_MAGIC
+
+def _is_stdin(path: str | Path) -> bool:
+    return str(path) == STDIN
 
 
-def _raw_lines(path: Path, digest: hashlib._Hash | None = None) -> Iterator[tuple[int, bytes]]:
-    """Yield (1-based line number, raw bytes) of a plain or gzip file, feeding ``digest`` with
-    the (decompressed) bytes. A truncated or corrupt gzip stream is a DataFormatError."""
-    gz = _is_gzip(path)
-    if not gz and path.suffix == ".gz":
-        raise DataFormatError("file ends in .gz but is not gzip data", path)
+def _display(path: str | Path) -> str:
+    return "<stdin>" if _is_stdin(path) else str(path)
+
+
+def _check_readable(path: str | Path) -> None:
+    """A precise error for a path that is not a readable puzzle file."""
+    if _is_stdin(path):
+        return
+    p = Path(path)
+    if not p.exists():
+        raise DataFormatError("file not found", p)
+    if p.is_dir():
+        raise DataFormatError(
+            "is a directory, not a puzzle file (a CSV file of quiz,solution rows, a quiz-only "
+            "list, or a SATNet folder holding features.pt and labels.pt)",
+            p,
+        )
+
+
+@contextmanager
+def _open_binary(path: str | Path) -> Iterator[IO[bytes]]:
+    """The file (or stdin for ``-``) as a binary stream, gzip-decompressed when it starts with
+    the gzip magic bytes (detected without consuming them, so pipes work)."""
+    _check_readable(path)
+    if _is_stdin(path):
+        raw: IO[bytes] = sys.stdin.buffer
+        close = False
+    else:
+        raw = open(path, "rb")  # closed below
+        close = True
+    try:
+        buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw)  # type: ignore[arg-type]
+        gz = buffered.peek(2)[:2] == _GZIP_MAGIC  # type: ignore[attr-defined]
+        if not gz and str(path).endswith(".gz"):
+            raise DataFormatError("file ends in .gz but is not gzip data", _display(path))
+        yield gzip.GzipFile(fileobj=buffered, mode="rb") if gz else buffered
+    finally:
+        if close:
+            raw.close()
+
+
+def _raw_lines(
+    path: str | Path, digest: hashlib._Hash | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (1-based line number, raw bytes) of a plain or gzip file (``-``: stdin), feeding
+    ``digest`` with the (decompressed) bytes. Reads line by line with a bounded line length,
+    so memory stays small whatever the input. A truncated or corrupt gzip stream, a NUL byte
+    (binary data) or an over-long line is a DataFormatError."""
+    name = _display(path)
     lineno = 0
-    with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
+    offset = 0
+    with _open_binary(path) as fh:
         try:
-            for raw in fh:
+            while True:
+                raw = fh.readline(MAX_LINE_BYTES + 1)
+                if not raw:
+                    break
                 lineno += 1
+                nul = raw.find(b"\0")
+                if nul >= 0:
+                    raise DataFormatError(
+                        f"binary data (a NUL byte at byte offset {offset + nul}): not a text "
+                        "puzzle file",
+                        name,
+                        lineno,
+                    )
+                if len(raw) > MAX_LINE_BYTES:
+                    raise DataFormatError(
+                        f"line longer than {MAX_LINE_BYTES} bytes: not a puzzle file (a puzzle "
+                        "row is quiz,solution, 163 characters)",
+                        name,
+                        lineno,
+                    )
+                offset += len(raw)
                 if digest is not None:
                     digest.update(raw)
                 yield lineno, raw
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             raise DataFormatError(
                 f"gzip data is truncated or corrupt ({exc}); {lineno} complete lines before it",
-                path,
+                name,
                 lineno + 1,
             ) from None
 
 
 @dataclass
 class _Table:
-    """Rows of a text file split into fields, with their line numbers."""
+    """Rows of a text file split into fields, with their line numbers.
 
-    fields: list[list[str]]
+    ``columns[k]`` holds field k of every row as 81 ASCII codes per row (a non-ASCII character
+    as ``?``; the row's original text is then kept in ``odd`` for error messages)."""
+
+    columns: list[bytearray]
     lines: list[int]
     header: str | None
     error: DataFormatError | None  # first structural problem; rows after it were not read
     sha256: str
+    nfields: int
+    odd: dict[int, list[str]]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def codes(self, k: int) -> np.ndarray:
+        """Field k as (n, 81) uint8 ASCII codes."""
+        return np.frombuffer(bytes(self.columns[k]), dtype=np.uint8).reshape(len(self), CELLS)
+
+    def text(self, k: int) -> Callable[[int], str]:
+        """Field k of a row as text (for messages)."""
+        codes = self.codes(k)
+
+        def get(row: int) -> str:
+            if row in self.odd:
+                return self.odd[row][k]
+            return codes[row].tobytes().decode("ascii")
+
+        return get
 
 
-def _read_table(path: Path, nfields: int, names: tuple[str, ...]) -> _Table:
+def _read_table(path: str | Path, nfields: int | None, names: tuple[str, ...]) -> _Table:
     """Split each non-blank line into ``nfields`` fields of 81 characters (whitespace and quotes
-    around fields are removed). Stops at the first structural problem and records it."""
+    around fields are removed); ``nfields=None`` takes the count (1 or 2) from the first row.
+    Stops at the first structural problem and records it."""
     digest = hashlib.sha256()
-    rows: list[list[str]] = []
+    columns: list[bytearray] = [bytearray(), bytearray()]
     lines: list[int] = []
+    odd: dict[int, list[str]] = {}
     header = None
     error = None
     first = True
+    name = _display(path)
     for lineno, raw in _raw_lines(path, digest):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            error = DataFormatError(f"not UTF-8 text (byte {exc.start + 1})", path, lineno)
+            error = DataFormatError(f"not UTF-8 text (byte {exc.start + 1})", name, lineno)
             break
         if lineno == 1:
             text = text.removeprefix("\ufeff")
@@ -104,33 +202,34 @@ def _read_table(path: Path, nfields: int, names: tuple[str, ...]) -> _Table:
                 header = text
                 continue
         parts = [p.strip().strip('"').strip() for p in text.split(",")]
+        if nfields is None:
+            nfields = len(parts) if len(parts) in (1, 2) else 2
+            names = ("quiz",) if nfields == 1 else ("quiz", "solution")
         if len(parts) != nfields:
             what = ",".join(names)
             hint = " (a quiz without its solution?)" if len(parts) == 1 and nfields == 2 else ""
             error = DataFormatError(
                 f"expected {nfields} comma-separated field(s) ({what}), found {len(parts)}{hint}",
-                path,
+                name,
                 lineno,
             )
             break
         bad = next((k for k, p in enumerate(parts) if len(p) != CELLS), None)
         if bad is not None:
             error = DataFormatError(
-                f"{names[bad]} has {len(parts[bad])} characters, expected 81", path, lineno
+                f"{names[bad]} has {len(parts[bad])} characters, expected 81", name, lineno
             )
             break
-        rows.append(parts)
+        for k, part in enumerate(parts):
+            encoded = part.encode("ascii", errors="replace")
+            if len(encoded) != CELLS or encoded != part.encode("utf-8"):
+                odd[len(lines)] = parts
+            columns[k] += encoded
         lines.append(lineno)
-    if error is None and not rows:
+    if error is None and not lines:
         problem = "no puzzles after the header line" if header else "empty file: no puzzles"
-        error = DataFormatError(problem, path)
-    return _Table(rows, lines, header, error, digest.hexdigest())
-
-
-def _as_bytes(strings: list[str]) -> np.ndarray:
-    """81-character strings -> (n, 81) uint8 ASCII codes (non-ASCII characters become '?')."""
-    buf = "".join(strings).encode("ascii", errors="replace")
-    return np.frombuffer(buf, dtype=np.uint8).reshape(len(strings), CELLS)
+        error = DataFormatError(problem, name)
+    return _Table(columns, lines, header, error, digest.hexdigest(), nfields or 0, odd)
 
 
 def _digits(codes: np.ndarray) -> np.ndarray:
@@ -155,7 +254,7 @@ class _Check:
     explain: Callable[[int], str]
 
 
-def _char_check(codes: np.ndarray, strings: list[str], name: str, blank_ok: bool) -> _Check:
+def _char_check(codes: np.ndarray, text: Callable[[int], str], name: str, blank_ok: bool) -> _Check:
     lo = ord("0") if blank_ok else ord("1")
     ok = (codes >= lo) & (codes <= ord("9"))
     if blank_ok:
@@ -164,21 +263,19 @@ def _char_check(codes: np.ndarray, strings: list[str], name: str, blank_ok: bool
 
     def explain(row: int) -> str:
         pos = int(np.argmax(~ok[row]))
-        return f"{name}: character {strings[row][pos]!r} at position {pos + 1} is not {allowed}"
+        return f"{name}: character {text(row)[pos]!r} at position {pos + 1} is not {allowed}"
 
     return _Check(~ok.all(axis=1), explain)
 
 
-def _row_checks(
-    quiz_strings: list[str], solution_strings: list[str] | None
-) -> tuple[list[_Check], np.ndarray, np.ndarray | None]:
+def _row_checks(table: _Table) -> tuple[list[_Check], np.ndarray, np.ndarray | None]:
     """The checks of a table's rows, in the order they are reported, with the parsed digits.
 
     Returns (checks, quizzes (n, 81) uint8, solutions (n, 81) uint8 or None)."""
-    qb = _as_bytes(quiz_strings)
+    qb = table.codes(0)
     q = _digits(qb)
-    checks = [_char_check(qb, quiz_strings, "quiz", blank_ok=True)]
-    if solution_strings is None:
+    checks = [_char_check(qb, table.text(0), "quiz", blank_ok=True)]
+    if table.nfields != 2:
         counts = unit_digit_counts(q)
 
         def repeat(row: int) -> str:
@@ -186,9 +283,9 @@ def _row_checks(
 
         checks.append(_Check((counts > 1).any(axis=(1, 2)), repeat))
         return checks, q, None
-    sb = _as_bytes(solution_strings)
+    sb = table.codes(1)
     s = _digits(sb)
-    checks.append(_char_check(sb, solution_strings, "solution", blank_ok=False))
+    checks.append(_char_check(sb, table.text(1), "solution", blank_ok=False))
 
     def invalid(row: int) -> str:
         return f"solution is not a valid Sudoku grid: {describe_invalid(s[row])}"
@@ -207,7 +304,7 @@ def _row_checks(
     return checks, q, s
 
 
-def _raise_first(checks: list[_Check], lines: np.ndarray, path: Path) -> None:
+def _raise_first(checks: list[_Check], lines: np.ndarray, path: str | Path) -> None:
     """Raise a DataFormatError for the earliest row failing any check (its first failing check)."""
     bad = np.zeros(len(lines), dtype=bool)
     for check in checks:
@@ -215,7 +312,7 @@ def _raise_first(checks: list[_Check], lines: np.ndarray, path: Path) -> None:
     row = _first(bad)
     if row < len(lines):
         check = next(c for c in checks if c.bad[row])
-        raise DataFormatError(check.explain(row), path, int(lines[row]))
+        raise DataFormatError(check.explain(row), _display(path), int(lines[row]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,15 +322,20 @@ def _raise_first(checks: list[_Check], lines: np.ndarray, path: Path) -> None:
 def read_csv(
     path: str | Path, *, check_duplicates: bool = False, return_lines: bool = False
 ) -> PuzzleSet | tuple[PuzzleSet, np.ndarray]:
-    """Read a ``quiz,solution`` CSV file (plain or gzip). See the module docstring.
+    """Read a ``quiz,solution`` CSV file (plain or gzip; ``-`` reads stdin). See the module
+    docstring.
 
     With ``return_lines`` also return the line number of each puzzle, (n,) int64."""
     path = Path(path)
     table = _read_table(path, 2, ("quiz", "solution"))
+    return _csv_from_table(table, path, check_duplicates, return_lines)
+
+
+def _csv_from_table(
+    table: _Table, path: Path, check_duplicates: bool, return_lines: bool
+) -> PuzzleSet | tuple[PuzzleSet, np.ndarray]:
     lines = np.asarray(table.lines, dtype=np.int64)
-    checks, quizzes, solutions = _row_checks(
-        [r[0] for r in table.fields], [r[1] for r in table.fields]
-    )
+    checks, quizzes, solutions = _row_checks(table)
     if check_duplicates:
         dup, first = duplicates(quizzes)
 
@@ -245,16 +347,19 @@ def read_csv(
     if table.error is not None:
         raise table.error
     assert solutions is not None
-    puzzles = PuzzleSet(quizzes, solutions, f"file {path}", {"file": str(path)})
+    name = _display(path)
+    puzzles = PuzzleSet(quizzes, solutions, f"file {name}", {"file": name})
     if table.header is not None:
         puzzles.meta["header"] = table.header
-    puzzles = _apply_sidecar(puzzles, path)
+    if not _is_stdin(path):
+        puzzles = _apply_sidecar(puzzles, path)
     return (puzzles, lines) if return_lines else puzzles
 
 
 def sniff_fields(path: str | Path) -> int:
     """Number of comma-separated fields on the first line with a digit (0 if none is found or
-    the file cannot be read; the readers then report the actual problem)."""
+    the file cannot be read; the readers then report the actual problem). Not for stdin, which
+    cannot be read twice: use :func:`read_any`."""
     try:
         for _, raw in _raw_lines(Path(path)):
             text = raw.decode("utf-8", errors="replace").lstrip("\ufeff").strip()
@@ -280,13 +385,31 @@ def read_quizzes(path: str | Path) -> QuizFile:
     """Read a file of quizzes without solutions, one 81-character quiz per line (Royle's 17-clue
     list has this form). Checks characters and that no unit repeats a given digit."""
     path = Path(path)
-    table = _read_table(path, 1, ("quiz",))
+    return _quizzes_from_table(_read_table(path, 1, ("quiz",)), path)
+
+
+def _quizzes_from_table(table: _Table, path: Path) -> QuizFile:
     lines = np.asarray(table.lines, dtype=np.int64)
-    checks, quizzes, _ = _row_checks([r[0] for r in table.fields], None)
+    checks, quizzes, _ = _row_checks(table)
     _raise_first(checks, lines, path)
     if table.error is not None:
         raise table.error
     return QuizFile(quizzes, lines, table.sha256, path)
+
+
+def read_any(
+    path: str | Path, *, check_duplicates: bool = False
+) -> tuple[PuzzleSet | None, QuizFile | None, np.ndarray]:
+    """Read a text puzzle file in one pass (so ``-``, stdin, works), whichever its form:
+    ``quiz,solution`` rows or a quiz-only list. Returns ``(puzzles, None, lines)`` for the
+    first form, ``(None, quiz_file, lines)`` for the second."""
+    path = Path(path)
+    table = _read_table(path, None, ("quiz", "solution"))
+    if table.nfields == 1:
+        qf = _quizzes_from_table(table, path)
+        return None, qf, qf.lines
+    puzzles, lines = _csv_from_table(table, path, check_duplicates, True)  # type: ignore[misc]
+    return puzzles, None, lines
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -358,10 +481,16 @@ def write_csv(
 def read_puzzles(path: str | Path, *, check_duplicates: bool = False) -> PuzzleSet:
     """Read puzzles with their solutions: a ``quiz,solution`` CSV (``.csv`` / ``.csv.gz``, header,
     BOM and CRLF tolerated) or SATNet's ``features.pt``/``labels.pt`` (a directory holding them,
-    or the path of either). Raises DataFormatError (file, line, problem) on any bad input."""
+    or the path of either; ``-`` reads CSV from stdin). Raises DataFormatError (file, line,
+    problem) on any bad input, including binary data, over-long lines and a directory that is
+    not a SATNet folder."""
     path = Path(path)
+    if _is_stdin(path):
+        return read_csv(path, check_duplicates=check_duplicates)  # type: ignore[return-value]
     if not path.exists():
         raise DataFormatError("file not found", path)
+    if path.is_dir() and not (path / "features.pt").exists():
+        _check_readable(path)  # a directory that is not a SATNet folder
     if path.is_dir() or path.suffix == ".pt":
         puzzles = read_satnet(path)
         if check_duplicates:
@@ -378,6 +507,7 @@ def read_puzzles(path: str | Path, *, check_duplicates: bool = False) -> PuzzleS
 
 __all__ = [
     "QuizFile",
+    "read_any",
     "read_csv",
     "read_puzzles",
     "read_quizzes",

@@ -62,7 +62,7 @@ def test_rrn_dataset_with_the_royle_pool(royle_path):
 
 def test_rrn_fallback_is_labelled(monkeypatch, tmp_path):
     monkeypatch.setattr(rrn, "_SHARED_DATA", tmp_path / "nowhere")
-    with pytest.warns(UserWarning, match="falls back"):
+    with pytest.warns(datasets.PoolFallbackWarning, match="SADYN_SUDOKU17=/path"):
         ps = datasets.get_dataset("rrn", "valid", n=18, progress=False)
     assert "FALLBACK" in ps.source and ps.meta["pool"] == "fallback-minimal"
     assert datasets.cache_file("rrn", "valid", 18, 0, variant="fallback").is_file()
