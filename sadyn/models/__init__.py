@@ -17,6 +17,7 @@ from sadyn.models.symmetric import (
     SymmetricSA,
     SymSAConfig,
 )
+from sadyn.nn.attention import fused_attention
 
 __all__ = [
     "MODELS",
@@ -37,5 +38,6 @@ __all__ = [
     "build_model",
     "check_puzzles",
     "default_config",
+    "fused_attention",
     "model_names",
 ]

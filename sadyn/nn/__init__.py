@@ -10,7 +10,12 @@ pairs: elementwise ops on channel pairs (GTA blocks, Omega).
 readout: AKOrN's norm readout + head, and a plain MLP readout.
 """
 
-from sadyn.nn.attention import MultiHeadSelfAttention, softmax_attention
+from sadyn.nn.attention import (
+    MultiHeadSelfAttention,
+    fused_attention,
+    fused_attention_enabled,
+    softmax_attention,
+)
 from sadyn.nn.constrained import (
     GenSymMultiAttention,
     GenSymSingleAttention,
@@ -54,6 +59,8 @@ __all__ = [
     "RelationBias",
     "SymmetricAttention",
     "canonical_pos",
+    "fused_attention",
+    "fused_attention_enabled",
     "group_norms",
     "gta_angles",
     "layer_normalize",

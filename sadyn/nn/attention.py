@@ -1,7 +1,10 @@
 """Multi-head self-attention in the (B, S, D) token layout, written as explicit softmax math.
 
-No fused SDPA kernel: every op has forward-mode AD and vmap rules, so a step built on it works
-under ``torch.func.jvp``, ``jacfwd`` and ``vmap`` as it is.
+By default no fused SDPA kernel: every op has forward-mode AD and vmap rules, so a step built on
+it works under ``torch.func.jvp``, ``jacfwd`` and ``vmap`` as it is. Inside
+:func:`fused_attention` (training and no-grad evaluation, where no forward-mode derivative is
+taken) ``forward`` goes through ``torch.nn.functional.scaled_dot_product_attention`` instead,
+which never materializes the ``(B, H, S, S)`` probabilities and picks the flash kernel on a GPU.
 
 Paper convention (paper.md §2.2): ``MSA(X) = sum_h softmax(beta X W^Q_h W^K_h^T X^T) X W^V_h W^O_h``
 with ``beta = 1/sqrt(D_H)``. Here ``qkv.weight`` is ``(3D, D)`` with rows ``[Q; K; V]``, head
@@ -12,11 +15,35 @@ them, which is only a permutation of the weights), and ``out.weight[:, h*D_H:(h+
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from sadyn.nn.positional import GTA, RelationBias
+
+_FUSED = False
+
+
+@contextlib.contextmanager
+def fused_attention(enabled: bool = True) -> Iterator[None]:
+    """Within the block, :class:`MultiHeadSelfAttention` forwards use the fused
+    ``scaled_dot_product_attention`` kernel (same math, no probabilities kept). Not for
+    ``torch.func.jvp``/``jacfwd``: the fused kernels have no forward-mode derivative."""
+    global _FUSED
+    previous, _FUSED = _FUSED, enabled
+    try:
+        yield
+    finally:
+        _FUSED = previous
+
+
+def fused_attention_enabled() -> bool:
+    """Whether :func:`fused_attention` is active."""
+    return _FUSED
 
 
 class OrthogonalRows(nn.Module):
@@ -119,18 +146,32 @@ class MultiHeadSelfAttention(nn.Module):
     def _bias(self) -> Tensor | None:
         return None if self.relation_bias is None else self.relation_bias()
 
-    def attend(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``x: (B, S, D) -> (MSA(x): (B, S, D), probs: (B, H, S, S))``."""
-        b, s, _ = x.shape
-        q, k, v = self._qkv(x)
-        o, probs = softmax_attention(q, k, v, self._bias())
+    def _merge(self, o: Tensor) -> Tensor:
+        """Heads ``(B, H, S, D_H)`` -> ``(B, S, D)`` through GTA's output blocks and ``out``."""
+        b, _, s, _ = o.shape
         o = o.transpose(1, 2)  # (B, S, H, D_H)
         if self.gta is not None:
             o = self.gta.apply_out(o)
-        return self.out(o.reshape(b, s, self.dim)), probs
+        return self.out(o.reshape(b, s, self.dim))
+
+    def attend(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x: (B, S, D) -> (MSA(x): (B, S, D), probs: (B, H, S, S))``."""
+        q, k, v = self._qkv(x)
+        o, probs = softmax_attention(q, k, v, self._bias())
+        return self._merge(o), probs
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.attend(x)[0]
+        if not _FUSED:
+            return self.attend(x)[0]
+        q, k, v = self._qkv(x)
+        device = q.device.type
+        if torch.is_autocast_enabled(device):  # one dtype for q, k, v and the mask
+            low = torch.get_autocast_dtype(device)
+            q, k, v = q.to(low), k.to(low), v.to(low)
+        bias = self._bias()
+        mask = None if bias is None else bias.to(q.dtype)
+        # the 1/sqrt(D_H) scale is already in q
+        return self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0))
 
     def probs(self, x: Tensor) -> Tensor:
         """The softmax matrices ``P_h``: ``(B, H, S, S)``."""

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from sadyn.errors import DivergenceError, SadynError
 from sadyn.io import atomic_write_json
 from sadyn.models import build_model, fused_attention
+from sadyn.progress import progress as progress_bar
 from sadyn.sudoku import PuzzleSet, get_dataset, read_puzzles, resolve_dataset
 from sadyn.sudoku.augment import augment
 from sadyn.training import checkpoint as ck
@@ -45,6 +45,9 @@ from sadyn.training.logging import CURVE_NAME, LOG_NAME, RunLogger, plot_curves
 from sadyn.training.objective import Objective
 
 CONFIG_NAME = "config.json"
+# device types trained the GPU way: data resident on the device, fused attention and Adam, host
+# syncs only at log, evaluation and checkpoint steps (tests add "cpu" to run that path here)
+ASYNC_DEVICES: tuple[str, ...] = ("cuda",)
 SUMMARY_NAME = "summary.json"
 
 
@@ -152,7 +155,7 @@ class _Trainer:
         self.eval_sets = load_eval_sets(config) if info.is_main else {}
         self.quizzes, self.solutions = self.train_set.to_torch()
         # on a GPU: the puzzles resident on the device, and no host sync per update
-        self.on_gpu = self.device.type == "cuda"
+        self.on_gpu = self.device.type in ASYNC_DEVICES
         if self.on_gpu:
             self.quizzes_dev = self.quizzes.to(self.device)
             self.solutions_dev = self.solutions.to(self.device)
@@ -489,12 +492,11 @@ class _Trainer:
         )
         if self.resume:
             self.logger.log("event", self.step, {"event": "resumed"})
-        bar = tqdm(
+        bar = progress_bar(  # a bar on a terminal, periodic lines with rate and ETA otherwise
             total=self.total_steps,
             initial=self.step,
             unit="step",
-            dynamic_ncols=True,
-            disable=None if (self.progress and info.is_main) else True,
+            enable=self.progress and info.is_main,
             desc=f"train {cfg.model.get('model', '')}",
         )
         status: str = "completed"

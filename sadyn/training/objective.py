@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sadyn.models import fused_attention
 from sadyn.training.config import TrainConfig
 from sadyn.training.regularizers import (
     SpectralPenalty,
@@ -26,13 +27,23 @@ class Objective(nn.Module):
     """Loss of ``model`` on a batch under ``config`` (loop count, loss steps, regularizers)."""
 
     def __init__(
-        self, model: nn.Module, config: TrainConfig, reg_generator: torch.Generator | None = None
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        reg_generator: torch.Generator | None = None,
+        *,
+        fused: bool = False,
     ) -> None:
+        """``fused``: unroll the loss through the fused attention kernel (the
+        regularizers, which take forward-mode derivatives, never are)."""
         super().__init__()
         self.model = model
         self.config = config
         self.reg_generator = reg_generator
+        self.fused = fused
         self.spec = SpectralPenalty(reg_generator) if config.reg_spec > 0 else None
+        # the loop step, compiled for fixed shapes when asked (the model's step is untouched)
+        self.step = torch.compile(model.step, dynamic=False) if config.compile else model.step
 
     def forward(
         self,
@@ -55,7 +66,7 @@ class Objective(nn.Module):
         kept: dict[int, torch.Tensor] = {}
         # the model's per-forward context (e.g. caching parametrized weights), as in forward()
         loop_context = getattr(model, "_loop_context", contextlib.nullcontext)
-        with loop_context():
+        with loop_context(), fused_attention(self.fused):
             cond_all = model.encode(quizzes)  # (B, S, D)
             x0_all = model.init_state(
                 cond_all, quizzes > 0, generator=generator, deterministic=cfg.fixed_noise
@@ -66,7 +77,7 @@ class Objective(nn.Module):
             for t in range(steps):
                 if t in keep_at:
                     kept[t] = x.detach()
-                x = model.step(x, cond)
+                x = self.step(x, cond)
                 if t + 1 > steps - m:
                     logits = model.readout(x)  # (b, S, 9)
                     ce = ce + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)

@@ -1,0 +1,66 @@
+"""``sadyn paper --dry-run``: every stage of the one-call GPU command, at the tiny preset on the
+CPU, so the command cannot rot between the rare sessions that have a GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sadyn.cli.paper import read_jobs
+from sadyn.errors import SadynError
+
+
+def test_dry_run_trains_evaluates_probes_and_reports(tmp_path):
+    jobs = tmp_path / "jobs.json"
+    jobs.write_text(json.dumps([{"name": "extra", "preset": "small", "overrides": {"seed": 1}}]))
+    out = tmp_path / "paper"
+    env = {**os.environ, "SADYN_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "sadyn.cli", "paper", "--out", str(out), "--dry-run",
+           "--budget-min", "4", "--n-eval", "20", "--n-probe", "2", "--votes", "2",
+           "--jobs", str(jobs), "--workers", "1"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((out / "paper.json").read_text())
+    runs = record["runs"]
+    assert runs["itrsa"]["status"] == "completed" and runs["itrsa"]["step"] == 10
+    assert runs["extra"]["status"] == "completed" and not runs["extra"]["main"]
+    evals = record["stages"]["eval"]
+    for name in ("itrsa-K1", "itrsa-K2"):
+        assert evals[name]["ok"], evals[name]
+        acc = evals[name]["board_accuracy"]
+        assert set(acc) == {"id", "ood"} and set(acc["id"]) == {"8", "16"}  # JSON keys
+        assert all(0.0 <= v <= 1.0 for v in acc["ood"].values())
+    probes = record["stages"]["analyze"]
+    assert probes["jacobian-lyapunov"]["ok"] and probes["energy"]["ok"], probes
+    for part in ("jacobian-lyapunov", "energy"):
+        assert (out / "analysis" / f"itrsa-{part}" / "results.json").exists()
+    assert record["stages"]["report"]["ok"]
+    html = (out / "report.html").read_text()
+    assert "itrsa-K2" in html or "eval" in html
+    assert record["environment"]["device"] == "cpu" and record["dry_run"] is True
+
+
+def test_job_files_are_checked(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "x"}')
+    with pytest.raises(SadynError, match="expected a JSON list"):
+        read_jobs(bad, tmp_path)
+    bad.write_text('[{"name": "../x", "preset": "tiny"}]')
+    with pytest.raises(SadynError, match="bad name"):
+        read_jobs(bad, tmp_path)
+    bad.write_text('[{"name": "a", "preset": "tiny"}, {"name": "a", "preset": "tiny"}]')
+    with pytest.raises(SadynError, match="unique"):
+        read_jobs(bad, tmp_path)
+    bad.write_text('[{"name": "a", "preset": "tiny", "overrides": {"lr": -1}}]')
+    with pytest.raises(SadynError, match="lr must be positive"):
+        read_jobs(bad, tmp_path)
+    good = tmp_path / "good.json"
+    good.write_text('[{"name": "a", "preset": "small", "overrides": {"seed": 3}}]')
+    (job,) = read_jobs(good, tmp_path)
+    assert (
+        job.config["seed"] == 3 and job.config["model"]["dim"] == 64 and job.out == tmp_path / "a"
+    )
