@@ -3,7 +3,8 @@
     sadyn eval RUN_DIR|CHECKPOINT_DIR|NAME [--data id,ood|FILE] [--steps 16,32,64,128,256]
                [--votes K --vote energy|energy-last|energy-sum|energy-final|confidence|
                                  verifier|stability|all (or a comma list)]
-               [--halt stable:M,valid,residual:TOL] [--anchor] [--unfused] [--n N] [--seed S]
+               [--halt stable:M,valid,residual:TOL] [--anchor]
+               [--attention auto|fused|explicit] [--n N] [--seed S]
 
 Writes a results JSON (``sadyn.results`` schema) and a PNG of board accuracy against the loop
 count, and prints a table. The default output file is named by data set, K, vote rule and T
@@ -91,15 +92,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="restart 0 of every board starts from the deterministic initial state",
     )
     p.add_argument(
-        "--unfused",
-        action="store_true",
-        help="explicit softmax attention instead of the fused kernel (slower, same math)",
+        "--attention",
+        choices=("auto", "fused", "explicit"),
+        default="auto",
+        help="attention kernel: fused (scaled_dot_product_attention), explicit softmax, or auto "
+        "(default: fused on CUDA, explicit on CPU, where it measured faster; same math)",
     )
     p.add_argument("--n", type=int, default=None, help="evaluate on N puzzles of each set")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial-state noise")
     p.add_argument("--data-seed", type=int, default=0, help="seed of generated sets / subsets")
     p.add_argument(
-        "--batch-size", type=int, default=1000, help="model rows (boards x votes) per forward"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="model rows (boards x votes) per forward (default: the measured size for the "
+        "device, sadyn.probes.accuracy.default_rows)",
     )
     p.add_argument(
         "--which",
@@ -165,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     )
     vote = args.vote if args.votes > 1 else "none"
     halt = HaltRule.parse(args.halt)
-    fused = not args.unfused and _has_fused_attention()
+    fused = None if args.attention == "auto" else args.attention == "fused"
     specs = [s for s in args.data.split(",") if s]
     start = time.perf_counter()
     results = {}
@@ -231,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
                 "deterministic": args.deterministic,
                 "halt": str(halt),
                 "anchor": args.anchor,
-                "fused": fused,
+                "attention": args.attention,
             },
             "seed": args.seed,
             "wall_time_s": wall,
@@ -242,9 +249,3 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results))
     print(f"results: {out}\nplot: {png}")
     return 0
-
-
-def _has_fused_attention() -> bool:
-    from sadyn.nn import attention
-
-    return hasattr(attention, "fused_attention")

@@ -52,6 +52,24 @@ def _chunks(n: int, votes: int, rows: int) -> Iterator[tuple[slice, int, int]]:
                 yield slice(b, b + 1), v, min(v + rows, votes)
 
 
+#: model rows (boards x restarts) per chunk by device type, measured with
+#: ``benchmarks/bench_voting.py`` (CPU: per-row cost grows past a few dozen rows, the
+#: ``(rows, H, 81, 81)`` attention probabilities leave the cache); CUDA: not measured here
+DEFAULT_ROWS = {"cpu": 64, "cuda": 4096}
+
+
+def default_rows(device: torch.device | str) -> int:
+    """The default chunk size (model rows) for ``device``."""
+    return DEFAULT_ROWS.get(torch.device(device).type, 1024)
+
+
+def fused_available() -> bool:
+    """Whether :mod:`sadyn.nn.attention` has the fused-attention switch."""
+    from sadyn.nn import attention
+
+    return hasattr(attention, "fused_attention")
+
+
 def fused_context(enabled: bool) -> contextlib.AbstractContextManager:
     """The fused-attention switch of :mod:`sadyn.nn.attention` when ``enabled`` (an error if
     this build has none), else a no-op context."""
@@ -209,13 +227,13 @@ def evaluate(
     *,
     votes: int = 1,
     vote: str | Sequence[str] = "none",
-    batch_size: int = 1000,
+    batch_size: int | None = 1000,
     seed: int = 0,
     deterministic: bool = False,
     device: torch.device | str | None = None,
     progress: bool = False,
     halt: HaltRule | str | None = None,
-    fused: bool = False,
+    fused: bool | None = False,
     anchor: bool = False,
 ) -> dict[str, Any]:
     """Board and cell accuracy of ``model`` on ``puzzles`` at each loop count in ``steps``.
@@ -223,10 +241,12 @@ def evaluate(
     votes: K restarts per board (K > 1 needs a ``vote`` rule). vote: one rule, a
         comma-separated list or ``"all"`` (:data:`sadyn.probes.voting.VOTE_RULES`); every listed
         rule is scored on the same restarts and the first is the headline. batch_size: model
-        rows (boards x votes) per chunk. The restarts draw from one generator seeded with
-        ``seed``: same seed and batch size, same numbers. halt: an adaptive halting rule
+        rows (boards x votes) per chunk (None: :func:`default_rows` of the device). The
+        restarts draw from one generator seeded with ``seed``: same seed and batch size, same
+        numbers. halt: an adaptive halting rule
         (:class:`sadyn.probes.halting.HaltRule` or its text, e.g. ``"stable:4,valid"``); each
-        loop count of ``steps`` is then a budget. fused: the fused attention kernel.
+        loop count of ``steps`` is then a budget. fused: the fused attention kernel (None: on
+        CUDA when available, off on CPU, where the explicit softmax measured faster).
         anchor: restart 0 of every board starts from the deterministic state.
     Returns a JSON-able dict: ``steps``, ``n``, ``votes``, ``vote``, ``board_accuracy`` and
     ``cell_accuracy`` (lists aligned with ``steps``; of the voted answer when K > 1), with K > 1
@@ -250,6 +270,10 @@ def evaluate(
         raise SadynError("no puzzles to evaluate")
     halt_rule = HaltRule.parse(halt)
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if batch_size is None:
+        batch_size = default_rows(device)
+    if fused is None:
+        fused = device.type == "cuda" and fused_available()
 
     quizzes, solutions = (t.to(device) for t in puzzles.to_torch())
     n, g = len(quizzes), len(grid)
@@ -340,6 +364,7 @@ def evaluate(
     result["halt"] = str(halt_rule)
     result["mean_loops"] = (loop_sum / (n * votes)).tolist()
     result["anchor"] = anchor
+    result["batch_size"] = batch_size
     result["fused"] = fused
     givens = (~blank).sum(1)
     levels = sorted(set(givens.tolist()))
