@@ -99,3 +99,32 @@ def test_table_figure_and_plot(model, easy_puzzles, tmp_path):
     assert spec["kind"] == "line" and spec["series"][0]["x"] == [1, 2]
     png = plot_accuracy(res, tmp_path / "acc.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fused_attention_gives_the_same_evaluation(easy_puzzles):
+    """The fused kernel is the same math: same answers as the explicit softmax (a model with
+    the relation bias, the small preset's attention)."""
+    from sadyn.probes.accuracy import default_rows, fused_available
+
+    if not fused_available():
+        pytest.skip("this build has no fused-attention switch")
+    torch.manual_seed(0)
+    model = build_model(
+        {
+            "model": "itrsa",
+            "dim": 16,
+            "heads": 2,
+            "readout": "mlp",
+            "pos": "rcb",
+            "relation_bias": True,
+            "relation_bias_init": 4.0,
+            "init": "cond",
+            "init_noise": 0.5,
+        }
+    ).eval()
+    kw = {"votes": 3, "vote": "all", "seed": 1, "batch_size": 40}
+    a = evaluate(model, easy_puzzles, [2, 6], fused=False, **kw)
+    b = evaluate(model, easy_puzzles, [2, 6], fused=True, **kw)
+    assert b["fused"] and not a["fused"]
+    assert a["rules"] == b["rules"] and a["oracle_board_accuracy"] == b["oracle_board_accuracy"]
+    assert default_rows("cpu") >= 1 and evaluate(model, easy_puzzles, [2])["fused"] is False

@@ -1,0 +1,133 @@
+"""Tables of the issue-11 results: single runs (ID / OOD against T) and votes (K x T x rule).
+
+Reads ``results/issue11/<run>/eval-{id,ood}.json`` (``eval_runs.sh``) and
+``results/issue11/<run>/vote-ood_*.json`` (``vote_run.sh``); prints Markdown tables and writes
+them to ``results/issue11/tables.md``; draws ``accuracy_vs_K_T.png`` (board accuracy against
+T, one line per run / K / rule) when votes exist.
+
+usage: .venv/bin/python results/issue11/summarize.py [results/issue11]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from sadyn.results import read_results
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:.1f}"
+
+
+def single_table(root: Path) -> list[str]:
+    lines = [
+        "| run | training (min) | ID T=16 | ID T=32 | OOD T=16 | 32 | 64 | 128 | 256 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in sorted(p for p in root.iterdir() if (p / "eval-ood.json").is_file()):
+        ood = read_results(d / "eval-ood.json")["data"]["ood"]
+        idf = d / "eval-id.json"
+        ids = read_results(idf)["data"]["id"] if idf.is_file() else None
+        wall = "-"
+        if (d / "summary.json").is_file():
+            import json
+
+            s = json.loads((d / "summary.json").read_text())
+            wall = f"{s.get('wall_time_s', 0) / 60:.1f} ({s.get('status')})"
+        idv = [pct(a) for a in ids["board_accuracy"][:2]] if ids else ["-", "-"]
+        oodv = dict(zip(ood["steps"], ood["board_accuracy"], strict=True))
+        cells = [pct(oodv[t]) if t in oodv else "-" for t in (16, 32, 64, 128, 256)]
+        lines.append(f"| {d.name} | {wall} | {' | '.join(idv)} | {' | '.join(cells)} |")
+    return lines
+
+
+def vote_tables(root: Path) -> tuple[list[str], list[tuple[str, dict]]]:
+    lines: list[str] = []
+    found = []
+    for f in sorted(root.glob("*/vote-ood_*.json")):
+        rec = read_results(f)
+        res = rec["data"]["ood"]
+        found.append((f"{f.parent.name} {f.stem.removeprefix('vote-ood_')}", res))
+        steps = res["steps"]
+        lines += [
+            f"**{f.parent.name}**, K = {res['votes']}, {res['n']} OOD boards, halt "
+            f"{res.get('halt', 'none')}, anchor {res.get('anchor')}, "
+            f"{rec['wall_time_s'] / 60:.1f} min ({res.get('batch_size')} rows per chunk, "
+            f"1 thread): `{f}`",
+            "",
+            "| rule | " + " | ".join(f"T={t}" for t in steps) + " |",
+            "|---|" + "---|" * len(steps),
+        ]
+        lines.append(
+            "| single restart (mean of K) | "
+            + " | ".join(pct(a) for a in res["mean_board_accuracy"])
+            + " |"
+        )
+        for rule, r in res.get("rules", {}).items():
+            lines.append(f"| {rule} | " + " | ".join(pct(a) for a in r["board_accuracy"]) + " |")
+        lines.append(
+            "| oracle (any of K) | "
+            + " | ".join(pct(a) for a in res["oracle_board_accuracy"])
+            + " |"
+        )
+        lines.append(
+            "| mean loops run | " + " | ".join(f"{v:.1f}" for v in res["mean_loops"]) + " |"
+        )
+        lines.append("")
+    return lines, found
+
+
+def plot(found: list[tuple[str, dict]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, res in found:
+        for rule in ("confidence", "verifier", "energy"):
+            if rule in res.get("rules", {}):
+                ax.plot(
+                    res["steps"],
+                    [100 * a for a in res["rules"][rule]["board_accuracy"]],
+                    marker="o",
+                    label=f"{name} {rule}",
+                )
+        ax.plot(
+            res["steps"],
+            [100 * a for a in res["oracle_board_accuracy"]],
+            "--",
+            label=f"{name} oracle",
+        )
+        ax.plot(
+            res["steps"], [100 * a for a in res["mean_board_accuracy"]], ":", label=f"{name} single"
+        )
+    ax.set_xscale("log", base=2)
+    ax.set(
+        xlabel="loop budget T",
+        ylabel="OOD board accuracy (%)",
+        title="test-time compute: K restarts x T loops",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/issue11")
+    lines = ["## Single runs (deterministic start), board accuracy %", ""]
+    lines += single_table(root)
+    votes, found = vote_tables(root)
+    if votes:
+        lines += ["", "## Voting (OOD), board accuracy %", "", *votes]
+        plot(found, root / "accuracy_vs_K_T.png")
+    text = "\n".join(lines) + "\n"
+    (root / "tables.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
