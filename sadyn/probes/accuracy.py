@@ -410,16 +410,54 @@ def accuracy_figure(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def compute_figure(
+    results: dict[int, dict[str, Any]], *, rule: str | None = None, title: str | None = None
+) -> dict[str, Any]:
+    """A ``line`` figure spec of test-time compute: board accuracy (%) against the loop budget
+    T, one series per K (``results``: ``{K: evaluate(...) result}`` on one data set), the
+    voted accuracy of ``rule`` (default: each result's headline rule) solid and the oracle
+    dashed."""
+    series = []
+    for k in sorted(results):
+        res = results[k]
+        name = rule or res["vote"]
+        acc = res.get("rules", {}).get(name, {}).get("board_accuracy", res["board_accuracy"])
+        label = "single run" if k == 1 else f"K={k} {name}"
+        series.append({"label": label, "x": res["steps"], "y": [100 * a for a in acc]})
+        if "oracle_board_accuracy" in res:
+            series.append(
+                {
+                    "label": f"K={k} oracle",
+                    "x": res["steps"],
+                    "y": [100 * a for a in res["oracle_board_accuracy"]],
+                    "linestyle": "--",
+                }
+            )
+    return {
+        "kind": "line",
+        "series": series,
+        "xlabel": "loop budget T",
+        "xscale": "log",
+        "ylabel": "board accuracy (%)",
+        "title": title or "test-time compute: K restarts x T loops",
+    }
+
+
 def plot_accuracy(
     results: dict[str, dict[str, Any]], out_png: str | Path, *, title: str | None = None
 ) -> Path:
     """Draw :func:`accuracy_figure` to ``out_png`` (matplotlib, Agg)."""
+    return plot_line_spec(accuracy_figure(results), out_png, title=title)
+
+
+def plot_line_spec(spec: dict[str, Any], out_png: str | Path, *, title: str | None = None) -> Path:
+    """Draw a ``line`` figure spec (:func:`accuracy_figure`, :func:`compute_figure`) to
+    ``out_png`` (matplotlib, Agg; log2 x axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    spec = accuracy_figure(results)
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
     for s in spec["series"]:
         ax.plot(

@@ -128,3 +128,19 @@ def test_fused_attention_gives_the_same_evaluation(easy_puzzles):
     assert b["fused"] and not a["fused"]
     assert a["rules"] == b["rules"] and a["oracle_board_accuracy"] == b["oracle_board_accuracy"]
     assert default_rows("cpu") >= 1 and evaluate(model, easy_puzzles, [2])["fused"] is False
+
+
+def test_compute_figure_series_per_k(model, easy_puzzles, tmp_path):
+    from sadyn.probes.accuracy import compute_figure, plot_line_spec
+
+    by_k = {
+        1: evaluate(model, easy_puzzles, [1, 3], seed=0),
+        4: evaluate(model, easy_puzzles, [1, 3], votes=4, vote="confidence,verifier", seed=0),
+    }
+    spec = compute_figure(by_k, rule="verifier")
+    labels = [s["label"] for s in spec["series"]]
+    assert labels == ["single run", "K=4 verifier", "K=4 oracle"]
+    assert spec["series"][1]["y"] == [
+        100 * a for a in by_k[4]["rules"]["verifier"]["board_accuracy"]
+    ]
+    assert plot_line_spec(spec, tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
