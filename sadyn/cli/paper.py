@@ -36,7 +36,8 @@ from typing import Any
 from sadyn.errors import SadynError
 
 # shares of the budget (after the data stage) at which each stage must end
-TRAIN_END, EVAL_END, ANALYZE_END = 0.62, 0.76, 0.93
+TRAIN_END, EVAL_END, ANALYZE_END = 0.58, 0.76, 0.94
+JOB_MIN_S = 100  # an extra job is not started with less training time than this left
 MAIN_OVERRIDES = {"precision": "bf16", "compile": True}
 MAIN_MODELS = {"itrsa": {}, "akorn": {"model": {"model": "akorn"}}}
 STEPS = (16, 32, 64, 128)
@@ -66,6 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="JSON list of extra training jobs to run beside the main models (repeatable)",
     )
     p.add_argument("--workers", type=int, default=3, help="parallel processes for --jobs")
+    p.add_argument(
+        "--compile-jobs",
+        action="store_true",
+        help="compile the loop step of the --jobs runs too (pays off past about a minute "
+        "of training; the math is unchanged)",
+    )
     p.add_argument("--votes", type=int, default=16, help="restarts of the voting evaluation")
     p.add_argument("--n-eval", type=int, default=1000, help="puzzles per evaluation set")
     p.add_argument("--n-probe", type=int, default=32, help="puzzles of the probes")
@@ -92,6 +99,7 @@ class Job:
     started: float | None = None
     ended: float | None = None
     returncode: int | None = None
+    attempts: int = 0
     notes: list[str] = field(default_factory=list)
 
     def progress(self) -> str:
@@ -164,7 +172,9 @@ def _start(job: Job, deadline: float, device: str, logs: Path) -> None:
     job.out.parent.mkdir(parents=True, exist_ok=True)
     spec = logs / f"{job.name}.config.json"
     spec.write_text(json.dumps(config), encoding="utf-8")
-    job.log = (logs / f"{job.name}.log").open("w", encoding="utf-8")
+    job.attempts += 1
+    job.returncode = job.ended = None
+    job.log = (logs / f"{job.name}.log").open("a", encoding="utf-8")
     job.proc = subprocess.Popen(
         [sys.executable, "-m", "sadyn.cli.paper", "_train", str(spec), str(job.out)],
         stdout=job.log,
@@ -315,6 +325,9 @@ def run(args: argparse.Namespace) -> int:
     extra = [j for f in args.jobs for j in read_jobs(f, out / "jobs")]
     if args.dry_run:
         extra = [_as_tiny(j) for j in extra]
+    if args.compile_jobs and not args.dry_run:
+        for job in extra:
+            job.config["compile"] = True
     record: dict[str, Any] = {
         "command": "sadyn paper " + " ".join(sys.argv[2:]),
         "budget_s": clock.budget,
@@ -345,45 +358,36 @@ def run(args: argparse.Namespace) -> int:
     record["stages"]["train"]["seconds"] = time.time() - t
     record["runs"] = {j.name: _run_record(j) for j in mains + extra}
 
-    # 3. evaluation (subprocesses: a crash or a hang costs its stage only)
+    # 3. evaluation: every model and vote count at once (processes: a crash or a hang costs
+    # its own numbers only)
     eval_deadline = clock.at(EVAL_END, after_data)
     evals: dict[str, Any] = {}
     steps = "8,16" if args.dry_run else ",".join(map(str, STEPS))
+    spawned = {}
     for job in mains:
-        if not (job.out / "config.json").exists():
+        if not (job.out / "latest.json").exists():
+            evals[job.name] = {"ok": False, "cut": "no checkpoint to evaluate"}
             continue
-        share = eval_deadline - (eval_deadline - time.time()) / 2
-        for votes, deadline in ((1, share), (args.votes, eval_deadline)):
+        for votes in (1, args.votes):
             name = f"{job.name}-K{votes}"
-            cmd = [
-                "eval",
-                str(job.out),
-                "--data",
-                "id,ood",
-                "--steps",
-                steps,
-                "--n",
-                str(args.n_eval),
-                "--device",
-                device,
-                "--out",
-                str(out / "eval" / name / "results.json"),
-            ]
+            cmd = ["eval", str(job.out), "--data", "id,ood", "--steps", steps,
+                   "--n", str(args.n_eval), "--device", device, "--quiet",
+                   "--out", str(out / "eval" / name / "results.json")]  # fmt: skip
             if votes > 1:
                 cmd += ["--votes", str(votes), "--vote", "confidence"]
-            evals[name] = _run_stage(cmd, deadline, logs / f"eval-{name}.log", clock)
-            results = out / "eval" / name / "results.json"
-            if results.exists():
-                data = json.loads(results.read_text(encoding="utf-8"))["data"]
-                evals[name]["board_accuracy"] = {
-                    ds: dict(zip(v["steps"], v["board_accuracy"], strict=True))
-                    if isinstance(v.get("board_accuracy"), list)
-                    else v.get("board_accuracy")
-                    for ds, v in data.items()
-                }
+            spawned[name] = _spawn(cmd, logs / f"eval-{name}.log")
+    for name, (proc, t_start, log) in spawned.items():
+        evals[name] = _wait(proc, t_start, log, eval_deadline, clock, f"eval {name}")
+        results = out / "eval" / name / "results.json"
+        if results.exists():
+            data = json.loads(results.read_text(encoding="utf-8"))["data"]
+            evals[name]["board_accuracy"] = {
+                ds: dict(zip(v["steps"], v["board_accuracy"], strict=True))
+                for ds, v in data.items()
+            }
     record["stages"]["eval"] = evals
 
-    # 4. probes of the first main model: two processes on the device at once
+    # 4. probes of the first main model: one process per probe, on the device at once
     analyze_deadline = clock.at(ANALYZE_END, after_data)
     probes: dict[str, Any] = {}
     target = mains[0]
@@ -395,7 +399,8 @@ def run(args: argparse.Namespace) -> int:
             common += ["--horizon", "16", "--k", "16", "--qr-steps", "128"]
         eig = "1" if args.dry_run else "4"
         parts = {
-            "jacobian-lyapunov": ["--probes", "jacobian,lyapunov", "--eig-samples", eig],
+            "jacobian": ["--probes", "jacobian", "--eig-samples", eig],
+            "lyapunov": ["--probes", "lyapunov"],
             "energy": ["--probes", "energy", "--ci-samples", "1", "--ci-every", "16"],
         }
         procs = {}
@@ -492,12 +497,15 @@ def _train_all(
     queue, running, skipped = list(extra), [], []
     last_print = 0.0
     while True:
+        for job in [*mains, *running]:
+            if _poll(job) and job.returncode != 0:
+                _retry(job, deadline, device, logs, clock)
         running = [j for j in running if not _poll(j)]
         while queue and len(running) < workers:
             job = queue.pop(0)
-            if deadline - time.time() < 60:
+            if deadline - time.time() < JOB_MIN_S:
                 skipped.append(job.name)
-                job.notes.append("skipped: under 60 s of training time left")
+                job.notes.append(f"skipped: under {JOB_MIN_S} s of training time left")
                 continue
             _start(job, deadline, device, logs)
             running.append(job)
@@ -527,6 +535,18 @@ def _train_all(
     return {"skipped": skipped}
 
 
+def _retry(job: Job, deadline: float, device: str, logs: Path, clock: Clock) -> None:
+    """Start a failed job once more, uncompiled (it resumes from its last checkpoint), if a
+    minute and a half of training time is left."""
+    if job.attempts > 1 or deadline - time.time() < 90:
+        return
+    note = f"attempt 1 failed (exit {job.returncode}); retried with compile off"
+    job.notes.append(note)
+    print(f"{clock.stamp()} {job.name}: {note}", flush=True)
+    job.config["compile"] = False
+    _start(job, deadline, device, logs)
+
+
 def _run_record(job: Job) -> dict[str, Any]:
     summary_path = job.out / "summary.json"
     summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else {}
@@ -534,6 +554,9 @@ def _run_record(job: Job) -> dict[str, Any]:
     return {
         "main": job.main,
         "returncode": job.returncode,
+        "attempts": job.attempts,
+        "compile": job.config.get("compile"),
+        "precision": job.config.get("precision"),
         "seconds": None if job.started is None else (job.ended or time.time()) - job.started,
         "status": summary.get("status"),
         "step": summary.get("step"),
