@@ -37,6 +37,7 @@ Velocity = Callable[[Tensor], Tensor]
 SYM = "symmetric (single head, projected)"
 HEADS = "orthogonal symmetric heads (unprojected)"
 P41 = "Prop 4.1: asymmetric A, W^V = sym(A)"
+P42 = "Prop 4.2: low-rank asymmetric A_h, orthogonal heads, W^V_h = sym(A_h)"
 CTRL = "control: random W^V"
 
 
@@ -114,6 +115,50 @@ def orthogonal_head_matrices(d: int, heads: int, gen: torch.Generator) -> list[T
 BLOWUP = 1e3
 
 
+def lowrank_head_matrices(
+    d: int, heads: int, gen: torch.Generator
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Prop 4.2 as reconstructed (paper.md §2.7, ``sadyn.nn.constrained.GenSymMultiAttention``):
+    ``A_h = U_{1,h} M_h U_{2,h}^T`` (rank D/(2H), asymmetric; the U blocks disjoint columns of
+    one random orthogonal matrix, ``M_h`` a random core) and ``W^V_h = (A_h + A_h^T)/2``.
+    Returns ``(A list, W^V list)``, each ``(D, D)``, unit spectral scale ~1."""
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    k = d // (2 * heads)
+    if k < 1:
+        raise ValueError(f"dim {d} too small for {heads} heads of rank >= 1")
+    qk, vals = [], []
+    for h in range(heads):
+        u1, u2 = q[:, 2 * h * k : (2 * h + 1) * k], q[:, (2 * h + 1) * k : (2 * h + 2) * k]
+        m = torch.randn(k, k, generator=gen, dtype=torch.float64) / k**0.5
+        a = u1 @ m @ u2.T
+        qk.append(a)
+        vals.append((a + a.T) / 2)
+    return qk, vals
+
+
+def trajectory_dedt(
+    x0: Tensor,
+    mats: list[Tensor],
+    beta: float,
+    velocity: Velocity,
+    steps: int,
+    dt: float,
+    sphere: bool,
+) -> list[float]:
+    """Normalized dE/dt at every point of an explicit Euler trajectory from ``x0`` (the exact
+    derivative along the flow, so no discretization error enters its sign)."""
+    x = x0.clone()
+    out = []
+    for _ in range(steps):
+        out.append(normalized_dedt(x, mats, beta, velocity))
+        x = x + dt * velocity(x)
+        if sphere:
+            x = x / x.norm(dim=-1, keepdim=True)
+        if not torch.isfinite(x).all() or x.norm() > 1e3 * x0.norm():
+            break
+    return out
+
+
 def trajectory_energy(
     x0: Tensor,
     mats: list[Tensor],
@@ -158,14 +203,21 @@ class Claim1Energy(Recipe):
         "occupy orthogonal subspaces (Prop 4.2): 'generalized symmetric SA'."
     )
     criterion = (
-        "At every sampled state, normalized dE/dt <= tol for (a) single-head SA with "
-        "symmetric A = W^Q W^K^T = W^V, projected onto the sphere, and (b) multi-head "
-        "SA with symmetric A_h = W^V_h in mutually orthogonal subspaces, unprojected; "
-        "and (c) the control, a random non-symmetric W^V, has some state with "
-        "dE/dt > tol (the check can fail). Prop 4.1 with asymmetric A is measured "
-        "with the reconstructed energy but not judged."
+        "At every sampled state and at every point of an Euler flow, normalized dE/dt <= tol "
+        "for (a) single-head SA with symmetric A = W^Q W^K^T = W^V, projected onto the "
+        "sphere; (b) multi-head SA with symmetric A_h = W^V_h in mutually orthogonal "
+        "subspaces, unprojected; (c) Prop 4.2's relaxation as reconstructed: low-rank "
+        "asymmetric A_h = U_1h M_h U_2h^T in orthogonal subspaces with W^V_h = sym(A_h), with "
+        "E_multi = sum_h E(A_h); and (d) the control, a random non-symmetric W^V, has some "
+        "state with dE/dt > tol (the check can fail). Prop 4.1 with asymmetric A is not "
+        "judged (its E_single is not recoverable)."
     )
+    criterion_fields = ("tol", "beta", "weight_scale")
+    statistic = "exact dE/dt = <grad E, dX/dt> by autograd in float64, normalized"
     notes = (
+        "First run (issue 9) judged only the classical symmetric cases; the relaxations were "
+        "shown but not judged. Prop 4.2's relaxation is now judged on the project's "
+        "reconstruction; Prop 4.1's is 'not judged'.",
         "Prop 4.1/4.2's exact energies are not in the available sources; this recipe "
         "checks the provable cases (symmetric, and symmetric heads in orthogonal "
         "subspaces) with the Geshkovski-type energy E = -(1/2beta) sum exp(beta x_i^T A "
@@ -195,12 +247,16 @@ class Claim1Energy(Recipe):
                 a = scale * torch.randn(d, d, generator=gen, dtype=torch.float64) / d**0.5
                 v = (a + a.T) / 2
                 return [a], lambda x: sa_velocity(x, [a], [v], beta, project=True), True
+            if label == P42:
+                qk, vals = lowrank_head_matrices(d, cfg.heads, gen)
+                qk, vals = [scale * a for a in qk], [scale * w for w in vals]
+                return qk, lambda x: sa_velocity(x, qk, vals, beta, project=False), False
             a = scale * random_symmetric(d, gen)
             v = scale * torch.randn(d, d, generator=gen, dtype=torch.float64) / d**0.5
             return [a], lambda x: sa_velocity(x, [a], [v], beta, project=True), True
 
         data: dict[str, Any] = {}
-        for label in (SYM, HEADS, P41, CTRL):
+        for label in (SYM, HEADS, P42, P41, CTRL):
             r = []
             for x in sphere_states(cfg.states, s, d, gen):  # new weights for every state
                 mats, vel, _ = case(label)
@@ -209,11 +265,15 @@ class Claim1Energy(Recipe):
             traj = trajectory_energy(
                 sphere_states(1, s, d, gen)[0], mats, beta, vel, cfg.traj_steps, cfg.traj_dt, sphere
             )
+            along = trajectory_dedt(
+                sphere_states(1, s, d, gen)[0], mats, beta, vel, cfg.traj_steps, cfg.traj_dt, sphere
+            )
             data[label] = {
                 "normalized_dedt": r,
                 "max_normalized_dedt": max(r),
                 "frac_increasing": sum(v > cfg.tol for v in r) / len(r),
                 "trajectory_energy": traj,
+                "max_dedt_along_flow": max(along),
             }
         figures = {
             "dedt": {
@@ -250,8 +310,16 @@ class Claim1Energy(Recipe):
             },
         }
         table = {
-            "columns": ["case", "max normalized dE/dt", "fraction with dE/dt > tol"],
-            "rows": [[k, v["max_normalized_dedt"], v["frac_increasing"]] for k, v in data.items()],
+            "columns": [
+                "case",
+                "max normalized dE/dt (random states)",
+                "fraction with dE/dt > tol",
+                "max normalized dE/dt along a flow",
+            ],
+            "rows": [
+                [k, v["max_normalized_dedt"], v["frac_increasing"], v["max_dedt_along_flow"]]
+                for k, v in data.items()
+            ],
         }
         return {"data": data, "figures": figures, "tables": {"dedt": table}}
 
@@ -262,22 +330,18 @@ class Claim1Energy(Recipe):
             return {
                 "max_normalized_dedt": data[label]["max_normalized_dedt"],
                 "frac_increasing": data[label]["frac_increasing"],
+                "max dE/dt along a flow": data[label].get("max_dedt_along_flow"),
             }
 
+        def decreasing(label: str) -> bool:
+            along = data[label].get("max_dedt_along_flow", -math.inf)
+            return data[label]["max_normalized_dedt"] <= tol and along <= tol
+
         sym, heads, p41, ctrl = SYM, HEADS, P41, CTRL
+        crit = f"max normalized dE/dt <= tol ({tol:g}) at every random state and along a flow"
         checks: list[Check] = [
-            check(
-                "symmetric single head",
-                f"max normalized dE/dt <= tol ({tol:g})",
-                data[sym]["max_normalized_dedt"] <= tol,
-                row(sym),
-            ),
-            check(
-                "orthogonal symmetric heads",
-                f"max normalized dE/dt <= tol ({tol:g})",
-                data[heads]["max_normalized_dedt"] <= tol,
-                row(heads),
-            ),
+            check("symmetric single head", crit, decreasing(sym), row(sym)),
+            check("orthogonal symmetric heads", crit, decreasing(heads), row(heads)),
             check(
                 "control (random W^V)",
                 f"some state has dE/dt > tol ({tol:g})",
@@ -285,14 +349,27 @@ class Claim1Energy(Recipe):
                 row(ctrl),
             ),
             check(
-                "Prop 4.1 asymmetric A",
-                "dE/dt <= tol with the reconstructed energy",
-                data[p41]["max_normalized_dedt"] <= tol,
+                "Prop 4.1 asymmetric A (not judged)",
+                "not judged: the exact E_single for asymmetric A is not recoverable",
+                None,
                 row(p41),
                 required=False,
-                note="The paper's energy for asymmetric A is not recoverable; shown only.",
+                note="Not judged. Measured with the reconstructed (Geshkovski-type) energy, "
+                "which is not the paper's for asymmetric A (it can increase); shown only.",
             ),
         ]
+        if P42 in data:  # results recorded before this case existed lack it
+            checks.insert(
+                2,
+                check(
+                    "Prop 4.2 relaxation: low-rank asymmetric heads",
+                    crit + ", with the reconstructed E_multi = sum_h E(A_h)",
+                    decreasing(P42),
+                    row(P42),
+                    note="Judged on the project's reconstruction of Prop 4.2 (paper.md §2.7): "
+                    "A_h = U_1h M_h U_2h^T in mutually orthogonal subspaces, W^V_h = sym(A_h).",
+                ),
+            )
         return Verdict.combine(self.criterion, checks)
 
 

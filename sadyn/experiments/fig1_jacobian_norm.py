@@ -20,15 +20,24 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from sadyn.experiments.base import ExperimentError, Recipe, RunContext, Verdict, check
-from sadyn.experiments.common import loglog_slope, median_band_series
+from sadyn.experiments.base import Check, ExperimentError, Recipe, RunContext, Verdict, check
+from sadyn.experiments.common import median_band_series
+from sadyn.experiments.stats import loglog_fit
 
 
 @dataclass(frozen=True)
 class Fig1Config:
     """tokens: the S grid; samples: random states per S (in chunks of ``batch``); radius: R,
-    the norm of every token; ``bound_rtol``: slack for power-iteration error in the bound
-    check; ``ceiling``: the largest median normalized norm still called O(1)."""
+    the norm of every token; ``bound_rtol``: slack for power-iteration error in the bounds;
+    ``alpha``: level of the log-log slope CIs.
+
+    Large-eta limit (paper Eq. 15): at ``eta_tokens`` tokens of norm ``eta_radius`` (a
+    normalized state, ||X_i|| <= max|gamma|), ``eta_samples`` states, eta over ``eta_grid``:
+    the normalized ||J|| must obey ``max|gamma| (1 + eta ||J_MSA||) / (eta eps - max|gamma|)``
+    (eps = min_i ||Delta X_i||) wherever eta eps > max|gamma|, stay below the limit
+    ``(max|gamma| / eps) ||J_MSA||`` at the largest eta and change by at most
+    ``converge_rtol`` (median, relative) over the last decade of eta; the unnormalized norm
+    must grow linearly (log-log slope over the last three etas within ``linear_tol`` of 1)."""
 
     dim: int = 64
     heads: int = 4
@@ -39,7 +48,13 @@ class Fig1Config:
     tol: float = 1e-5
     max_iter: int = 200
     bound_rtol: float = 1e-2
-    ceiling: float = 1.0
+    alpha: float = 0.05
+    eta_grid: tuple[float, ...] = (1.0, 10.0, 100.0, 1e3, 1e4)
+    eta_tokens: int = 64
+    eta_samples: int = 20
+    eta_radius: float = 1.0
+    converge_rtol: float = 0.02
+    linear_tol: float = 0.05
     seed: int = 0
 
 
@@ -56,19 +71,41 @@ class Fig1JacobianNorm(Recipe):
         "of tokens grows."
     )
     criterion = (
-        "(a) every sample obeys the Prop 5.1 bound (measured <= bound * (1 + "
-        "bound_rtol)); (b) at every S the median normalized norm is below the median "
-        "unnormalized one; (c) at every S the median normalized norm is <= ceiling "
-        "(O(1)). The growth of the unnormalized norm with S is reported, not judged."
+        "(a) every sample obeys the Prop 5.1 bound (measured <= bound * (1 + bound_rtol)); "
+        "(b) at every S the median normalized norm is below the median unnormalized one; "
+        "(c) large eta (eta_grid, Eq. 15): every normalized norm obeys the large-eta bound "
+        "where it applies, at the largest eta it is below (max|gamma|/eps)||J_MSA|| "
+        "(* (1 + bound_rtol)) and its median changed by <= converge_rtol over the last "
+        "decade, while the unnormalized norm grows linearly in eta (slope within linear_tol "
+        "of 1). The log-log slopes in S of both curves (with 1 - alpha CIs) are reported, "
+        "with a shown but unrequired check 'O(1) in S' that fails when the normalized slope's "
+        "CI lies above 0."
+    )
+    criterion_fields = ("bound_rtol", "alpha", "eta_grid", "converge_rtol", "linear_tol")
+    statistic = (
+        "exact bounds per sample (power-iteration norms); least-squares log-log slopes over "
+        "all samples with t intervals"
     )
     notes = (
         "Random token directions instead of embedded arXiv text (the paper's CCDV data), "
         "and an ItrSA layer without positional encoding.",
+        "First run (issue 9) judged 'O(1) in S' against an absolute ceiling that could not "
+        "fail; the normalized norm grows with S at about the same log-log slope as the "
+        "unnormalized one (100x lower). That growth is now reported with CIs and the "
+        "verdict text, and the paper's large-eta statement (Eq. 15) is judged instead.",
     )
     Config = Fig1Config
     presets: ClassVar[dict[str, Fig1Config]] = {
         "tiny": Fig1Config(
-            dim=16, heads=2, tokens=(2, 8, 32), samples=3, batch=3, tol=1e-6, max_iter=200
+            dim=16,
+            heads=2,
+            tokens=(2, 8, 32),
+            samples=3,
+            batch=3,
+            tol=1e-6,
+            max_iter=200,
+            eta_tokens=8,
+            eta_samples=3,
         ),
         "small": Fig1Config(),
         "paper": Fig1Config(
@@ -146,6 +183,7 @@ class Fig1JacobianNorm(Recipe):
                 for i, s in enumerate(tokens)
             ],
         }
+        large = _large_eta(model, cfg, gen, ctx)
         data = {
             "tokens": tokens,
             "samples": rows,
@@ -153,8 +191,31 @@ class Fig1JacobianNorm(Recipe):
             "min_pre_norm_radius": min(radius_min),
             "eta": float(model.eta.detach()),
             "max_gain": float(model.norm_gain.detach().abs().max()),
+            "large_eta": large,
         }
-        return {"data": data, "figures": {"jacobian_norm": figure}, "tables": {"norms": table}}
+        etas = large["eta"]
+        eta_fig = {
+            "kind": "line",
+            "xscale": "log",
+            "yscale": "log",
+            "xlabel": "step size eta",
+            "ylabel": "spectral norm of the Jacobian",
+            "xticks": etas,
+            "series": [
+                median_band_series("with RMSNorm", etas, large["normalized"]),
+                median_band_series("without normalization", etas, large["unnormalized"]),
+                median_band_series(
+                    "(max|gamma|/eps) ||J_MSA|| (Eq. 15 limit)", etas, large["limit"]
+                ),
+            ],
+            "caption": f"Large-eta limit (Eq. 15): S={cfg.eta_tokens}, token norm "
+            f"{cfg.eta_radius:g}, {cfg.eta_samples} random states; median and 5-95% band.",
+        }
+        return {
+            "data": data,
+            "figures": {"jacobian_norm": figure, "large_eta": eta_fig},
+            "tables": {"norms": table},
+        }
 
     def judge(self, record: Mapping[str, Any]) -> Verdict:
         cfg, data = record["config"], record["data"]
@@ -165,6 +226,17 @@ class Fig1JacobianNorm(Recipe):
         )
         reduced = [n < u for n, u in zip(med["normalized"], med["unnormalized"], strict=True)]
         tokens = data["tokens"]
+        alpha = cfg["alpha"]
+        fits = {
+            k: loglog_fit(
+                [t for t, v in zip(tokens, samples[k], strict=True) for _ in v],
+                [x for v in samples[k] for x in v],
+                alpha,
+            )
+            for k in ("normalized", "unnormalized")
+        }
+        slope_n, slope_u = fits["normalized"], fits["unnormalized"]
+        grows = slope_n["ci"][0] > 0
         checks = [
             check(
                 "Prop 5.1 bound",
@@ -176,26 +248,129 @@ class Fig1JacobianNorm(Recipe):
                 "normalization reduces the norm",
                 "median normalized < median unnormalized at every S",
                 all(reduced),
-                {"S where reduced": [s for s, r in zip(tokens, reduced, strict=True) if r]},
-            ),
-            check(
-                "O(1) in S",
-                f"median normalized <= ceiling ({cfg['ceiling']:g}) at every S",
-                max(med["normalized"]) <= cfg["ceiling"],
-                {"max median normalized": max(med["normalized"])},
-            ),
-            check(
-                "growth with S (context)",
-                "log-log slope of the medians",
-                None,
                 {
-                    "slope normalized": loglog_slope(tokens, med["normalized"]),
-                    "slope unnormalized": loglog_slope(tokens, med["unnormalized"]),
+                    "S where reduced": [s for s, r in zip(tokens, reduced, strict=True) if r],
+                    "ratio of medians (unnormalized / normalized)": [
+                        u / n for n, u in zip(med["normalized"], med["unnormalized"], strict=True)
+                    ],
                 },
+            ),
+            *_large_eta_checks(data.get("large_eta"), cfg),
+            check(
+                "O(1) in S (reported, not required)",
+                f"the normalized norm's log-log slope in S has a {100 * (1 - alpha):g}% CI "
+                "reaching 0 (else it grows with S: fail)",
+                not grows,
+                {
+                    "slope normalized": slope_n["slope"],
+                    "slope normalized CI": slope_n["ci"],
+                    "slope unnormalized": slope_u["slope"],
+                    "slope unnormalized CI": slope_u["ci"],
+                },
+                note="Normalization lowers the norm by the ratio of medians above but does "
+                "not change its growth with S in this setting."
+                if grows
+                else "",
                 required=False,
             ),
         ]
-        return Verdict.combine(self.criterion, checks)
+        verdict = Verdict.combine(self.criterion, checks)
+        reason = (
+            f"{verdict.reason}; log-log slope in S: normalized {slope_n['slope']:.3f} "
+            f"[{slope_n['ci'][0]:.3f}, {slope_n['ci'][1]:.3f}], unnormalized "
+            f"{slope_u['slope']:.3f} [{slope_u['ci'][0]:.3f}, {slope_u['ci'][1]:.3f}]"
+            + (": same growth, lower magnitude (not O(1) in S)" if grows else "")
+        )
+        return Verdict(verdict.status, verdict.criterion, reason, verdict.checks)
+
+
+def _large_eta(
+    model: torch.nn.Module, cfg: Fig1Config, gen: torch.Generator, ctx: RunContext
+) -> dict[str, Any]:
+    """Per eta of ``cfg.eta_grid``, per sample: the normalized and unnormalized ||J||, the
+    large-eta bound of Eq. 15 (NaN where eta eps <= max|gamma|), its limit and eps."""
+    s, d, b = cfg.eta_tokens, cfg.dim, cfg.eta_samples
+    x = torch.randn(b, s, d, generator=gen)
+    x = (cfg.eta_radius * x / x.norm(dim=-1, keepdim=True)).to(ctx.device)
+    cond = torch.zeros_like(x)
+    gmax = float(model.norm_gain.detach().abs().max())
+    out: dict[str, list[Any]] = {
+        k: [] for k in ("eta", "normalized", "unnormalized", "msa", "bound", "limit", "eps")
+    }
+    saved = model.step_size.detach().clone()
+    try:
+        for eta in cfg.eta_grid:
+            with torch.no_grad():
+                model.step_size.fill_(eta)
+                eps = model.update(x, cond).norm(dim=-1).amin(dim=1).cpu().numpy()
+            sub = Fig1Config(**{**cfg.__dict__, "batch": b})
+            norms = _norms(model, x, sub, seed=cfg.seed)
+            msa = np.asarray(norms["msa"], float)
+            denom = eta * eps - gmax
+            bound = np.where(
+                denom > 0, gmax * (1 + eta * msa) / np.where(denom > 0, denom, 1), np.nan
+            )
+            out["eta"].append(float(eta))
+            out["normalized"].append(norms["normalized"].tolist())
+            out["unnormalized"].append(norms["unnormalized"].tolist())
+            out["msa"].append(msa.tolist())
+            out["bound"].append(bound.tolist())
+            out["limit"].append((gmax / eps * msa).tolist())
+            out["eps"].append(eps.tolist())
+            ctx.log(
+                f"eta={eta:g}: median normalized {np.median(norms['normalized']):.3g}, "
+                f"unnormalized {np.median(norms['unnormalized']):.3g}"
+            )
+    finally:
+        with torch.no_grad():
+            model.step_size.copy_(saved)
+    return out
+
+
+def _large_eta_checks(large: Mapping[str, Any] | None, cfg: Mapping[str, Any]) -> list[Check]:
+    crit = (
+        "normalized ||J|| <= large-eta bound (Eq. 15) where eta eps > max|gamma|; at the "
+        "largest eta <= (max|gamma|/eps)||J_MSA|| and converged (median change over the last "
+        f"decade <= {cfg['converge_rtol']}); unnormalized slope in eta within "
+        f"{cfg['linear_tol']} of 1"
+    )
+    if not large or len(large.get("eta", [])) < 3:
+        return [check("large-eta limit (Eq. 15)", crit, None, note="not measured")]
+    rtol = cfg["bound_rtol"]
+    n, u = large["normalized"], large["unnormalized"]
+    ratios = [
+        v / bd
+        for vs, bs in zip(n, large["bound"], strict=True)
+        for v, bd in zip(vs, bs, strict=True)
+        if bd is not None and np.isfinite(bd)
+    ]
+    within = (max(ratios) if ratios else 0.0) <= 1 + rtol
+    last = np.asarray(n[-1], float)
+    to_limit = float(np.max(last / np.asarray(large["limit"][-1], float)))
+    med = [float(np.median(v)) for v in n]
+    change = abs(med[-1] - med[-2]) / med[-1]
+    slope = loglog_fit(
+        [e for e, v in zip(large["eta"][-3:], u[-3:], strict=True) for _ in v],
+        [x for v in u[-3:] for x in v],
+        0.05,
+    )["slope"]
+    linear = abs(slope - 1) <= cfg["linear_tol"]
+    return [
+        check(
+            "large-eta limit (Eq. 15)",
+            crit,
+            within and to_limit <= 1 + rtol and change <= cfg["converge_rtol"] and linear,
+            {
+                "max measured / large-eta bound": max(ratios) if ratios else None,
+                "samples where the bound applies": len(ratios),
+                "max measured / limit at the largest eta": to_limit,
+                "median normalized ||J|| per eta": med,
+                "relative change over the last decade": change,
+                "median unnormalized ||J|| per eta": [float(np.median(v)) for v in u],
+                "unnormalized slope in eta (last three)": slope,
+            },
+        )
+    ]
 
 
 def _norms(
