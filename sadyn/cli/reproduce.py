@@ -83,6 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "list) into the cache after checking each config's hash and checkpoint; then run NAMEs "
         "if given",
     )
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="use only models already in the cache (e.g. imported with --import-runs); the "
+        "others are recorded as not trained in each results file, never trained here",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write DIR/report.html")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument(
@@ -219,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         keep_going=args.keep_going,
         resume=args.resume,
         device=resolve_device(args.device),
+        train=not args.no_train,
     )
     failed = False
     for rec in records:

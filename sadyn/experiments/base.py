@@ -33,6 +33,7 @@ from sadyn.experiments.cache import CacheEntry, CheckpointCache, default_cache_d
 from sadyn.results import write_results
 
 STATUSES = ("pass", "fail", "no effect", "inconclusive")
+NOT_TRAINED = "not trained"  # a model's status when training was off and the cache lacked it
 CRITERIA_LOG = "criteria-log.jsonl"
 PRESETS = ("tiny", "small", "paper")
 
@@ -163,14 +164,30 @@ class RunContext:
     progress: bool = False
     verbose: bool = False
     device: str = "cpu"
+    allow_training: bool = True
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
 
     def train(self, label: str, config: Any) -> CacheEntry:
         """Train ``config`` (a TrainConfig) through the cache, or reuse a cached run; record
-        where it came from and return the :class:`~sadyn.experiments.cache.CacheEntry`."""
+        where it came from and return the :class:`~sadyn.experiments.cache.CacheEntry`. With
+        ``allow_training`` off, a model the cache lacks is not trained: its entry has status
+        ``"not trained"`` and no checkpoint (the recipe reports it as cut)."""
         if self.cache is None:
             raise ExperimentError("this run has no checkpoint cache; pass one to Recipe.run")
-        self.log(f"model {label!r}: {'cached' if self.cache.contains(config) else 'training'}")
+        cached = self.cache.contains(config)
+        if not cached and not self.allow_training:
+            self.log(f"model {label!r}: not in the cache, not trained (--no-train)")
+            entry = CacheEntry(
+                self.cache.path(config),
+                self.cache.name(config).rsplit("-", 1)[-1],
+                False,
+                None,
+                NOT_TRAINED,
+                "not in the cache and training was off (--no-train): cut from this run",
+            )
+            self.checkpoints.append({"label": label, **entry.provenance()})
+            return entry
+        self.log(f"model {label!r}: {'cached' if cached else 'training'}")
         entry = self.cache.get_or_train(config, progress=self.progress)
         self.checkpoints.append({"label": label, **entry.provenance()})
         return entry
@@ -178,7 +195,7 @@ class RunContext:
     def train_all(self, models: Mapping[str, Any]) -> None:
         """Train every model of ``models`` (label -> TrainConfig) that is not cached, skipping
         ahead of runs another process is training (see :meth:`CheckpointCache.train_all`)."""
-        if self.cache is None or not models:
+        if self.cache is None or not models or not self.allow_training:
             return
         cache = self.cache
         labels = {cache.name(c): label for label, c in reversed(list(models.items()))}
@@ -265,8 +282,10 @@ class Recipe(ABC):
         progress: bool = False,
         verbose: bool = False,
         device: str = "cpu",
+        train: bool = True,
     ) -> dict[str, Any]:
         """Measure, judge and write ``<out_dir>/results.json``; return the record.
+        ``train=False``: use cached models only (the others are recorded as not trained).
 
         ``cache``: a :class:`~sadyn.experiments.cache.CheckpointCache`; default
         ``$SADYN_CACHE`` or ``<out_dir>/../cache`` (shared by recipes run side by side)."""
@@ -275,7 +294,14 @@ class Recipe(ABC):
         out.mkdir(parents=True, exist_ok=True)
         if cache is None and self.trains:
             cache = CheckpointCache(default_cache_dir(out.resolve().parent))
-        ctx = RunContext(out, cache=cache, progress=progress, verbose=verbose, device=device)
+        ctx = RunContext(
+            out,
+            cache=cache,
+            progress=progress,
+            verbose=verbose,
+            device=device,
+            allow_training=train,
+        )
         ctx.log(f"start ({preset} preset)")
         # pre-registration: the criterion is logged (hashed) before anything is measured
         spec = self.criterion_spec(cfg)
@@ -313,6 +339,7 @@ class Recipe(ABC):
             "device": device,
             "wall_time_s": time.perf_counter() - t0,
             "checkpoints": ctx.checkpoints,
+            "not_trained": [c["label"] for c in ctx.checkpoints if c["status"] == NOT_TRAINED],
             "notes": list(self.notes) + list(measured.get("notes", [])),
             "data": measured.get("data", {}),
             "figures": measured.get("figures", {}),

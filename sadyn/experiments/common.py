@@ -105,6 +105,8 @@ def train_and_load(ctx: Any, label: str, config: Any) -> Trained:
 
     for attempt in (0, 1):
         entry = ctx.train(label, config)
+        if entry.status == "not trained":
+            return Trained(label, entry, None, entry.status, entry.message)
         note = ""
         if entry.status == "diverged":
             note = entry.message

@@ -164,7 +164,7 @@ class Fig3Criticality(Recipe):
             le_iters=3,
             boot=200,
         ),
-        "small": Fig3Config(),
+        "small": Fig3Config(acc_puzzles=500),
         "paper": Fig3Config(
             train_preset="paper",
             train_overrides={},

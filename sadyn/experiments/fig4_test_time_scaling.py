@@ -154,7 +154,8 @@ class Fig4TestTimeScaling(Recipe):
             id_puzzles=20,
             ood_puzzles=20,
         ),
-        "small": Fig4Config(),
+        # 200 boards per set and seed up to T=256 (the CPU cost is T_max x boards x models)
+        "small": Fig4Config(id_puzzles=200, ood_puzzles=200),
         "paper": Fig4Config(
             train_preset="paper",
             train_overrides={},

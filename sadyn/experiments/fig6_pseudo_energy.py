@@ -107,7 +107,10 @@ class Fig6PseudoEnergy(Recipe):
             ci_puzzles=1,
             acc_puzzles=20,
         ),
-        "small": Fig6Config(ci_steps=tuple(range(17)), ci_puzzles=4),
+        # the contribution index at every loop step of the training depth (0..16) costs two
+        # to three 5,184 x 5,184 eigenproblems per step and puzzle (20-35 s on one core): 2
+        # puzzles fit this CPU; energy and both cosines at every step for 32 puzzles
+        "small": Fig6Config(ci_steps=tuple(range(17)), ci_puzzles=2),
         "paper": Fig6Config(
             train_preset="paper",
             models={"AKOrN": {"model": {"model": "akorn", "norm_group": 8}}, "ItrSA": {}},

@@ -75,6 +75,7 @@ def reproduce(
     keep_going: bool = False,
     resume: bool = False,
     device: str = "cpu",
+    train: bool = True,
 ) -> list[dict[str, Any]]:
     """Run recipes and write ``<out_dir>/<name>/results.json`` for each.
 
@@ -115,6 +116,7 @@ def reproduce(
                 progress=progress,
                 verbose=verbose,
                 device=device,
+                train=train,
             )
         except Exception as exc:
             if not keep_going:
@@ -147,6 +149,8 @@ def _finished(
     cfg = to_jsonable(dataclasses.asdict(config))
     if record.get("preset") != preset or record.get("config") != cfg:
         return None
+    if record.get("not_trained"):
+        return None  # some models were cut: measure again, they may be in the cache now
     if record.get("criterion_hash") != recipe.criterion_hash(config):
         return None  # the criterion changed since: measure again under the new one, never re-judge
     verdict = recipe.judge(record).to_dict()
