@@ -42,6 +42,30 @@ def single_table(root: Path) -> list[str]:
     return lines
 
 
+def summary_table(root: Path) -> list[str]:
+    """The runs' own final evaluation (``summary.json``; the GPU jobs evaluate 1,000 boards per
+    set at T = 16..256; a run with restart noise is evaluated from a random restart)."""
+    import json
+
+    lines = [
+        "| run | status | steps | wall (min) | ID T=16 | OOD T=16 | 32 | 64 | 128 | 256 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in sorted(root.glob("*/summary.json")):
+        s = json.loads(f.read_text())
+        m = s.get("metrics", {})
+        idb = m.get("id", {}).get("board_accuracy", {})
+        oodb = m.get("ood", {}).get("board_accuracy", {})
+        cells = [pct(oodb[str(t)]) if str(t) in oodb else "-" for t in (16, 32, 64, 128, 256)]
+        lines.append(
+            f"| {f.parent.name} | {s.get('status')} | {s.get('step')} | "
+            f"{s.get('wall_time_s', 0) / 60:.1f} | {pct(idb['16']) if '16' in idb else '-'} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
+
+
 def vote_tables(root: Path) -> tuple[list[str], list[tuple[str, dict]]]:
     lines: list[str] = []
     found = []
@@ -120,6 +144,8 @@ def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/issue11")
     lines = ["## Single runs (deterministic start), board accuracy %", ""]
     lines += single_table(root)
+    lines += ["", "## The runs' final evaluation (summary.json), board accuracy %", ""]
+    lines += summary_table(root)
     votes, found = vote_tables(root)
     if votes:
         lines += ["", "## Voting (OOD), board accuracy %", "", *votes]
