@@ -154,15 +154,13 @@ def run_restarts(
         for rule in rules:
             if rule == "none":
                 continue
-            if rule in ENERGY_RULES:  # the running sums give each rule its value at t
-                sc = {
-                    "energy": lambda: -e_cum[rid],  # -sum_{s<t} E(X_s), the reference
-                    "energy-last": lambda: -e_prev[rid],  # -E(X_{t-1})
-                    "energy-sum": lambda: -e_out[rid],  # -sum_{1<=s<=t} E(X_s)
-                    "energy-final": lambda: -e_now,  # -E(X_t)
-                }[rule]()
-            else:
-                sc = vote_scores(rule, t, logits=logits, quizzes=q, residual=residual[rid])
+            if rule in ENERGY_RULES:
+                for j in js:
+                    scores[rule][rid, j] = _energy_at(
+                        rule, grid[j] - t, e_cum[rid], e_prev[rid], e_out[rid], e_now
+                    ).float()
+                continue
+            sc = vote_scores(rule, t, logits=logits, quizzes=q, residual=residual[rid])
             for j in js:
                 scores[rule][rid, j] = sc.float()
 
@@ -217,6 +215,23 @@ def run_restarts(
             residual[idx] = (x_new - xa).flatten(1).norm(dim=1)
         xa = x_new
     return RestartRecord(ok, cells, loops, scores)
+
+
+def _energy_at(
+    rule: str, extra: int, e_cum: Tensor, e_prev: Tensor, e_out: Tensor, e_now: Tensor | None
+) -> Tensor:
+    """An energy rule's score at the budget ``t + extra`` of a row read out at ``t`` (``extra >
+    0``: the row halted at t and sits at ``X_t`` for the rest of the budget, so every later
+    state is ``X_t``). e_cum: sum E(X_0..X_{t-1}); e_prev: E(X_{t-1}); e_out: sum
+    E(X_1..X_t); e_now: E(X_t) (needed when ``extra > 0`` or for energy-final)."""
+    if rule == "energy":  # -sum_{s < budget} E(X_s), the reference
+        return -e_cum if extra == 0 else -(e_cum + extra * e_now)
+    if rule == "energy-last":  # -E(X_{budget - 1})
+        return -e_prev if extra == 0 else -e_now
+    if rule == "energy-sum":  # -sum_{1 <= s <= budget} E(X_s)
+        return -e_out if extra == 0 else -(e_out + extra * e_now)
+    assert e_now is not None
+    return -e_now  # energy-final: -E(X_budget)
 
 
 @torch.no_grad()

@@ -110,3 +110,46 @@ def test_a_rule_that_never_fires_changes_nothing(setup):
     never = evaluate(model, puzzles, [3, 6], seed=2, votes=3, vote="all", halt="residual:1e-30")
     assert never["rules"] == plain["rules"]
     assert never["mean_loops"] == [3.0, 6.0] == plain["mean_loops"]
+
+
+def test_halted_rows_sit_at_their_state_for_the_energy_rules(setup):
+    """A row halted at u keeps X_u for the rest of the budget t: its reference E-vote score is
+    -(sum_{s<u} E(X_s) + (t - u) E(X_u)), its last -E(X_{t-1}) = -E(X_u) when u < t."""
+    from sadyn.probes.accuracy import run_restarts
+
+    model, puzzles = setup
+    q, s = (t.long() for t in puzzles.to_torch())
+    grid = [2, 5, 9]
+    rules = ("energy", "energy-last", "energy-sum", "energy-final")
+    rec = run_restarts(
+        model, q, s, grid, rules=rules, generator=torch.Generator().manual_seed(4), halt="stable:2"
+    )
+    with torch.no_grad():
+        out = model(
+            q,
+            grid[-1],
+            generator=torch.Generator().manual_seed(4),
+            return_states=True,
+            return_energies=True,
+        )
+        preds = torch.stack([model.readout(x).argmax(-1) + 1 for x in out.states])
+    tau = halting_steps("stable:2", preds=preds, quizzes=q)
+    e = out.energies.double()  # (T+1, R)
+    rows = torch.arange(len(q))
+    assert (tau < grid[-1]).any()
+    for j, t in enumerate(grid):
+        u = torch.clamp(tau, max=t)
+        extra = (t - u).double()
+        csum = torch.cat([torch.zeros(1, len(q)).double(), e.cumsum(0)])  # csum[k] = sum_{s<k}
+        e_u = e[u, rows]
+        expect = {
+            "energy": -(csum[u, rows] + extra * e_u),
+            "energy-last": torch.where(extra > 0, -e_u, -e[(u - 1).clamp(min=0), rows]),
+            "energy-sum": -(csum[u + 1, rows] - e[0] + extra * e_u),
+            "energy-final": -e_u,
+        }
+        for rule in rules:
+            torch.testing.assert_close(
+                rec.scores[rule][:, j].double(), expect[rule], rtol=1e-5, atol=1e-4
+            )
+        assert torch.equal(rec.loops[:, j], u)
