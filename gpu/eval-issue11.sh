@@ -10,8 +10,8 @@ RUNS=${1:?usage: eval-issue11.sh RUNS_DIR OUT_DIR [SECONDS]}
 OUT=${2:?out dir}
 CAP=${3:-60}
 RULES=confidence,verifier,energy,energy-last,energy-sum,energy-final,stability
-for name in aug-n1u-s0 wide-d128-aug-n1u long-e60-aug-n1u aug-n05u-s0 aug-n2u-s0 \
-            aug-n1u-rand-s0 aug-n1f-s0; do
+for name in aug-n1u-s0 wide-d128-aug-n1u long-e60-aug-n1u aug-n2u-s0 aug-n05u-s0 \
+            aug-n1u-rand-s0; do
   run=$RUNS/$name
   [ -d "$run" ] || continue
   mkdir -p "$OUT/$name"
