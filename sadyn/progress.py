@@ -113,6 +113,8 @@ class LineProgress:
 
     def update(self, n: float = 1) -> None:
         self.n += n
+        if self.total and self.n >= self.total:
+            return  # the final line (close) follows
         now = self._clock()
         if now - self._last >= self.interval:
             self._last = now

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import warnings
 
 from sadyn.cli._args import Parser, one_line_warnings
 from sadyn.errors import SadynError
@@ -44,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():
-            one_line_warnings()
+        with one_line_warnings():
             return int(args.func(args) or 0)
     except SadynError as exc:
         print(f"sadyn {args.command}: error: {exc}", file=sys.stderr)

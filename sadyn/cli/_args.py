@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 #: attribute on an argparse action naming option strings accepted but not shown in --help
@@ -142,24 +143,26 @@ def choice_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
     return parse
 
 
-def _show_warning(
+def _format_warning(
     message: Warning | str,
     category: type[Warning],
     filename: str,
     lineno: int,
-    file: Any = None,
     line: str | None = None,
-) -> None:
-    stream = file if file is not None else sys.stderr
+) -> str:
+    return f"sadyn: warning: {message}\n"
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within the block, warnings print as one line ``sadyn: warning: ...`` (no category, file
+    or Python source line): for the CLI. Recording (``pytest.warns``) is unaffected."""
+    saved = warnings.formatwarning
+    warnings.formatwarning = _format_warning  # type: ignore[assignment]
     try:
-        print(f"sadyn: warning: {message}", file=stream, flush=True)
-    except (OSError, ValueError):
-        pass
-
-
-def one_line_warnings() -> None:
-    """Show warnings as one line ``sadyn: warning: ...`` (no Python source line): for the CLI."""
-    warnings.showwarning = _show_warning
+        yield
+    finally:
+        warnings.formatwarning = saved
 
 
 __all__ = [

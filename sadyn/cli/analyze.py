@@ -370,14 +370,15 @@ def run(args: argparse.Namespace) -> int:
     run_ = rollout(model, puzzles, max(args.horizon, *jac_steps), seed=args.seed)
     units = measure_units(model, run_.cond, run_.states[0])
     est = estimate_seconds(args, units, run_.dim)
-    print(
-        f"analyze: {len(puzzles)} puzzles, S*D = {run_.dim}, probes {', '.join(args.probes)}; "
-        f"estimated {format_seconds(sum(est.values()))} on this machine (rough; "
-        + ", ".join(f"{k} {format_seconds(v)}" for k, v in est.items())
-        + ("; --full is slower" if not args.full else "")
-        + ")",
-        flush=True,
-    )
+    if show or args.estimate_only:
+        print(
+            f"analyze: {len(puzzles)} puzzles, S*D = {run_.dim}, probes {', '.join(args.probes)}; "
+            f"estimated {format_seconds(sum(est.values()))} on this machine (rough; "
+            + ", ".join(f"{k} {format_seconds(v)}" for k, v in est.items())
+            + ("; --full is slower" if not args.full else "")
+            + ")",
+            flush=True,
+        )
     if args.estimate_only:
         return 0
     out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="where to write the page (default DIR/report.html)",
     )
-    p.add_argument("--title", default="sadyn: the paper's claims, reproduced")
+    p.add_argument(
+        "--title",
+        default="sadyn: the paper's claims, reproduced",
+        help="page title (default: %(default)r)",
+    )
     p.add_argument(
         "--strict",
         action="store_true",

@@ -11,8 +11,9 @@ Each model is three files in this package folder (``sadyn/pretrained/``):
     model, model_config, meta = load_pretrained("small-itrsa")   # verified, eval mode, CPU
 
 ``sadyn eval small-itrsa``, ``sadyn analyze small-itrsa`` accept a name wherever a run folder is
-accepted (:func:`resolve_model`). A weights file whose SHA-256 differs from its manifest is
-refused with a :class:`~sadyn.errors.CheckpointError`. New models are added with
+accepted (:func:`resolve_model`); ``$SADYN_PRETRAINED_DIR`` points the names at another
+folder. A weights file whose SHA-256 differs from its manifest is refused with a
+:class:`~sadyn.errors.CheckpointError`. New models are added with
 ``python -m sadyn.pretrained.export RUN_DIR --name NAME`` (:mod:`sadyn.pretrained.export`).
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,19 @@ from sadyn.models import build_model
 FORMAT = "sadyn.pretrained/1"
 #: the folder the shipped models live in
 PACKAGE_DIR = Path(__file__).resolve().parent
+#: environment variable naming another folder of pretrained models (tests, private models)
+ENV_DIR = "SADYN_PRETRAINED_DIR"
 WEIGHTS_SUFFIX = ".safetensors"
 EVAL_SUFFIX = ".eval.json"
+
+
+def _folder(root: str | Path | None) -> Path:
+    """``root``, else ``$SADYN_PRETRAINED_DIR``, else the package folder."""
+    if root is not None:
+        return Path(root)
+    if os.environ.get(ENV_DIR):
+        return Path(os.environ[ENV_DIR])
+    return PACKAGE_DIR
 
 
 def sha256_file(path: str | Path) -> str:
@@ -49,7 +62,7 @@ def sha256_file(path: str | Path) -> str:
 
 def available(root: str | Path | None = None) -> list[str]:
     """Names of the pretrained models in ``root`` (default: the package folder), sorted."""
-    folder = Path(root) if root is not None else PACKAGE_DIR
+    folder = _folder(root)
     names = []
     for manifest in sorted(folder.glob("*.json")):
         if manifest.name.endswith(EVAL_SUFFIX):
@@ -69,7 +82,7 @@ def manifest_path(name_or_path: str | Path, root: str | Path | None = None) -> P
         if not path.is_file():
             raise CheckpointError(f"{path}: pretrained manifest not found")
         return path
-    folder = Path(root) if root is not None else PACKAGE_DIR
+    folder = _folder(root)
     candidate = folder / f"{name_or_path}.json"
     if candidate.is_file() and (folder / f"{name_or_path}{WEIGHTS_SUFFIX}").is_file():
         return candidate
@@ -184,7 +197,7 @@ def resolve_model(
 
 def eval_record(name: str, root: str | Path | None = None) -> dict[str, Any] | None:
     """The shipped ``NAME.eval.json`` (the eval behind the documented numbers), or None."""
-    folder = Path(root) if root is not None else PACKAGE_DIR
+    folder = _folder(root)
     path = folder / f"{name}{EVAL_SUFFIX}"
     if not path.is_file():
         return None

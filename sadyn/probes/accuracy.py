@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from sadyn.errors import SadynError
 from sadyn.probes.halting import HaltRule, HaltTracker
 from sadyn.probes.voting import ENERGY_RULES, parse_rules, select_votes, vote_scores
+from sadyn.progress import progress as progress_bar
 from sadyn.sudoku import PuzzleSet
 from sadyn.sudoku.metrics import board_correct
 
@@ -310,7 +310,7 @@ def evaluate(
     start = time.perf_counter()
     chunks = list(_chunks(n, votes, max(batch_size, 1)))
     with fused_context(fused):
-        for boards, v0, v1 in tqdm(chunks, desc="eval", disable=not progress, leave=False):
+        for boards, v0, v1 in progress_bar(chunks, desc="eval", unit="batch", enable=progress):
             k = v1 - v0
             q = quizzes[boards].repeat_interleave(k, 0)  # (b*k, S): board-major, votes inner
             s = solutions[boards].repeat_interleave(k, 0)

@@ -30,11 +30,11 @@ def test_make_satnet_and_stats(tmp_path, capsys):
     assert sadyn_main("data", "make", "satnet", "--out", out, "--n", 40, "--no-progress") == 0
     text = capsys.readouterr().out
     assert "40 puzzles" in text and "SATNet-style" in text
-    train, test = read_puzzles(out / "train.csv"), read_puzzles(out / "test.csv")
+    train, test = read_puzzles(out / "satnet-train.csv"), read_puzzles(out / "satnet-test.csv")
     assert len(train) == len(test) == 40 and train.meta["split"] == "train"
     assert (
         sadyn_main(
-            "data", "stats", out / "test.csv", "--json", tmp_path / "s.json", "--no-progress"
+            "data", "stats", out / "satnet-test.csv", "--json", tmp_path / "s.json", "--no-progress"
         )
         == 0
     )
@@ -66,8 +66,8 @@ def test_make_is_deterministic_without_cache(tmp_path):
             )
             == 0
         )
-    assert (tmp_path / "a" / "valid.csv.gz").read_bytes() == (
-        tmp_path / "b" / "valid.csv.gz"
+    assert (tmp_path / "a" / "satnet-valid.csv.gz").read_bytes() == (
+        tmp_path / "b" / "satnet-valid.csv.gz"
     ).read_bytes()
     assert not (tmp_path / "cache").exists()
 
@@ -93,7 +93,7 @@ def test_make_rrn_with_a_custom_pool(tmp_path, capsys):
             "--no-progress",
         )
     assert code == 0
-    ps = read_puzzles(tmp_path / "r" / "test.csv")
+    ps = read_puzzles(tmp_path / "r" / "rrn-test.csv")
     assert len(ps) == 36 and "custom pool" in ps.source
     assert sadyn_main("data", "stats", small, "--no-progress") == 0  # a quiz-only list
     assert "40/40 unique" in capsys.readouterr().out

@@ -75,8 +75,7 @@ def test_analyze_writes_results_and_figures(workspace, capsys):
             "--sens-records",
             "4",
             "--scaling-steps",
-            "1",
-            "3",
+            "1,3",
         ]
     )
     assert rc == 0
@@ -92,6 +91,10 @@ def test_analyze_writes_results_and_figures(workspace, capsys):
         assert (out / spec["path"]).read_bytes().startswith(PNG), name
     text = capsys.readouterr().out
     assert "max FTLE (T=3)" in text and "Prop 5.1 bound" in text
+    assert "estimated" in text.splitlines()[0]  # the estimate comes first
+    assert all(f"analyze: {name} took" in text for name in probes)
+    data = record["data"]
+    assert set(data["estimated_s"]) == set(probes) == set(data["timings_s"])
 
 
 def test_analyze_subset_and_errors(workspace, capsys):
@@ -118,7 +121,8 @@ def test_analyze_subset_and_errors(workspace, capsys):
             "--quiet",
         ]
     )
-    assert rc == 0 and capsys.readouterr().out == ""
+    text = capsys.readouterr().out  # --quiet: no estimate or progress lines, the summary only
+    assert rc == 0 and "analyze:" not in text and text.startswith("analysis written to")
     record = read_results(out / "results.json")
     assert (
         list(record["probes"]) == ["lyapunov"]

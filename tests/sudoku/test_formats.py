@@ -415,3 +415,84 @@ def test_property_sidecar_not_needed(tmp_path):
     path = write_csv(ps, tmp_path / "n.csv", sidecar=False)
     assert not sidecar_path(path).exists()
     assert read_puzzles(path).source == f"file {path}"
+
+
+# ---------------------------------------------------------------------------------------------
+# streaming: binary data, over-long lines, directories, stdin
+
+
+class _Stdin:
+    """A stand-in for sys.stdin with a binary ``buffer`` (as a pipe gives)."""
+
+    def __init__(self, data: bytes):
+        self.buffer = io.BufferedReader(io.BytesIO(data))
+
+
+def test_nul_bytes_are_binary_data_found_at_once(tmp_path):
+    path = tmp_path / "zeros.csv"
+    with open(path, "wb") as fh:  # 64 MB of NUL bytes, no newline
+        fh.truncate(64 << 20)
+    with pytest.raises(DataFormatError, match=r"binary data \(a NUL byte at byte offset 0\)") as e:
+        read_puzzles(path)
+    assert e.value.line == 1 and e.value.path == str(path)
+    # a NUL after good rows: the line and the byte offset of the NUL
+    ps = make_set(3, 0)
+    good = "\n".join(rows_of(ps)).encode() + b"\n"
+    path.write_bytes(good + b"12\x00rest\n")
+    with pytest.raises(DataFormatError, match=f"byte offset {len(good) + 2}") as e:
+        read_puzzles(path)
+    assert e.value.line == 4
+
+
+def test_reading_is_line_bounded(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "one-line.csv"
+    path.write_bytes(b"1" * (8 << 20))  # 8 MB without a newline
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFormatError, match="line longer than 4096 bytes"):
+            read_puzzles(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # the 8 MB line is never held in memory
+
+
+def test_a_directory_is_named_as_such(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(DataFormatError, match="is a directory, not a puzzle file"):
+        read_puzzles(tmp_path / "d")
+    with pytest.raises(DataFormatError, match="is a directory"):
+        read_quizzes(tmp_path / "d")
+
+
+def test_dash_reads_stdin_plain_and_gzip(monkeypatch):
+    from sadyn.sudoku.formats import read_any
+
+    ps = make_set(5, 1)
+    text = ("quizzes,solutions\n" + "\n".join(rows_of(ps)) + "\n").encode()
+    monkeypatch.setattr("sys.stdin", _Stdin(text))
+    back = read_puzzles("-")
+    assert np.array_equal(back.quizzes, ps.quizzes) and back.source == "file <stdin>"
+    monkeypatch.setattr("sys.stdin", _Stdin(gzip.compress(text)))
+    assert np.array_equal(read_csv("-").solutions, ps.solutions)
+    # a quiz-only list through a pipe, in one pass
+    quiz_only = "\n".join(board.to_string(q) for q in ps.quizzes).encode()
+    monkeypatch.setattr("sys.stdin", _Stdin(quiz_only))
+    found, qf, lines = read_any("-")
+    assert found is None and np.array_equal(qf.quizzes, ps.quizzes)
+    assert lines.tolist() == [1, 2, 3, 4, 5]
+    monkeypatch.setattr("sys.stdin", _Stdin(b"not a puzzle\n123\n"))
+    with pytest.raises(DataFormatError, match=r"<stdin>, line 2: expected 2 comma-separated"):
+        read_puzzles("-")
+
+
+def test_non_ascii_characters_are_reported_as_written(tmp_path):
+    ps = make_set(2, 2)
+    rows = rows_of(ps)
+    rows[1] = "é" + rows[1][1:]
+    path = tmp_path / "accent.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="line 2: quiz: character 'é' at position 1"):
+        read_puzzles(path)
