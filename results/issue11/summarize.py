@@ -98,6 +98,12 @@ def vote_tables(root: Path) -> tuple[list[str], list[tuple[str, dict]]]:
         lines.append(
             "| mean loops run | " + " | ".join(f"{v:.1f}" for v in res["mean_loops"]) + " |"
         )
+        if "distinct_answers" in res:
+            lines.append(
+                "| distinct answers among K | "
+                + " | ".join(f"{v:.2f}" for v in res["distinct_answers"])
+                + " |"
+            )
         lines.append("")
     return lines, found
 

@@ -83,18 +83,27 @@ def fused_context(enabled: bool) -> contextlib.AbstractContextManager:
     return switch()
 
 
+# random odd 40-bit weights: the hash of a decoded board (collisions: about 2^-40 per pair)
+_ANSWER_CODE = (
+    torch.randint(1, 2**40, (81,), generator=torch.Generator().manual_seed(11), dtype=torch.long)
+    | 1
+)
+
+
 @dataclass
 class RestartRecord:
     """Per-row results of one chunk at each loop count of the grid (R rows, G counts).
 
     ok: (R, G) bool board right; cells: (R, G) long blank cells right; loops: (R, G) long loop
-    steps the row ran (``min(halting step, T)``); scores: ``{rule: (R, G) float}``.
+    steps the row ran (``min(halting step, T)``); scores: ``{rule: (R, G) float}``; answer:
+    (R, G) long, a hash of the decoded board (equal boards, equal hashes).
     """
 
     ok: Tensor
     cells: Tensor
     loops: Tensor
     scores: dict[str, Tensor]
+    answer: Tensor
 
 
 @torch.no_grad()
@@ -132,6 +141,7 @@ def run_restarts(
     ok = torch.zeros(rows, g, dtype=torch.bool, device=device)
     cells = torch.zeros(rows, g, dtype=torch.long, device=device)
     loops = torch.zeros(rows, g, dtype=torch.long, device=device)
+    answer = torch.zeros(rows, g, dtype=torch.long, device=device)
     scores = {r: torch.zeros(rows, g, device=device) for r in rules}
     # energies of X_0..X_{t-1} summed (reference), E(X_{t-1}), E(X_1..X_t) summed, E(X_t)
     e_cum = torch.zeros(rows, device=device)
@@ -147,7 +157,9 @@ def run_restarts(
         q, s = quizzes[rid], solutions[rid]
         right = board_correct(pred, q, s)
         blank_right = ((pred == s) & (q == 0)).sum(-1)
+        code = (pred.long() * _ANSWER_CODE.to(pred.device)).sum(-1)
         for j in js:
+            answer[rid, j] = code
             ok[rid, j] = right
             cells[rid, j] = blank_right
             loops[rid, j] = t
@@ -214,7 +226,7 @@ def run_restarts(
         if need_residual:
             residual[idx] = (x_new - xa).flatten(1).norm(dim=1)
         xa = x_new
-    return RestartRecord(ok, cells, loops, scores)
+    return RestartRecord(ok, cells, loops, scores, answer)
 
 
 def _energy_at(
@@ -302,6 +314,8 @@ def evaluate(
         for r in rules
     }
     right_votes = torch.zeros(n, g, dtype=torch.long, device=device)  # restarts that solve it
+    distinct = torch.zeros(g, dtype=torch.float64, device=device)  # distinct answers, summed
+    distinct_boards = 0
     loop_sum = torch.zeros(g, dtype=torch.float64, device=device)
     blank = quizzes == 0
 
@@ -330,6 +344,10 @@ def evaluate(
                 halt=halt_rule,
             )
             right_votes[boards] += rec.ok.view(b, k, g).sum(1)
+            if k == votes:  # all restarts of these boards in this chunk
+                codes = rec.answer.view(b, k, g).sort(1).values
+                distinct += ((codes[:, 1:] != codes[:, :-1]).sum(1) + 1).sum(0).double()
+                distinct_boards += b
             loop_sum += rec.loops.sum(0).double()
             rows = torch.arange(b, device=device)[:, None]
             cols = torch.arange(g, device=device)[None, :]
@@ -369,6 +387,8 @@ def evaluate(
     if votes > 1:
         result["mean_board_accuracy"] = (right_votes.float() / votes).mean(0).tolist()
         result["oracle_board_accuracy"] = (right_votes > 0).float().mean(0).tolist()
+        if distinct_boards:  # mean number of different decoded boards among the K restarts
+            result["distinct_answers"] = (distinct / distinct_boards).tolist()
         result["rules"] = {
             r: {
                 "board_accuracy": best[r][1].float().mean(0).tolist(),
@@ -502,8 +522,11 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     halted = any(r.get("halt", "none") != "none" for r in results.values())
     extra = [r for r in first.get("rules", {}) if r != first.get("vote")] if voted else []
     lines = [f"{'data':<12} {'T':>5} {'board %':>8} {'cell %':>8}"]
+    distinct = voted and "distinct_answers" in first
     if voted:
         lines[0] += f" {'single %':>9} {'oracle %':>9}" + "".join(f" {r:>13}" for r in extra)
+    if distinct:
+        lines[0] += f" {'distinct':>8}"
     if halted:
         lines[0] += f" {'loops':>7}"
     for name, res in results.items():
@@ -520,6 +543,9 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
                 for r in extra:
                     acc = res.get("rules", {}).get(r, {}).get("board_accuracy")
                     row += f" {100 * acc[j]:>13.2f}" if acc else f" {'-':>13}"
+            if distinct:
+                d = res.get("distinct_answers")
+                row += f" {d[j]:>8.2f}" if d else f" {'-':>8}"
             if halted:
                 row += f" {res['mean_loops'][j]:>7.2f}"
             lines.append(row)

@@ -253,3 +253,19 @@ def test_valid_halting_stops_right_restarts_after_one_step():
     assert halted["mean_loops"] == pytest.approx(
         [f + (1 - f) * t for f, t in zip(frac, [4, 8], strict=True)]
     )
+
+
+def test_distinct_answers_counts_different_decoded_boards():
+    """The stub answers right (u > 0.5) or one fixed wrong grid: 1 distinct answer when all K
+    restarts agree, 2 otherwise; a deterministic start gives 1."""
+    puzzles = _puzzles()
+    model = ScoredRestarts(puzzles)
+    res = evaluate(model, puzzles, [2], votes=5, vote="confidence", seed=1)
+    q, _ = puzzles.to_torch()
+    gen = torch.Generator().manual_seed(1)
+    u = torch.rand(len(q) * 5, generator=gen).view(len(q), 5)  # the stub's draws, in order
+    right = (u > 0.5).sum(1)
+    expect = (1 + ((right > 0) & (right < 5)).double()).mean().item()
+    assert res["distinct_answers"] == [pytest.approx(expect)]
+    det = evaluate(model, puzzles, [2], votes=5, vote="confidence", deterministic=True)
+    assert det["distinct_answers"] == [1.0]
