@@ -1,11 +1,12 @@
 """Fig. 3: accurate looped SA sits near criticality (max Lyapunov exponent close to 0).
 
-A family of models: the trained normalized ItrSA (the ``train_preset`` config), an
-unnormalized one and energy-based symmetric SA (each trained 1 epoch, as the paper), optional
-extra trained variants, and post-hoc moves of each along the paper's axes (eta, input scaling,
-||W^V||, ||W^O||; :mod:`sadyn.experiments.perturb`). Every member gets its test accuracy at
-T = ``loop`` and its finite-time Lyapunov exponents (horizon ``loop``, the paper's definition)
-on several puzzles; the figure plots accuracy against the median max and mean exponent.
+A family of separately trained models along the paper's axes as training hyperparameters: the
+normalized ItrSA (the ``train_preset`` config), input scale, a fixed (not learned) eta, a fixed
+scale on W^O and b_O (``vo_scale``), unnormalized models (1 epoch, as the paper) and
+energy-based symmetric SA. Every member gets its test accuracy at T = ``loop`` and its
+finite-time Lyapunov exponents (horizon ``loop``, the paper's definition) on several puzzles,
+averaged over its training seeds; the figure plots accuracy against the median max and mean
+exponent.
 """
 
 from __future__ import annotations

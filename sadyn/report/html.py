@@ -21,12 +21,13 @@ from typing import Any
 from sadyn.errors import DataFormatError, SadynError
 from sadyn.io import atomic_write_bytes
 from sadyn.report.figures import render_png
+from sadyn.report.prereg import CRITERIA_LOG, criterion_status, current_hash, read_log
 from sadyn.results import read_results
 
 RESULTS_NAME = "results.json"
 ERROR_NAME = "error.txt"  # written by `sadyn reproduce --keep-going` for a recipe that raised
 SKIP_DIRS = frozenset({"cache", "checkpoints", ".git"})
-STATUSES = ("pass", "fail", "inconclusive")
+STATUSES = ("pass", "fail", "no effect", "inconclusive")
 _ENV_VOLATILE = ("written_at",)
 
 
@@ -52,6 +53,7 @@ class ReportSummary:
     figures: int
     figure_errors: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
+    criteria: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def find_results(results_dir: str | Path) -> list[LoadedResult]:
@@ -117,16 +119,18 @@ def build_report(
     """
     results = find_results(results_dir)
     out = Path(out_file) if out_file is not None else Path(results_dir) / "report.html"
+    log = read_log(Path(results_dir) / CRITERIA_LOG)
+    criteria = {r.name: criterion_status(r.record, log, current_hash(r.record)) for r in results}
     errors: list[str] = []
     n_figures = 0
     sections = []
     for res in results:
-        section, n, errs = _claim_section(res, strict=strict)
+        section, n, errs = _claim_section(res, strict=strict, criterion=criteria[res.name])
         sections.append(section)
         n_figures += n
         errors.extend(errs)
     failures = find_failures(results_dir)
-    page = _page(title, results, sections, Path(results_dir), failures)
+    page = _page(title, results, sections, Path(results_dir), failures, criteria)
     atomic_write_bytes(out, page.encode("utf-8"))
     return ReportSummary(
         path=out,
@@ -135,6 +139,7 @@ def build_report(
         figures=n_figures,
         figure_errors=errors,
         failures=failures,
+        criteria=criteria,
     )
 
 
@@ -152,6 +157,7 @@ def _page(
     sections: list[str],
     root: Path,
     failures: Mapping[str, str],
+    criteria: Mapping[str, Mapping[str, Any]],
 ) -> str:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     envs = {
@@ -173,7 +179,7 @@ def _page(
 Every figure is redrawn from the numbers in its results file.</p></header>
 <main>
 <h2>Summary</h2>
-{_summary_table(results)}
+{_summary_table(results, criteria)}
 {_failures(failures)}
 {shared_env}
 {"".join(sections)}
@@ -194,24 +200,77 @@ def _failures(failures: Mapping[str, str]) -> str:
     )
 
 
-def _summary_table(results: list[LoadedResult]) -> str:
+def _summary_table(
+    results: list[LoadedResult], criteria: Mapping[str, Mapping[str, Any]] | None = None
+) -> str:
     rows = []
     for r in results:
         rec = r.record
         status = status_of(rec)
         reason = (rec.get("verdict") or {}).get("reason", "")
+        crit = (criteria or {}).get(r.name)
         rows.append(
             f'<tr><td><a href="#{_e(r.name)}">{_e(rec.get("title") or r.name)}</a></td>'
-            f"<td>{_badge(status)}</td><td>{_e(rec.get('preset', ''))}</td>"
+            f"<td>{_badge(status)}</td><td>{_criterion_cell(crit)}</td>"
+            f"<td>{_e(rec.get('preset', ''))}</td>"
             f"<td>{_e(_fmt_seconds(rec.get('wall_time_s')))}</td><td>{_e(reason)}</td></tr>"
         )
     return (
-        '<table class="summary"><thead><tr><th>claim</th><th>verdict</th><th>preset</th>'
-        "<th>wall time</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        '<table class="summary"><thead><tr><th>claim</th><th>verdict</th><th>criterion</th>'
+        "<th>preset</th><th>wall time</th><th>why</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
     )
 
 
-def _claim_section(res: LoadedResult, *, strict: bool) -> tuple[str, int, list[str]]:
+def _criterion_cell(crit: Mapping[str, Any] | None) -> str:
+    """The criterion hash with its pre-registration state (and flag kinds)."""
+    if not crit:
+        return ""
+    kinds = list(dict.fromkeys(kind for kind, _ in crit.get("flags", [])))
+    state = "declared before the run" if crit.get("preregistered") else "FLAGGED"
+    cls = "prereg" if crit.get("preregistered") else "flagged"
+    extra = f" ({', '.join(kinds)})" if kinds else ""
+    return (
+        f'<code>{_e(crit.get("hash") or "none")}</code><br><span class="{cls}" '
+        f'data-flags="{_e(" ".join(kinds))}">{_e(state + extra)}</span>'
+    )
+
+
+def _criterion_block(crit: Mapping[str, Any] | None) -> str:
+    if not crit:
+        return ""
+    out = ['<div class="criterion">']
+    out.append(
+        f"<p><b>Criterion hash</b> <code>{_e(crit.get('hash') or 'none')}</code>; the "
+        f"recipe's current one <code>{_e(crit.get('current') or 'unknown')}</code>; declared "
+        f"{_e(crit.get('declared_at') or 'never')}.</p>"
+    )
+    if crit.get("flags"):
+        out.append(
+            '<ul class="flags">'
+            + "".join(
+                f'<li class="flag" data-flag="{_e(kind)}"><b>{_e(kind)}</b>: {_e(text)}</li>'
+                for kind, text in crit["flags"]
+            )
+            + "</ul>"
+        )
+    if crit.get("history"):
+        out.append(
+            "<details><summary>Criteria log for this recipe and preset</summary>"
+            + _rows_table(
+                {"time": t, "criterion": h, "event": ev, "note": note}
+                for t, h, ev, note in crit["history"]
+            )
+            + "</details>"
+        )
+    out.append("</div>")
+    return "".join(out)
+
+
+def _claim_section(
+    res: LoadedResult, *, strict: bool, criterion: Mapping[str, Any] | None = None
+) -> tuple[str, int, list[str]]:
     rec = res.record
     parts = [
         f'<section class="claim" id="{_e(res.name)}">',
@@ -221,7 +280,14 @@ def _claim_section(res: LoadedResult, *, strict: bool) -> tuple[str, int, list[s
         parts.append(f'<p class="meta">Paper: {_e(rec["paper_ref"])}</p>')
     if rec.get("claim"):
         parts.append(f'<blockquote class="statement">{_e(rec["claim"])}</blockquote>')
-    parts.append(_verdict_block(rec.get("verdict")))
+    declared = criterion is None or bool(criterion.get("preregistered"))
+    parts.append(_verdict_block(rec.get("verdict"), declared=declared))
+    parts.append(_criterion_block(criterion))
+    if rec.get("not_trained"):
+        parts.append(
+            '<p class="cut"><b>Cut from this run</b> (models not in the cache, not trained: '
+            "the checks that needed them say so): " + _e(", ".join(rec["not_trained"])) + "</p>"
+        )
 
     n, errors = 0, []
     figures = rec.get("figures") or {}
@@ -263,12 +329,17 @@ def _claim_section(res: LoadedResult, *, strict: bool) -> tuple[str, int, list[s
     return "\n".join(parts), n, errors
 
 
-def _verdict_block(verdict: Any) -> str:
+def _verdict_block(verdict: Any, *, declared: bool = True) -> str:
     if not isinstance(verdict, Mapping):
         return '<p class="verdict">No verdict recorded.</p>'
     out = ['<div class="verdict">']
     if verdict.get("criterion"):
-        out.append(f"<p><b>Criterion (declared before the run):</b> {_e(verdict['criterion'])}</p>")
+        label = (
+            "Criterion (declared before the run)"
+            if declared
+            else "Criterion (NOT shown to be declared before the run: see the flags)"
+        )
+        out.append(f"<p><b>{label}:</b> {_e(verdict['criterion'])}</p>")
     if verdict.get("reason"):
         out.append(f"<p><b>Verdict:</b> {_e(verdict['reason'])}</p>")
     checks = verdict.get("checks") or []
@@ -281,7 +352,7 @@ def _verdict_block(verdict: Any) -> str:
             judged = c.get("required", True)
             status = c.get("status", "inconclusive")
             # a check outside the verdict is context: no colored badge unless it has an outcome
-            badge = _badge(status) if judged or status != "inconclusive" else _badge("info")
+            badge = _badge(status) if judged or status != "inconclusive" else _badge("not judged")
             note = f"<br><small>{_e(c['note'])}</small>" if c.get("note") else ""
             out.append(
                 f"<tr><td>{_e(c.get('name', ''))}"
@@ -353,7 +424,7 @@ def _numbers(mapping: Mapping[str, Any]) -> str:
 
 
 def _badge(status: str) -> str:
-    css = status if status in (*STATUSES, "error") else "none"
+    css = status.replace(" ", "-") if status in (*STATUSES, "error") else "none"
     return f'<span class="badge {css}" data-status="{_e(status)}">{_e(status)}</span>'
 
 
@@ -404,7 +475,9 @@ background:#f3f3fa}
 font-weight:600;color:#fff;vertical-align:middle;text-transform:uppercase}
 .badge.pass{background:#2a7d2e}.badge.fail{background:#b3261e}
 .badge.inconclusive{background:#9a6a00}.badge.none{background:#777}
-.badge.error{background:#5a1a6e}
+.badge.error{background:#5a1a6e}.badge.no-effect{background:#45617a}
+.prereg{color:#2a7d2e;font-size:.85em}.flagged{color:#b3261e;font-weight:600;font-size:.85em}
+ul.flags{color:#b3261e}.cut{color:#6a4a00}
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
 thead th{background:#f0f0f0}caption{text-align:left;font-weight:600;padding:.2em 0}

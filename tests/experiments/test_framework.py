@@ -31,6 +31,9 @@ from sadyn.results import read_results
     "statuses, expected",
     [
         (["pass", "pass"], "pass"),
+        (["pass", "no effect"], "no effect"),
+        (["no effect", "inconclusive"], "inconclusive"),
+        (["no effect", "fail"], "fail"),
         (["pass", "inconclusive"], "inconclusive"),
         (["inconclusive", "fail"], "fail"),
         ([], "inconclusive"),
@@ -254,6 +257,15 @@ def test_recipe_run_writes_a_results_file_that_rejudges(tmp_path):
         _Toy().run("paper", tmp_path / "t3")
 
 
+def test_no_train_records_a_missing_model_as_cut(tmp_path, monkeypatch):
+    fake = _FakeTrain()
+    monkeypatch.setattr(sadyn.training, "train", fake, raising=False)
+    ctx = RunContext(tmp_path, cache=CheckpointCache(tmp_path / "c"), allow_training=False)
+    entry = ctx.train("m", {"model": {"model": "itrsa"}})
+    assert entry.status == "not trained" and not entry.has_checkpoint and not fake.calls
+    assert ctx.checkpoints[0]["status"] == "not trained"
+
+
 def test_context_without_cache_refuses_to_train(tmp_path):
     with pytest.raises(ExperimentError, match="no checkpoint cache"):
         RunContext(tmp_path).train("m", {"model": {"model": "itrsa"}})
@@ -280,7 +292,15 @@ def test_every_preset_plans_valid_models(preset):
         cfg = recipe.config(preset)
         models = recipe.models(cfg)
         assert bool(models) == recipe.trains, name
-        for label, tc in models.items():
+        jobs = recipe.jobs(cfg)
+        names = {CheckpointCache(".").name(j.config) for j in jobs}
+        # every model a recipe trains up front is among its exported jobs
+        assert {CheckpointCache(".").name(tc) for tc in models.values()} <= names, name
+        seen = set()
+        for label, tc in [*models.items(), *((j.label, j.config) for j in jobs)]:
+            if CheckpointCache(".").name(tc) in seen:
+                continue
+            seen.add(CheckpointCache(".").name(tc))
             assert tc.validate() is None
             model = build_model(tc.model)
             assert model.config["model"] == tc.model["model"], (name, label)

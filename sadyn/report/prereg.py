@@ -1,0 +1,127 @@
+"""Was a verdict's criterion declared before its run? Read from the results file and the results
+folder's criteria log (``criteria-log.jsonl``, appended by every recipe run: a ``declared`` entry
+before anything is measured, a ``judged`` entry with the data's hash after).
+
+:func:`criterion_status` returns the flags the report shows:
+
+* ``stale``: the results file's criterion hash differs from the recipe's current one (the
+  criterion or the judge's code changed since the run; the verdict is not the current rule's);
+* ``post-hoc``: the same numbers (same data hash) were judged earlier under another criterion,
+  i.e. the criterion changed after a recorded run of these very numbers;
+* ``undeclared``: the log holds no declaration of this criterion before the run was measured;
+* ``revised``: the recipe's criterion at this preset changed after an earlier recorded run
+  (other numbers): this run's criterion was declared before its own measurement, but after
+  someone had seen an earlier result.
+
+"declared before the run" holds when none of stale, post-hoc, undeclared is raised.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+CRITERIA_LOG = "criteria-log.jsonl"
+SEVERE = ("stale", "post-hoc", "undeclared")
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The entries of a criteria log; [] when there is none (bad lines are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
+
+
+def current_hash(record: Mapping[str, Any]) -> str | None:
+    """The criterion hash the recipe named in ``record`` has today at the record's config
+    (None when the recipe is unknown or its config no longer fits)."""
+    try:
+        from sadyn.experiments.registry import get_recipe
+
+        return get_recipe(str(record.get("name"))).criterion_hash(record.get("config") or {})
+    except Exception:  # an unknown recipe or an old config: nothing to compare with
+        return None
+
+
+def criterion_status(
+    record: Mapping[str, Any],
+    log: Sequence[Mapping[str, Any]],
+    current: str | None = None,
+) -> dict[str, Any]:
+    """``{"hash", "current", "declared_at", "flags": [(kind, text)], "preregistered",
+    "history": [(time, hash, event, note)]}`` for one results record (see the module doc)."""
+    name, preset = record.get("name"), record.get("preset")
+    h = record.get("criterion_hash")
+    entries = [e for e in log if e.get("recipe") == name and e.get("preset") == preset]
+    flags: list[tuple[str, str]] = []
+    if h is None:
+        flags.append(("undeclared", "no criterion hash: recorded before criteria were hashed"))
+    if h is not None and current is not None and current != h:
+        flags.append(
+            (
+                "stale",
+                f"criterion {h} differs from the recipe's current one ({current}): the "
+                "criterion or its judge changed after this run",
+            )
+        )
+    measured = str(record.get("measured_at") or "")
+    declared = sorted(
+        str(e.get("time", ""))
+        for e in entries
+        if e.get("event") == "declared" and e.get("criterion_hash") == h
+    )
+    if h is not None and (not declared or (measured and declared[0] > measured)):
+        flags.append(("undeclared", f"no declaration of criterion {h} before the run"))
+    dh = record.get("data_hash")
+    first_declared = declared[0] if declared else measured
+    for e in entries:
+        if e.get("event") != "judged" or e.get("criterion_hash") == h:
+            continue
+        if dh is not None and e.get("data_hash") == dh:
+            flags.append(
+                (
+                    "post-hoc",
+                    f"these numbers were first judged under criterion {e.get('criterion_hash')} "
+                    f"({e.get('time')}): the criterion changed after a recorded run",
+                )
+            )
+        elif str(e.get("time", "")) <= first_declared:
+            flags.append(
+                (
+                    "revised",
+                    f"criterion revised after a recorded run ({e.get('time')}, criterion "
+                    f"{e.get('criterion_hash')}, {e.get('status', '?')}"
+                    + (f"; {e['note']}" if e.get("note") else "")
+                    + ")",
+                )
+            )
+    # one line per kind and text
+    flags = list(dict.fromkeys(flags))
+    history = sorted(
+        (
+            str(e.get("time", "")),
+            str(e.get("criterion_hash", "")),
+            str(e.get("event", "")),
+            str(e.get("note", e.get("status", ""))),
+        )
+        for e in entries
+    )
+    return {
+        "hash": h,
+        "current": current,
+        "declared_at": declared[0] if declared else None,
+        "flags": flags,
+        "preregistered": not any(kind in SEVERE for kind, _ in flags),
+        "history": history,
+    }
