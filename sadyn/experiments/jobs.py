@@ -190,3 +190,71 @@ def _import_one(folder: Path, cache: CheckpointCache, verify: bool) -> ImportRes
             shutil.rmtree(final)
         partial.rename(final)
     return ImportResult(folder, name, "installed")
+
+
+def export_weights(
+    cache: CheckpointCache, names: Sequence[str], dest: str | Path
+) -> list[dict[str, Any]]:
+    """Copy the EMA weights and config of the cache entries ``names`` to ``dest`` (e.g.
+    ``results/small-claims/models``) as *weights-only* cache entries, small enough to commit:
+    per model its config, summary and cache entry, and one checkpoint whose
+    ``model.safetensors`` and ``ema.safetensors`` both hold the EMA weights (git stores the
+    identical blob once) with an empty ``state.safetensors`` (no optimizer state: the run
+    cannot be resumed, only re-probed). ``dest`` is then itself a cache root
+    (``sadyn reproduce --cache dest --no-train``) and each folder an importable run
+    (``--import-runs``). Returns one row per model: name, files, bytes."""
+    import torch
+    from safetensors.torch import save_file
+
+    from sadyn.training.checkpoint import read_checkpoint
+
+    out = Path(dest)
+    rows = []
+    for name in names:
+        src = cache.root / name
+        entry_path = src / ENTRY_FILE
+        if not entry_path.is_file():
+            raise JobError(f"{src}: not a finished cache entry")
+        ckpt = read_checkpoint(src)  # verifies every checksum
+        target = out / name
+        if target.exists():
+            shutil.rmtree(target)
+        rel = ckpt.path.relative_to(src)
+        cdir = target / rel
+        cdir.mkdir(parents=True)
+        ema = {k: v.contiguous() for k, v in ckpt.ema.items()}
+        save_file(ema, str(cdir / "ema.safetensors"))
+        shutil.copyfile(cdir / "ema.safetensors", cdir / "model.safetensors")
+        save_file({"empty": torch.zeros(0)}, str(cdir / "state.safetensors"))
+        meta = {k: v for k, v in ckpt.meta.items() if k != "sha256"}
+        meta["weights_only"] = (
+            "model.safetensors holds the EMA weights; the online weights and the optimizer "
+            "state were not kept (sadyn.experiments.jobs.export_weights)"
+        )
+        meta["sha256"] = {
+            f: _sha256(cdir / f)
+            for f in ("model.safetensors", "ema.safetensors", "state.safetensors")
+        }
+        atomic_write_json(cdir / "meta.json", meta)
+        atomic_write_json(target / "latest.json", {"checkpoint": str(rel), "step": meta["step"]})
+        for f in ("config.json", "summary.json"):
+            if (src / f).is_file():
+                shutil.copyfile(src / f, target / f)
+        entry = json.loads(entry_path.read_text(encoding="utf-8"))
+        entry["weights_only"] = True
+        atomic_write_json(target / ENTRY_FILE, entry)
+        files = [p for p in target.rglob("*") if p.is_file()]
+        rows.append(
+            {"name": name, "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
+        )
+    return rows
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

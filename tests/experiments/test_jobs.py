@@ -77,3 +77,29 @@ def test_import_refuses_an_edited_config(tiny_jobs, tmp_path):
     (res,) = import_runs(tmp_path / "runs", cache)
     assert res.action == "skipped" and "hashes to" in res.reason
     assert not cache.contains(config)
+
+
+def test_exported_weights_are_a_cache_that_loads_the_ema_weights(tiny_jobs, tmp_path):
+    import torch
+
+    from sadyn.experiments.jobs import export_weights
+    from sadyn.training.checkpoint import load_checkpoint
+
+    job = next(j for j in tiny_jobs if j["config"]["epochs"] == 1)
+    config = TrainConfig.from_dict(job["config"])
+    cache = CheckpointCache(tmp_path / "cache")
+    cache.get_or_train(config.replace(tensorboard=False))
+    (row,) = export_weights(cache, [cache.name(config)], tmp_path / "models")
+    assert row["bytes"] < 200_000
+    small = CheckpointCache(tmp_path / "models")
+    assert small.contains(config)
+    entry = small.get_or_train(config)  # reused: a weights-only entry is a finished run
+    assert entry.reused and entry.status == "completed"
+    full, _, _ = load_checkpoint(cache.path(config))  # EMA weights by default
+    light, _, _ = load_checkpoint(entry.path)
+    for (k, a), (_, b) in zip(full.state_dict().items(), light.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    # and each exported folder is an importable run
+    other = CheckpointCache(tmp_path / "other")
+    (res,) = import_runs(tmp_path / "models", other)
+    assert res.action == "installed" and other.contains(config)
