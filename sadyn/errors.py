@@ -38,3 +38,7 @@ class DivergenceError(SadynError, FloatingPointError):
 
 class ShapeError(SadynError, ValueError):
     """A tensor has the wrong shape for the call."""
+
+
+class ArgumentError(SadynError, ValueError):
+    """An argument has the wrong type or lies outside its range (the message names it)."""

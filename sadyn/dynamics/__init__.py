@@ -20,7 +20,6 @@ from sadyn.dynamics.lyapunov import LyapunovResult, lyapunov_spectrum
 from sadyn.dynamics.spectra import (
     SpectralNormResult,
     eigenvalues,
-    plot_eigenvalues,
     singular_values,
     spectral_norm,
 )
@@ -44,7 +43,6 @@ __all__ = [
     "lyapunov_spectrum",
     "math_attention",
     "max_lyapunov_two_trajectory",
-    "plot_eigenvalues",
     "singular_values",
     "spectral_norm",
     "systems",

@@ -9,15 +9,17 @@ one (:func:`as_batched`), so the algorithms never branch on ``batched``.
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from sadyn.errors import DivergenceError, ShapeError
+from sadyn.errors import ArgumentError, DivergenceError, ShapeError
 
 Map = Callable[[Tensor], Tensor]
 OnNonFinite = Literal["warn", "raise"]
@@ -35,19 +37,70 @@ class NonFiniteStateWarning(RuntimeWarning):
     """
 
 
+def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an ``int``, or :class:`ArgumentError` if it is not an integer in range.
+
+    Integers of any kind pass (``int``, NumPy integers, 0-d integer tensors); ``2.5``, ``2.0``,
+    ``True`` and strings are refused rather than truncated.
+    """
+    if isinstance(value, Tensor) and value.ndim == 0 and not value.is_floating_point():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ArgumentError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ArgumentError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite ``float`` > 0 (``>= 0`` with ``allow_zero``), else ArgumentError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        rel = ">=" if allow_zero else ">"
+        raise ArgumentError(f"{name} must be finite and {rel} 0, got {value}")
+    return value
+
+
+def as_state(x: Any, what: str = "x") -> Tensor:
+    """A state as a floating torch tensor: tensors pass, NumPy arrays are converted.
+
+    Raises:
+        ShapeError: anything else (a list, a scalar, ...), or a non-floating dtype.
+    """
+    if isinstance(x, np.ndarray):
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating)):
+            raise ShapeError(f"{what} must be a floating array, got NumPy dtype {x.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, Tensor):
+        raise ShapeError(
+            f"{what} must be a torch.Tensor (or a NumPy float array), got {type(x).__name__}"
+        )
+    if not (x.is_floating_point() or x.is_complex()):
+        raise ShapeError(f"{what} must be a floating tensor, got dtype {x.dtype}")
+    return x
+
+
 def as_batched(f: Map, x: Tensor, batched: bool, what: str = "x") -> tuple[Map, Tensor]:
     """Validate ``x`` and return the batched form ``(F, X)`` with ``X: (B, n)``.
 
+    ``F`` checks every call: an output of another shape than its input raises
+    :class:`ShapeError` (a map must send a state to a state).
+
     Args:
         f: the map, on ``(n,)`` or (``batched``) on ``(B, n)``.
-        x: ``(n,)`` or (``batched``) ``(B, n)``, a floating tensor.
+        x: ``(n,)`` or (``batched``) ``(B, n)``, a floating tensor (or NumPy array).
     Raises:
-        ShapeError: wrong rank or a non-floating dtype.
+        ShapeError: wrong rank, a non-floating dtype, or a map that changes the shape.
     """
-    if not isinstance(x, Tensor):
-        raise ShapeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-    if not (x.is_floating_point() or x.is_complex()):
-        raise ShapeError(f"{what} must be a floating tensor, got dtype {x.dtype}")
+    if not callable(f):
+        raise ArgumentError(f"the map must be callable, got {type(f).__name__}")
+    x = as_state(x, what)
     want = 2 if batched else 1
     if x.ndim != want:
         shape = "(B, n)" if batched else "(n,)"
@@ -56,10 +109,18 @@ def as_batched(f: Map, x: Tensor, batched: bool, what: str = "x") -> tuple[Map, 
     if x.shape[-1] == 0 or x.shape[0] == 0:
         raise ShapeError(f"{what} is empty: shape {tuple(x.shape)}")
     if batched:
-        return f, x
+
+        def many(z: Tensor) -> Tensor:
+            fz = f(z)
+            check_output(fz, z)
+            return fz
+
+        return many, x
 
     def one(z: Tensor) -> Tensor:
-        return f(z[0])[None]
+        fz = f(z[0])
+        check_output(fz, z[0])
+        return fz[None]
 
     return one, x[None]
 
@@ -70,7 +131,7 @@ def unbatch(t: Tensor | None, batched: bool) -> Tensor | None:
 
 
 def check_output(fx: Tensor, x: Tensor) -> None:
-    """Raise :class:`ShapeError` unless the map sent ``x: (B, n)`` to the same shape."""
+    """Raise :class:`ShapeError` unless the map sent ``x`` to a tensor of the same shape."""
     if not isinstance(fx, Tensor) or fx.shape != x.shape:
         got = tuple(fx.shape) if isinstance(fx, Tensor) else type(fx).__name__
         raise ShapeError(
@@ -120,7 +181,7 @@ def default_zero_tol(dtype: torch.dtype, n: int) -> float:
 
 def check_on_nonfinite(on_nonfinite: str) -> None:
     if on_nonfinite not in ("warn", "raise"):
-        raise ValueError(f"on_nonfinite must be 'warn' or 'raise', got {on_nonfinite!r}")
+        raise ArgumentError(f"on_nonfinite must be 'warn' or 'raise', got {on_nonfinite!r}")
 
 
 def report_nonfinite(

@@ -129,7 +129,8 @@ def check_step_map(
         directions: random directions ``v``/``u`` per derivative check.
         generator: draws the directions.
     """
-    F, X = as_batched(f, x.detach(), batched)
+    F, X = as_batched(f, x, batched)
+    X = X.detach()
     b, n = X.shape
     e = eps(X.dtype)
     atol = 1e2 * e if atol is None else atol

@@ -18,7 +18,9 @@ from sadyn.dynamics._common import (
     Map,
     OnNonFinite,
     as_batched,
+    check_int,
     check_on_nonfinite,
+    check_positive,
     default_generator,
     progress_bar,
     randn_like_on,
@@ -29,7 +31,7 @@ from sadyn.dynamics._common import (
     eps as machine_eps,
 )
 from sadyn.dynamics.attention import attention_safe
-from sadyn.errors import SadynError
+from sadyn.errors import ArgumentError, SadynError, ShapeError
 
 
 def _advance(F: Map, X: Tensor, steps: int) -> Tensor:
@@ -75,15 +77,18 @@ def max_lyapunov_two_trajectory(
         SadynError: the separation cannot be resolved in the state's dtype: ``d0_lower``
             below ``100 eps ||x0||`` (1% error at the band edge); use float64 or a larger d0.
     """
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    steps = check_int(steps, "steps", 1)
+    transient = check_int(transient, "transient", 0)
+    align = check_int(align, "align", 0)
+    d0 = check_positive(d0, "d0")
     check_on_nonfinite(on_nonfinite)
-    F, X = as_batched(f, x0.detach(), batched, "x0")
-    lower = 1e-3 * d0 if d0_lower is None else float(d0_lower)
-    upper = 1e3 * d0 if d0_upper is None else float(d0_upper)
+    F, X = as_batched(f, x0, batched, "x0")
+    X = X.detach()
+    lower = 1e-3 * d0 if d0_lower is None else check_positive(d0_lower, "d0_lower")
+    upper = 1e3 * d0 if d0_upper is None else check_positive(d0_upper, "d0_upper")
     if not 0 < lower <= d0 <= upper:
-        raise ValueError(f"need 0 < d0_lower <= d0 <= d0_upper, got {lower}, {d0}, {upper}")
-    X = _advance(F, X, int(transient))
+        raise ArgumentError(f"need 0 < d0_lower <= d0 <= d0_upper, got {lower}, {d0}, {upper}")
+    X = _advance(F, X, transient)
     scale = float(X.norm(dim=-1).nan_to_num(0.0).max())
     floor = 100 * machine_eps(X.dtype) * max(1.0, scale)
     if lower < floor:
@@ -97,9 +102,9 @@ def max_lyapunov_two_trajectory(
     Y = X + d0 * u
     acc = torch.zeros(b, dtype=torch.float64, device=X.device)
     bad = torch.zeros(b, dtype=torch.bool, device=X.device)
-    total = int(align) + int(steps)
+    total = align + steps
     for t in progress_bar(range(total), total, progress, "two-trajectory"):
-        if t == int(align) and align:
+        if t == align and align:
             acc.zero_()
             d = (Y - X).norm(dim=-1).to(torch.float64)
             live = d > 0
@@ -122,7 +127,7 @@ def max_lyapunov_two_trajectory(
             factor = torch.where(out, d0 / d, 1.0).to(X.dtype)
             Y = torch.where(out[:, None], X + diff * factor[:, None], Y)
     d = (Y - X).norm(dim=-1).to(torch.float64)
-    lam = (acc + (d / d0).log()) / int(steps)
+    lam = (acc + (d / d0).log()) / steps
     lam[bad] = float("nan")
     return lam if batched else float(lam[0])
 
@@ -195,27 +200,35 @@ def divergence(
             normalised to unit norm and scaled by ``eps``.
         on_nonfinite: "warn" (NaN distances + :class:`NonFiniteStateWarning`) or "raise".
     """
-    if int(steps) < 0 or int(record_every) < 1:
-        raise ValueError(f"need steps >= 0 and record_every >= 1, got {steps}, {record_every}")
+    steps = check_int(steps, "steps", 0)
+    record_every = check_int(record_every, "record_every", 1)
+    eps = check_positive(eps, "eps", allow_zero=True)
     check_on_nonfinite(on_nonfinite)
-    F, X = as_batched(f, x0.detach(), batched, "x0")
+    F, X = as_batched(f, x0, batched, "x0")
+    X = X.detach()
     if direction is None:
         z = randn_like_on(tuple(X.shape), X, default_generator(generator))
     else:
-        z = torch.as_tensor(direction, dtype=X.dtype, device=X.device).reshape(X.shape)
-        z = z / z.norm(dim=-1, keepdim=True)
+        z = torch.as_tensor(direction, dtype=X.dtype, device=X.device)
+        if z.numel() != X.numel():
+            raise ShapeError(f"direction must have shape {tuple(x0.shape)}, got {tuple(z.shape)}")
+        z = z.reshape(X.shape)
+        norm = z.norm(dim=-1, keepdim=True)
+        if not bool((norm > 0).all() and torch.isfinite(norm).all()):
+            raise ArgumentError("direction must be finite and nonzero")
+        z = z / norm
     Y = X + eps * z
     b = X.shape[0]
     bad = torch.zeros(b, dtype=torch.bool, device=X.device)
     times, dists = [0], [_distance(X, Y, ord)]
-    for t in progress_bar(range(1, int(steps) + 1), int(steps), progress, "divergence"):
+    for t in progress_bar(range(1, steps + 1), steps, progress, "divergence"):
         X, Y = F(X).detach(), F(Y).detach()
         new_bad = ~(torch.isfinite(X).all(-1) & torch.isfinite(Y).all(-1)) & ~bad
         if bool(new_bad.any()):
             rows = new_bad.nonzero().flatten().tolist()
             report_nonfinite("divergence", rows, t, batched, on_nonfinite)
             bad |= new_bad
-        if t % int(record_every) == 0 or t == int(steps):
+        if t % record_every == 0 or t == steps:
             d = _distance(X, Y, ord)
             d[bad] = float("nan")
             times.append(t)

@@ -2,27 +2,42 @@
 
 The paper's definition (Tomihari & Karakida, Sec. 5.3, T = 16)::
 
-    lambda_i(T) = (1/T) log sigma_i(M),   M = J(x_{T-1}) ... J(x_1) J(x_0),
+    lambda_i(T) = (1/T) log sigma_i(M),   M = J(x_{T-1}) ... J(x_1) J(x_0).
 
-i.e. ``(1/2T) log eig(M^T M)``. At short horizons this differs a lot from the QR sum of
-:func:`~sadyn.dynamics.lyapunov_spectrum` started from random tangents (dynamics.md TL;DR 4).
+At short horizons this differs a lot from the QR sum of :func:`~sadyn.dynamics.lyapunov_spectrum`
+started from random tangents (dynamics.md TL;DR 4).
 
-How: first the top-``k`` right singular vectors ``V`` of ``M`` are found, densely (product of
-the materialised Jacobians in float64, then an SVD) or matrix-free (subspace iteration on
-``M^T M``: one batched JVP pass forward through the trajectory and one VJP pass back per
-iteration; or ARPACK ``svds`` on :class:`Propagator`). Then ``V`` is pushed through the ``T``
-steps once more with QR at every step (the Benettin sweep started at ``V``): when ``V`` holds
-the exact right singular vectors the ``R`` factors multiply to ``diag(sigma)``, so
-``sum_t log |R_t[i, i]|`` is ``log sigma_i`` computed in logs (no overflow for long ``T``;
-second-order error in ``V``), and exact zero directions give ``-inf`` by the same per-step
-rule as the QR method.
+How (a product SVD that never forms ``M``). The singular values of ``M`` span
+``exp(T (lambda_1 - lambda_k))``, past ``1/eps`` from T ~ 30 on an ordinary map, so any method
+that multiplies the Jacobians together (or pushes vectors through ``M`` and renormalises only
+their overall size) loses the smaller ones. Instead a block of ``p = k + oversample`` tangents
+is swept forward through the ``T`` Jacobians with a QR at every step (``M V = Q R_T...R_1``),
+then backward through their transposes from the end basis (``M^T U = P S_1...S_T``), and so
+on: block subspace iteration on ``M^T M`` in which every product is kept as a chain of
+triangular factors. ``log sigma_i`` is read from the chain in logs: the diagonal of a product of
+triangular matrices is the product of their diagonals, and the diagonal block of a cluster of
+close singular values is the product of the diagonal blocks, whose SVD (a Rayleigh-Ritz step
+within the cluster, :func:`_ritz`) separates values the plain iteration cannot (a complex
+pair of eigenvalues gives two singular values whose ratio stays O(1) at every T). Values that
+differ by more than ``exp(GAP)`` separate by themselves, by that factor per sweep.
+
+Each sweep gives an estimate; the iteration stops when the estimated remaining error
+(the last change times ``rho / (1 - rho)``, ``rho`` the observed contraction per sweep) is at
+most ``tol`` (exponent units) for every exponent: ``result.converged`` says whether it was.
+Methods: "dense" materialises the Jacobians (float64) and starts from the right singular
+vectors of the rescaled product (exact at short T, a warm start at long T); "subspace" is
+matrix-free (one batched JVP pass forward, one VJP pass back per sweep) from a random block;
+"svds" starts from ARPACK's vectors on :class:`Propagator` (a cross-check). Exact zero
+directions give ``-inf`` by the per-step rule of the QR method (``result.zero_tol``).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,7 +50,9 @@ from sadyn.dynamics._common import (
     Map,
     OnNonFinite,
     as_batched,
+    check_int,
     check_on_nonfinite,
+    check_positive,
     default_generator,
     default_zero_tol,
     random_orthonormal,
@@ -43,11 +60,24 @@ from sadyn.dynamics._common import (
     unbatch,
 )
 from sadyn.dynamics.attention import attention_safe, math_attention
-from sadyn.dynamics.jacobian import jacobian, push_forward
-from sadyn.dynamics.lyapunov import LyapunovResult, TangentStep, benettin
-from sadyn.errors import ShapeError
+from sadyn.dynamics.jacobian import push_forward, value_and_jacobian
+from sadyn.dynamics.lyapunov import LyapunovResult
+from sadyn.dynamics.tangent import TangentStep
+from sadyn.errors import ArgumentError, ShapeError
 
 FTLEMethod = Literal["auto", "dense", "subspace", "svds"]
+
+#: Singular values closer than ``exp(GAP)`` (in ratio) are resolved together by Rayleigh-Ritz.
+GAP = math.log(1e3)
+#: A Rayleigh-Ritz cluster spans at most ``exp(SPAN)``, so its SVD keeps ~1e-10 relative
+#: accuracy on its smallest value even in the worst case of LAPACK's absolute error bound.
+SPAN = math.log(1e6)
+#: The settings of each method (``options=``), with their defaults.
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "dense": {"tol": 1e-12, "max_iter": 50, "oversample": 8},
+    "subspace": {"tol": 1e-4, "max_iter": 50, "oversample": None},
+    "svds": {"tol": 1e-12, "max_iter": 1, "oversample": 0},
+}
 
 
 def finite_trajectory(
@@ -61,8 +91,9 @@ def finite_trajectory(
 ) -> tuple[list[Tensor], Tensor]:
     """States ``x_0 .. x_T`` after ``transient`` steps, each ``(B, n)``.
 
-    A row that turns non-finite is reported and frozen at its last finite state (so the
-    Jacobians along it stay finite); the returned ``(B,)`` mask marks it.
+    A row that turns non-finite is reported (once) and frozen at its last finite state (so
+    the Jacobians along it stay finite where the map allows); the returned ``(B,)`` mask marks
+    it.
     """
     bad = ~torch.isfinite(X).all(-1)
     if bool(bad.any()):
@@ -88,7 +119,8 @@ class Propagator:
 
     ``M v`` is a JVP pass forward through the stored states, ``M^T u`` a VJP pass back (the
     reverse tapes of the ``T`` steps are recorded once, on first use). Batched: per row, like
-    :class:`~sadyn.dynamics.JacobianOperator`.
+    :class:`~sadyn.dynamics.JacobianOperator`. :meth:`step` and :meth:`step_t` are the
+    one-step factors ``J(x_t) V`` and ``J(x_t)^T U`` the product SVD sweeps through.
 
     Args:
         f, x0: the map and the initial state ``(n,)`` (batched ``(B, n)``).
@@ -108,26 +140,33 @@ class Propagator:
         transient: int = 0,
         on_nonfinite: OnNonFinite = "warn",
     ):
-        if int(steps) < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        steps = check_int(steps, "steps", 1)
+        transient = check_int(transient, "transient", 0)
         check_on_nonfinite(on_nonfinite)
         self.batched = batched
-        self._F, X = as_batched(f, x0.detach(), batched, "x0")
-        self.steps = int(steps)
+        self._F, X = as_batched(f, x0, batched, "x0")
+        X = X.detach()
+        self.steps = steps
         self.dtype = X.dtype
         n = X.shape[-1]
         self.shape = (n, n)
         with math_attention(), torch.no_grad():
             self.states, self.nonfinite = finite_trajectory(
-                self._F,
-                X,
-                self.steps,
-                int(transient),
-                on_nonfinite,
-                "finite_time_lyapunov",
-                batched,
+                self._F, X, steps, transient, on_nonfinite, "finite_time_lyapunov", batched
             )
         self._pulls: list[Callable] | None = None
+
+    # -- one step ------------------------------------------------------------------------------
+    def step(self, t: int, V: Tensor) -> Tensor:
+        """``J(x_t) V`` for ``V: (B, n, p)``."""
+        with math_attention(), torch.no_grad():
+            return push_forward(self._F, self.states[t], V)[1]
+
+    def step_t(self, t: int, U: Tensor) -> Tensor:
+        """``J(x_t)^T U`` for ``U: (B, n, p)``."""
+        pull = self._tapes()[t]
+        with math_attention(), torch.no_grad():
+            return vmap(lambda u: pull(u)[0], in_dims=-1, out_dims=-1)(U)
 
     # -- batched internals: V (B, n, p) -------------------------------------------------------
     def forward(self, V: Tensor, *, rescale: bool = False) -> tuple[Tensor, Tensor]:
@@ -137,26 +176,24 @@ class Propagator:
             ``(W, log_scale)``: ``M V = W * exp(log_scale)``, ``log_scale: (B,)`` float64.
         """
         log_scale = torch.zeros(V.shape[0], dtype=torch.float64, device=V.device)
-        with math_attention(), torch.no_grad():
-            for x in self.states[:-1]:
-                V = push_forward(self._F, x, V)[1]
-                if rescale:
-                    V, log_scale = _renormalise(V, log_scale)
+        for t in range(self.steps):
+            V = self.step(t, V)
+            if rescale:
+                V, log_scale = _renormalise(V, log_scale)
         return V, log_scale
 
     def backward(self, U: Tensor, *, rescale: bool = False) -> tuple[Tensor, Tensor]:
         """``M^T U`` for ``U: (B, n, p)``; returns ``(W, log_scale)`` as :meth:`forward`."""
         log_scale = torch.zeros(U.shape[0], dtype=torch.float64, device=U.device)
-        with math_attention(), torch.no_grad():
-            for pull in reversed(self._tapes()):
-                U = vmap(lambda u, pull=pull: pull(u)[0], in_dims=-1, out_dims=-1)(U)
-                if rescale:
-                    U, log_scale = _renormalise(U, log_scale)
+        for t in reversed(range(self.steps)):
+            U = self.step_t(t, U)
+            if rescale:
+                U, log_scale = _renormalise(U, log_scale)
         return U, log_scale
 
     def _tapes(self) -> list[Callable]:
         if self._pulls is None:
-            with math_attention():
+            with math_attention(), torch.no_grad():
                 self._pulls = [vjp(self._F, x)[1] for x in self.states[:-1]]
         return self._pulls
 
@@ -206,7 +243,7 @@ class Propagator:
 
         def step(x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
             i = next(t)
-            return self.states[i + 1], push_forward(self._F, self.states[i], Q)[1]
+            return self.states[i + 1], self.step(i, Q)
 
         return step
 
@@ -218,59 +255,264 @@ def _renormalise(V: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
     return V / safe[:, None, None], log_scale + safe.to(torch.float64).log()
 
 
-def _dense_vectors(prop: Propagator, k: int) -> Tensor:
-    """Right singular vectors ``(B, n, k)`` of the product of dense Jacobians (float64)."""
-    x0 = prop.states[0]
-    b, n = x0.shape
-    M = torch.eye(n, dtype=torch.float64, device=x0.device).expand(b, n, n).clone()
-    for x in prop.states[:-1]:
-        J = jacobian(prop._F, x, batched=True).to(torch.float64)
-        M = J @ M
-        # Rescale so long horizons cannot overflow; singular vectors are scale-free.
-        M = M / M.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(M.dtype).tiny)
-    _, _, vh = torch.linalg.svd(M)
-    return vh[:, :k, :].mT.to(x0.dtype)
+class _DenseChain:
+    """The Jacobians ``J(x_t): (B, n, n)`` along the trajectory, float64, as sweep factors."""
+
+    def __init__(self, prop: Propagator, bad: Tensor, on_nonfinite: OnNonFinite, batched: bool):
+        self.J: list[Tensor] = []
+        self.bad = bad.clone()
+        for t, x in enumerate(prop.states[:-1]):
+            J = value_and_jacobian(prop._F, x)[1].to(torch.float64)
+            ok = torch.isfinite(J).flatten(1).all(-1)
+            new_bad = ~ok & ~self.bad
+            if bool(new_bad.any()):
+                rows = new_bad.nonzero().flatten().tolist()
+                report_nonfinite("finite_time_lyapunov", rows, t + 1, batched, on_nonfinite)
+                self.bad |= new_bad
+            if bool(self.bad.any()):  # frozen rows: a harmless identity, results set to NaN
+                eye = torch.eye(J.shape[-1], dtype=J.dtype, device=J.device)
+                J = torch.where(self.bad[:, None, None], eye, J)
+            self.J.append(J)
+
+    def step(self, t: int, V: Tensor) -> Tensor:
+        return self.J[t] @ V
+
+    def step_t(self, t: int, U: Tensor) -> Tensor:
+        return self.J[t].mT @ U
+
+    def start_vectors(self, p: int) -> Tensor:
+        """Right singular vectors ``(B, n, p)`` of the rescaled product (exact for short T)."""
+        b, n, _ = self.J[0].shape
+        M = torch.eye(n, dtype=torch.float64, device=self.J[0].device).expand(b, n, n).clone()
+        for J in self.J:
+            M = J @ M
+            M = M / M.abs().amax(dim=(-2, -1), keepdim=True).clamp_min(1e-300)
+        M = torch.where(torch.isfinite(M), M, 0.0)
+        _, _, vh = torch.linalg.svd(M)
+        return vh[:, :p, :].mT
 
 
-def _subspace_vectors(
-    prop: Propagator,
-    k: int,
-    p: int,
-    generator: torch.Generator,
-    tol: float,
-    max_iter: int,
-    zero_tol: float,
-) -> tuple[Tensor, int, bool]:
-    """Top-``k`` right singular vectors by subspace iteration on ``M^T M`` (block size ``p``).
+# -- the product SVD ------------------------------------------------------------------------------
+@dataclass
+class _Sweep:
+    """One QR sweep through the chain: ``Op A = end R_total`` with ``R_total`` kept in logs.
 
-    Each iteration: ``W = M V`` (forward JVP pass), Ritz values from ``svd(W)``, then
-    ``V <- qr(M^T W)`` (backward VJP pass). Stops when every resolved ``log sigma_i / T``
-    (``i < k``) moved by at most ``tol``; the returned vectors are the Rayleigh-Ritz ones.
+    Attributes:
+        end: ``(B, n, p)`` orthonormal basis at the far end.
+        logd: ``(B, p)`` float64, ``log R_total[i, i]`` (``-inf`` for exact zero directions).
+        scale: ``(B, p)`` finite logs used to scale ``unit``.
+        unit: ``(B, p, p)`` float64, ``diag(exp(-scale)) R_total``: unit-diagonal upper
+            triangular (entries of the triangle are ``R_total[i, j] / R_total[i, i]``).
+        local: per-step ``log |R_ii|``, ``(B, T, p)``.
     """
-    x0 = prop.states[0]
-    b, n = x0.shape
-    V = random_orthonormal(b, n, p, x0, generator)
+
+    end: Tensor
+    logd: Tensor
+    scale: Tensor
+    unit: Tensor
+    local: Tensor
+
+
+def _sweep(
+    apply: Callable[[int, Tensor], Tensor],
+    order: range,
+    A: Tensor,
+    zero_tol: float,
+    bad: Tensor,
+) -> _Sweep:
+    """Push the block ``A: (B, n, p)`` through ``apply(t, .)`` for ``t`` in ``order``, QR each step.
+
+    Rows in ``bad`` are frozen (their tangents stay as they are), and rows whose tangents turn
+    non-finite are added to ``bad`` (in place); the caller reports them.
+    """
+    b, _, p = A.shape
+    f64 = torch.float64
+    logd = torch.zeros(b, p, dtype=f64, device=A.device)
+    scale = torch.zeros(b, p, dtype=f64, device=A.device)
+    unit = torch.eye(p, dtype=f64, device=A.device).expand(b, p, p).clone()
+    upper = torch.ones(p, p, dtype=torch.bool, device=A.device).triu()
+    local = []
+    Q = A
+    for t in order:
+        Y = apply(t, Q)
+        ok = torch.isfinite(Y).flatten(1).all(-1)
+        bad |= ~ok
+        if bool(bad.any()):
+            Y = torch.where(bad[:, None, None], Q, Y)
+        Q, R = torch.linalg.qr(Y)
+        d = R.diagonal(dim1=-2, dim2=-1)
+        sign = torch.where(d < 0, -1.0, 1.0).to(Q.dtype)
+        Q = Q * sign[..., None, :]
+        R = (R * sign[..., :, None]).to(f64)
+        r = R.diagonal(dim1=-2, dim2=-1)
+        colnorm = Y.norm(dim=-2).amax(dim=-1, keepdim=True).to(f64)
+        logr = torch.where(r <= zero_tol * colnorm, float("-inf"), r.clamp_min(1e-300).log())
+        local.append(logr)
+        logd = logd + logr
+        new_scale = scale + r.clamp_min(1e-300).log()
+        # unit <- diag(exp(-new_scale)) R diag(exp(scale)) unit, kept finite
+        expo = (scale[:, None, :] - new_scale[:, :, None]).clamp(max=600.0)
+        N = torch.where(upper, R * expo.exp(), 0.0)
+        unit = (N @ unit).clamp(-1e150, 1e150)
+        scale = new_scale
+    return _Sweep(end=Q, logd=logd, scale=scale, unit=unit, local=torch.stack(local, dim=1))
+
+
+def _clusters(logd: list[float]) -> list[tuple[int, int]]:
+    """Contiguous index ranges ``[i, j)`` of close finite values (consecutive gaps < GAP,
+    total span <= SPAN); singletons are left out."""
+    out = []
+    i = 0
+    p = len(logd)
+    while i < p:
+        j = i + 1
+        if math.isfinite(logd[i]):
+            lo = hi = logd[i]
+            while j < p and math.isfinite(logd[j]) and abs(logd[j] - logd[j - 1]) < GAP:
+                lo, hi = min(lo, logd[j]), max(hi, logd[j])
+                if hi - lo > SPAN:
+                    break
+                j += 1
+        if j - i > 1:
+            out.append((i, j))
+        i = j
+    return out
+
+
+def _ritz(sw: _Sweep) -> tuple[Tensor, Tensor, Tensor]:
+    """Rayleigh-Ritz within clusters of close values of one sweep.
+
+    ``R_total[c, c] = Y_c diag(s_c) W_c^T`` for each cluster ``c``. Returns ``(logs (B, p),
+    Y (B, p, p), W (B, p, p))``: the log singular value estimates and the block-diagonal
+    rotations (identity outside clusters), so that ``Op (A W) ~= (end Y) diag(exp(logs))``.
+    """
+    b, p = sw.logd.shape
+    logs = sw.logd.clone()
+    eye = torch.eye(p, dtype=torch.float64, device=sw.logd.device)
+    Y = eye.expand(b, p, p).clone()
+    W = eye.expand(b, p, p).clone()
+    rows = sw.logd.cpu().tolist()
+    for r, row in enumerate(rows):
+        for i, j in _clusters(row):
+            sc = sw.scale[r, i:j]
+            top = sc.max()
+            block = (sc - top).exp()[:, None] * sw.unit[r, i:j, i:j]
+            if not bool(torch.isfinite(block).all()):
+                continue
+            u, s, vh = torch.linalg.svd(block)
+            logs[r, i:j] = s.clamp_min(1e-300).log() + top
+            Y[r, i:j, i:j] = u
+            W[r, i:j, i:j] = vh.mT
+    return logs, Y, W
+
+
+def _sorted(logs: Tensor) -> tuple[Tensor, Tensor]:
+    """Values sorted largest first (``-inf`` last, NaN rows untouched) and the permutation."""
+    key = torch.where(torch.isnan(logs), float("-inf"), logs)
+    order = torch.argsort(key, dim=-1, descending=True, stable=True)
+    return logs.gather(-1, order), order
+
+
+def _permute_cols(A: Tensor, order: Tensor) -> Tensor:
+    return A.gather(-1, order[:, None, :].expand(-1, A.shape[1], -1))
+
+
+@dataclass
+class _SVDResult:
+    exponents: Tensor  # (B, k) sorted
+    right: Tensor  # (B, n, k) right singular vectors at x_0
+    end: Tensor  # (B, n, k) the forward sweep's end basis (left vectors at x_T)
+    local: Tensor  # (B, T, k) per-step logs of the last forward sweep
+    sweeps: int
+    converged: Tensor  # (B,)
+    error: Tensor  # (B,)
+    bad: Tensor  # (B,)
+
+
+def product_svd(
+    chain: Any,
+    T: int,
+    V: Tensor,
+    k: int,
+    *,
+    tol: float,
+    max_sweeps: int,
+    zero_tol: float,
+    bad: Tensor,
+    warm: bool = False,
+) -> _SVDResult:
+    """Top-``k`` singular values of ``J_{T-1} ... J_0`` by alternating QR sweeps.
+
+    Args:
+        chain: has ``step(t, V) = J_t V`` and ``step_t(t, U) = J_t^T U`` on ``(B, n, p)``.
+        V: ``(B, n, p)`` orthonormal start block at ``x_0`` (``p >= k``).
+        tol: stop when every row's estimated error of its top-``k`` exponents is ``<= tol``.
+        max_sweeps: sweeps at most (forward and backward alternate; the first is forward).
+        warm: ``V`` is already close (the dense start): one change suffices to judge.
+        bad: ``(B,)`` rows to freeze (updated in place with rows whose tangents blew up).
+    """
+    b = V.shape[0]
+    dev = V.device
     prev: Tensor | None = None
-    converged = False
-    it = 0
-    for it in range(1, max_iter + 1):
-        W, log_scale = prop.forward(V, rescale=True)
-        _, s, vh = torch.linalg.svd(W.to(torch.float64), full_matrices=False)
-        logs = s[:, :k].clamp_min(1e-300).log() + log_scale[:, None]
-        # Directions at the roundoff floor (null directions of M) never settle: ignore them.
-        resolved = s[:, :k] > zero_tol * s[:, :1]
+    last_change: Tensor | None = None
+    error = torch.full((b,), float("inf"), dtype=torch.float64, device=dev)
+    converged = torch.zeros(b, dtype=torch.bool, device=dev)
+    start = V
+    right = V
+    fwd: tuple[Tensor, Tensor] | None = None
+    sweeps = 0
+    for s in range(1, max_sweeps + 1):
+        forward = s % 2 == 1
+        if forward:
+            sw = _sweep(chain.step, range(T), start, zero_tol, bad)
+        else:
+            sw = _sweep(chain.step_t, range(T - 1, -1, -1), start, zero_tol, bad)
+        logs, Yr, Wr = _ritz(sw)
+        vals, order = _sorted(logs)
+        end = _permute_cols(sw.end @ Yr.to(sw.end.dtype), order)
+        if forward:
+            right = _permute_cols(start @ Wr.to(start.dtype), order)
+            fwd = (end, _permute_cols(sw.local, order))
+        else:
+            right = end
+        start = end
+        sweeps = s
+        est = vals[:, :k] / T
         if prev is not None:
-            moved = ((logs - prev).abs() / prop.steps).masked_fill(~resolved, 0.0)
-            converged = bool((moved <= tol).all())
-        prev = logs
-        if converged or it == max_iter:
+            same = (est == prev) | (torch.isneginf(est) & torch.isneginf(prev))
+            change = torch.where(same, 0.0, (est - prev).abs()).amax(-1)
+            if last_change is not None and not warm:
+                rho = (change / last_change.clamp_min(1e-300)).clamp(max=0.999)
+                rho = torch.where(last_change > 0, rho, 0.0)
+                # geometric tail of the remaining changes, doubled: several modes converge at
+                # once and the slowest takes over (measured on attention maps: the bare
+                # tail underestimates the error by up to 2x)
+                error = 2.0 * change * torch.clamp(rho / (1.0 - rho), min=1.0)
+                error = torch.where(change > 0, error, 0.0)
+            elif warm:
+                error = change
+            last_change = change
+            converged = error <= tol
+        prev = est
+        if bool((converged | bad).all()):
             break
-        V = torch.linalg.qr(prop.backward(W, rescale=True)[0])[0]
-    ritz = V @ vh[:, :k, :].mT.to(V.dtype)
-    return ritz, it, converged
+    assert prev is not None and fwd is not None
+    exps = prev.clone()
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=dev)
+    exps = torch.where(bad[:, None], nan, exps)
+    return _SVDResult(
+        exponents=exps,
+        right=right[..., :k],
+        end=fwd[0][..., :k],
+        local=fwd[1][..., :k],
+        sweeps=sweeps,
+        converged=converged & ~bad,
+        error=torch.where(bad, nan, error),
+        bad=bad,
+    )
 
 
-def _svds_vectors(prop: Propagator, k: int, generator: torch.Generator, tol: float) -> Tensor:
+def _svds_vectors(prop: Propagator, k: int, generator: torch.Generator) -> Tensor:
     """Top-``k`` right singular vectors by ARPACK ``svds`` on each row's propagator."""
     x0 = prop.states[0]
     b, n = x0.shape
@@ -279,10 +521,39 @@ def _svds_vectors(prop: Propagator, k: int, generator: torch.Generator, tol: flo
     v0 = torch.randn(n, generator=generator, dtype=torch.float64, device=generator.device)
     rows = []
     for r in range(b):
-        _, s, vt = svds(prop.to_scipy(row=r), k=k, which="LM", v0=v0.cpu().numpy(), tol=tol)
+        _, s, vt = svds(prop.to_scipy(row=r), k=k, which="LM", v0=v0.cpu().numpy(), tol=0.0)
         order = np.argsort(-s)
         rows.append(torch.as_tensor(vt[order].T.copy()))
     return torch.stack(rows).to(device=x0.device, dtype=x0.dtype)
+
+
+def _options(
+    method: str, options: dict[str, Any] | None, legacy: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge ``options`` (and the deprecated flat keywords) over the method's defaults."""
+    opts = dict(DEFAULT_OPTIONS[method])
+    given = dict(options or {})
+    old = {key: v for key, v in legacy.items() if v is not None}
+    if old:
+        warnings.warn(
+            f"finite_time_lyapunov({', '.join(f'{key}=' for key in old)}...) is deprecated: "
+            f"pass options={{{', '.join(repr(key) + ': ...' for key in old)}}}",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        given = {**old, **given}
+    unknown = set(given) - set(opts)
+    if unknown:
+        raise ArgumentError(
+            f"unknown option(s) {sorted(unknown)} for method {method!r}; "
+            f"known: {sorted(opts)}"
+        )
+    opts.update(given)
+    opts["tol"] = check_positive(opts["tol"], "options['tol']", allow_zero=True)
+    opts["max_iter"] = check_int(opts["max_iter"], "options['max_iter']", 1)
+    if opts["oversample"] is not None:
+        opts["oversample"] = check_int(opts["oversample"], "options['oversample']", 0)
+    return opts
 
 
 @attention_safe
@@ -294,42 +565,51 @@ def finite_time_lyapunov(
     k: int | None = None,
     *,
     method: FTLEMethod = "auto",
+    options: dict[str, Any] | None = None,
     generator: torch.Generator | None = None,
     batched: bool = False,
     transient: int = 0,
-    tol: float = 1e-6,
-    max_iter: int = 100,
-    oversample: int | None = None,
     zero_tol: float | None = None,
     keep_local: bool = False,
     on_nonfinite: OnNonFinite = "warn",
+    tol: float | None = None,
+    max_iter: int | None = None,
+    oversample: int | None = None,
 ) -> LyapunovResult:
     """Finite-time exponents ``(1/T) log sigma_i(J_{T-1} ... J_0)``, the paper's definition.
 
+    Exact at any horizon (a product SVD in logs, never the product itself: see the module
+    docstring), sorted largest first.
+
     Args:
-        f, x0: the map and the initial state ``(n,)`` (batched ``(B, n)``).
+        f, x0: the map and the initial state ``(n,)`` (batched ``(B, n)``; NumPy converted).
         steps: the horizon T (the paper: 16).
         k: number of exponents, largest first (None: all ``n``; dense only).
         method: "dense" (materialised Jacobians; default for ``n <= DENSE_MAX``), "subspace"
-            (matrix-free subspace iteration on ``M^T M``; default above), "svds" (ARPACK on
-            :class:`Propagator`, a cross-check).
-        generator: seeds the random start block of the iterative methods.
+            (matrix-free alternating QR sweeps: one batched JVP pass forward, one VJP pass
+            back; default above), "svds" (ARPACK on :class:`Propagator`, then one sweep; a
+            cross-check).
+        options: the method's settings (torchdiffeq-style), defaults in
+            :data:`DEFAULT_OPTIONS`: ``tol`` (stop when the estimated error of every exponent
+            is below it; exponent units), ``max_iter`` (forward-backward iterations at most),
+            ``oversample`` (extra columns in the block; subspace default ``max(8, k // 4)``).
+        generator: seeds the random start block of the subspace method.
         transient: steps taken before ``x_0``.
-        tol: subspace iteration stops when the top-``k`` exponents move by ``<= tol``.
-        max_iter: subspace iterations at most.
-        oversample: extra subspace columns (default ``max(8, k // 4)``); convergence goes as
-            ``(sigma_{k+oversample+1} / sigma_k)^2`` per iteration.
         zero_tol: per-step threshold of exact zero directions (see
-            :func:`~sadyn.dynamics.lyapunov_spectrum`).
-        keep_local: keep the per-step stretches of the final sweep, ``(T, k)``.
-        on_nonfinite: "warn" (NaN + :class:`NonFiniteStateWarning`) or "raise".
+            :func:`~sadyn.dynamics.lyapunov_spectrum`); returned in ``result.zero_tol``.
+        keep_local: keep the per-step stretches of the last forward sweep, ``(T, k)``.
+        on_nonfinite: "warn" (NaN + one :class:`NonFiniteStateWarning`) or "raise".
+        tol, max_iter, oversample: deprecated spellings of ``options`` entries.
     Returns:
         a :class:`LyapunovResult` (``exponents (k,)`` / ``(B, k)`` float64, ``-inf`` for exact
-        zero directions); ``info["right_vectors"]`` holds ``V``, the finite-time Lyapunov
-        vectors at ``x_0``.
+        zero directions); ``converged`` and ``info["error_estimate"]`` say how far the
+        iteration got; ``info["right_vectors"]`` holds the finite-time Lyapunov vectors at
+        ``x_0``, ``tangents`` the matching directions at ``x_T``.
     """
     if method not in ("auto", "dense", "subspace", "svds"):
-        raise ValueError(f"method must be auto, dense, subspace or svds, got {method!r}")
+        raise ArgumentError(f"method must be auto, dense, subspace or svds, got {method!r}")
+    if zero_tol is not None:
+        zero_tol = check_positive(zero_tol, "zero_tol", allow_zero=True)
     prop = Propagator(f, x0, steps, batched=batched, transient=transient, on_nonfinite=on_nonfinite)
     X0 = prop.states[0]
     n = X0.shape[-1]
@@ -339,46 +619,69 @@ def finite_time_lyapunov(
                 f"k=None asks for all n = {n} exponents, which needs method='dense'; pass k"
             )
         method, k = "dense", n
-    k = int(k)
+    k = check_int(k, "k")
     if not 1 <= k <= n:
         raise ShapeError(f"k must lie in 1..n = {n}, got {k}")
     if method == "auto":
         method = "dense" if n <= DENSE_MAX else "subspace"
-    tol0 = default_zero_tol(X0.dtype, n) if zero_tol is None else zero_tol
+    opts = _options(method, options, {"tol": tol, "max_iter": max_iter, "oversample": oversample})
+    ztol = default_zero_tol(X0.dtype, n) if zero_tol is None else zero_tol
     gen = default_generator(generator)
-    info: dict = {}
+    extra = opts["oversample"]
+    if extra is None:
+        extra = max(8, k // 4)
+    p = min(n, k + extra)
+    bad = prop.nonfinite.clone()
+    max_sweeps = 2 * opts["max_iter"] + 1
     if method == "dense":
-        V = _dense_vectors(prop, k)
+        chain: Any = _DenseChain(prop, bad, on_nonfinite, batched)
+        bad = chain.bad
+        V = chain.start_vectors(p)
+        warm = True
     elif method == "svds":
-        V = _svds_vectors(prop, k, gen, tol=0.0)
+        chain, warm, max_sweeps = prop, True, 2 * opts["max_iter"] - 1
+        V = torch.linalg.qr(_svds_vectors(prop, k, gen))[0]
     else:
-        p = min(n, k + (max(8, k // 4) if oversample is None else int(oversample)))
-        # Roundoff in a T-step product grows with T (~sqrt(T) per-step floors, relative).
-        floor = min(1.0, tol0 * math.sqrt(prop.steps))
-        V, iters, ok = _subspace_vectors(prop, k, p, gen, tol, int(max_iter), floor)
-        info.update(iterations=iters, converged=ok)
-    sweep = benettin(
-        prop.replay(),
-        X0,
-        torch.linalg.qr(V)[0],
+        chain, warm = prop, False
+        V = random_orthonormal(X0.shape[0], n, p, X0, gen)
+    reported = bad.clone()
+    out = product_svd(
+        chain,
         prop.steps,
-        keep_local=keep_local,
-        zero_tol=tol0,
-        on_nonfinite=on_nonfinite,
-        show_progress=False,
-        batched=batched,
-        name="finite_time_lyapunov",
+        V,
+        k,
+        tol=opts["tol"],
+        max_sweeps=max_sweeps,
+        zero_tol=ztol,
+        bad=bad,
+        warm=warm,
     )
-    exps = sweep["exponents"]
-    exps[prop.nonfinite] = float("nan")
-    bad_rows = prop.nonfinite.nonzero().flatten().tolist()
-    info.update(right_vectors=unbatch(V, batched), nonfinite_rows=bad_rows)
+    late = out.bad & ~reported
+    if bool(late.any()):
+        rows = late.nonzero().flatten().tolist()
+        report_nonfinite("finite_time_lyapunov", rows, prop.steps, batched, on_nonfinite)
+    bad_rows = out.bad.nonzero().flatten().tolist()
+    info: dict[str, Any] = {
+        "iterations": (out.sweeps + 1) // 2,
+        "sweeps": out.sweeps,
+        "converged": bool(out.converged[~out.bad].all()) if not bool(out.bad.all()) else False,
+        "converged_rows": unbatch(out.converged, batched),
+        "error_estimate": unbatch(out.error, batched),
+        "right_vectors": unbatch(out.right.to(X0.dtype), batched),
+        "nonfinite_rows": bad_rows,
+        "options": opts,
+    }
+    local = None
+    if keep_local:
+        local = torch.where(out.bad[:, None, None], float("nan"), out.local)
     return LyapunovResult(
-        exponents=unbatch(exps, batched),
-        local=unbatch(sweep["local"], batched),
+        exponents=unbatch(out.exponents, batched),
+        local=unbatch(local, batched),
         final_state=unbatch(prop.states[-1], batched),
         steps=prop.steps,
-        tangents=unbatch(sweep["tangents"], batched),
+        tangents=unbatch(out.end.to(X0.dtype), batched),
         method=f"ftle-{method}",
         info=info,
+        zero_tol=ztol,
+        converged=info["converged"],
     )

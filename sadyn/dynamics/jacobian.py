@@ -19,7 +19,16 @@ from torch import Tensor
 from torch.func import jvp, vjp, vmap
 from torch.func import linearize as func_linearize
 
-from sadyn.dynamics._common import Map, as_batched, check_output, unbatch
+from sadyn.dynamics._common import (
+    Map,
+    OnNonFinite,
+    as_batched,
+    check_int,
+    check_on_nonfinite,
+    check_output,
+    report_nonfinite,
+    unbatch,
+)
 from sadyn.dynamics.attention import attention_safe, math_attention
 from sadyn.errors import ShapeError
 
@@ -56,6 +65,7 @@ def jacobian(
     mode: JacobianMode = "auto",
     batched: bool = False,
     chunk_size: int | None = 256,
+    on_nonfinite: OnNonFinite = "warn",
 ) -> Tensor:
     """The dense Jacobian ``J[i, j] = d f_i / d x_j`` at ``x``.
 
@@ -70,11 +80,20 @@ def jacobian(
         x: ``(n,)`` or ``(B, n)``.
         mode: "auto", "reverse" (jacrev-like) or "forward" (jacfwd-like).
         chunk_size: basis vectors per vectorised pass (None: all ``n`` at once).
+        on_nonfinite: NaN/inf entries are returned as they are, with one
+            :class:`~sadyn.dynamics.NonFiniteStateWarning` ("warn"), or raise ("raise").
     Returns:
         ``(n, n)``, or ``(B, n, n)`` per-row Jacobians, in ``x``'s dtype.
     """
+    check_on_nonfinite(on_nonfinite)
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", 1)
     F, X = as_batched(f, x, batched)
-    return unbatch(value_and_jacobian(F, X, mode=mode, chunk_size=chunk_size)[1], batched)
+    J = value_and_jacobian(F, X, mode=mode, chunk_size=chunk_size)[1]
+    bad = ~torch.isfinite(J).flatten(1).all(-1)
+    if bool(bad.any()):
+        report_nonfinite("jacobian", bad.nonzero().flatten().tolist(), 0, batched, on_nonfinite)
+    return unbatch(J, batched)
 
 
 def value_and_jacobian(
@@ -124,14 +143,25 @@ class JacobianOperator:
         linearize: use ``torch.func.linearize`` for the JVPs: one trace up front, then each
             product is cheaper than a fresh ``jvp`` (pays off from ~100 products, e.g. Arnoldi);
             needs a map that ``make_fx`` can trace (no data-dependent Python control flow).
+        on_nonfinite: ``f(x)`` NaN/inf gives one warning at construction ("warn"), raises
+            ("raise"), or passes silently (None; for callers that report it themselves).
 
     Attributes:
         shape: ``(n, n)`` (per row); dtype: the state's dtype; value: ``f(x)``.
     """
 
-    def __init__(self, f: Map, x: Tensor, *, batched: bool = False, linearize: bool = False):
+    def __init__(
+        self,
+        f: Map,
+        x: Tensor,
+        *,
+        batched: bool = False,
+        linearize: bool = False,
+        on_nonfinite: OnNonFinite | None = "warn",
+    ):
         self.batched = batched
-        self._F, self._x = as_batched(f, x.detach(), batched)
+        self._F, self._x = as_batched(f, x, batched)
+        self._x = self._x.detach()
         n = self._x.shape[-1]
         self.shape = (n, n)
         self.dtype = self._x.dtype
@@ -140,6 +170,11 @@ class JacobianOperator:
         with math_attention(), torch.no_grad():
             fx = self._F(self._x)
             check_output(fx, self._x)
+            bad = ~torch.isfinite(fx).all(-1)
+            if on_nonfinite is not None and bool(bad.any()):
+                check_on_nonfinite(on_nonfinite)
+                rows = bad.nonzero().flatten().tolist()
+                report_nonfinite("JacobianOperator", rows, 0, batched, on_nonfinite)
             if linearize:
                 with warnings.catch_warnings():
                     # torch's constant folding warns about an internal get_attr node.

@@ -19,9 +19,9 @@ Numerics:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,7 +30,9 @@ from sadyn.dynamics._common import (
     Map,
     OnNonFinite,
     as_batched,
+    check_int,
     check_on_nonfinite,
+    check_positive,
     default_generator,
     default_zero_tol,
     progress_bar,
@@ -39,13 +41,33 @@ from sadyn.dynamics._common import (
     unbatch,
 )
 from sadyn.dynamics.attention import attention_safe
-from sadyn.dynamics.jacobian import push_forward, value_and_jacobian
+from sadyn.dynamics.tangent import (
+    SMALL_DENSE,
+    CompileMode,
+    TangentMode,
+    TangentStep,
+    dense_tangent_step,
+    jvp_tangent_step,
+    make_tangent_step,
+    pick_tangent,
+)
 from sadyn.errors import ShapeError
 
-TangentStep = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+__all__ = [
+    "SMALL_DENSE",
+    "LyapunovResult",
+    "NonFiniteGuard",
+    "TangentStep",
+    "benettin",
+    "dense_tangent_step",
+    "initial_tangents",
+    "jvp_tangent_step",
+    "lyapunov_spectrum",
+    "qr_log",
+]
 
-#: Up to this state dimension "auto" propagates tangents with a dense reverse-mode Jacobian.
-SMALL_DENSE = 32
+#: Floor of ``|R_ii|`` in the differentiable loop (a log of 0 has no gradient).
+DIFFERENTIABLE_FLOOR = 1e-30
 
 
 @dataclass
@@ -60,9 +82,14 @@ class LyapunovResult:
         final_state: the state after the last step, ``(n,)`` or ``(B, n)``.
         steps: the number of steps the exponents average over (the transient excluded).
         tangents: the final orthonormal tangent vectors, ``(n, k)`` or ``(B, n, k)``.
-        method: how they were computed ("qr-jvp", "qr-dense", "ftle-dense", "ftle-subspace",
-            "ftle-svds").
-        info: extras (e.g. ``nonfinite_rows``, ``iterations``, ``converged``).
+        method: how they were computed ("qr-jvp", "qr-vjp2", "qr-dense", "ftle-dense",
+            "ftle-subspace", "ftle-svds").
+        zero_tol: the threshold of exact zero directions that was applied: a stretch
+            ``|R_ii| <= zero_tol * max_j |(J Q)_j|`` in one step is reported as ``-inf``.
+        converged: for iterative methods, whether the error estimate met the tolerance (None
+            for the QR method, which has no stopping rule).
+        info: extras (``nonfinite_rows``, ``nonfinite_step``, ``iterations``,
+            ``error_estimate``, ``right_vectors``, ``compiled``).
     """
 
     exponents: Tensor
@@ -72,50 +99,91 @@ class LyapunovResult:
     tangents: Tensor | None = None
     method: str = "qr-jvp"
     info: dict[str, Any] = field(default_factory=dict)
+    zero_tol: float | None = None
+    converged: bool | None = None
 
     @property
     def maximal(self) -> Tensor:
         """The largest exponent: a 0-d tensor, or ``(B,)``."""
         return self.exponents[..., 0]
 
+    def unbatch(self, batched: bool) -> LyapunovResult:
+        """Drop the internal leading batch axis of every tensor (identity when ``batched``)."""
+        if batched:
+            return self
+        return dataclasses.replace(
+            self,
+            exponents=unbatch(self.exponents, False),
+            local=unbatch(self.local, False),
+            final_state=unbatch(self.final_state, False),
+            tangents=unbatch(self.tangents, False),
+        )
 
-def qr_log(Y: Tensor, zero_tol: float) -> tuple[Tensor, Tensor]:
+
+def qr_log(
+    Y: Tensor, zero_tol: float, *, differentiable: bool = False
+) -> tuple[Tensor, Tensor]:
     """Orthonormalise tangents and measure their stretches.
 
     Args:
         Y: ``(B, n, k)`` tangent vectors after some steps.
         zero_tol: relative threshold under which ``|R_ii|`` counts as an exact zero.
+        differentiable: keep the graph and floor ``|R_ii|`` at :data:`DIFFERENTIABLE_FLOOR`
+            instead of returning ``-inf`` (whose gradient is NaN).
     Returns:
         ``Q: (B, n, k)`` with ``diag R > 0`` (sign-fixed so tangents evolve continuously) and
         ``log |R_ii|: (B, k)`` in float64, ``-inf`` for zero directions.
     """
     Q, R = torch.linalg.qr(Y)
     d = R.diagonal(dim1=-2, dim2=-1)
-    sign = torch.where(d < 0, -1.0, 1.0).to(Q.dtype)
+    sign = torch.where(d < 0, -1.0, 1.0).to(Q.dtype).detach()
     Q = Q * sign[..., None, :]
     a = d.abs().to(torch.float64)
+    if differentiable:
+        return Q, a.clamp_min(DIFFERENTIABLE_FLOOR).log()
     scale = Y.norm(dim=-2).amax(dim=-1, keepdim=True).to(torch.float64)
     logr = torch.where(a <= zero_tol * scale, float("-inf"), a.log())
     return Q, logr
 
 
-def jvp_tangent_step(F: Map) -> TangentStep:
-    """``(x, Q) -> (F(x), J(x) Q)`` by one vectorised forward-mode pass."""
-    return lambda x, Q: push_forward(F, x, Q)
+class NonFiniteGuard:
+    """NaN bookkeeping of a loop over a batch of trajectories.
 
-
-def dense_tangent_step(F: Map) -> TangentStep:
-    """``(x, Q) -> (F(x), J(x) Q)`` with ``J`` materialised by reverse mode (O(n^2) memory).
-
-    The fast choice for tiny maps, where a step is all framework overhead, and an independent
-    reference (reverse vs forward mode) for the JVP step.
+    A row whose state or tangents leave the finite numbers is reported once (warning or
+    :class:`~sadyn.errors.DivergenceError`) and frozen at its last finite values, so the linear
+    algebra of the other rows (and of this one) never sees NaN; its results are NaN.
     """
 
-    def step(x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
-        fx, J = value_and_jacobian(F, x, mode="reverse")
-        return fx, J @ Q
+    def __init__(self, x: Tensor, name: str, batched: bool, on_nonfinite: OnNonFinite):
+        self.bad = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        self.first: dict[int, int] = {}
+        self.bad_state = x.clone()
+        self.name, self.batched, self.on_nonfinite = name, batched, on_nonfinite
 
-    return step
+    def admit(
+        self, t: int, x: Tensor, Q: Tensor, x_next: Tensor, Y: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Check step ``t``'s outputs; return them with the frozen rows' old values."""
+        ok = torch.isfinite(x_next).all(-1) & torch.isfinite(Y).flatten(1).all(-1)
+        new_bad = ~ok & ~self.bad
+        if bool(new_bad.any()):
+            rows = new_bad.nonzero().flatten().tolist()
+            report_nonfinite(self.name, rows, t + 1, self.batched, self.on_nonfinite)
+            for r in rows:
+                self.first[r] = t + 1
+            self.bad_state[new_bad] = x_next[new_bad].detach()
+            self.bad = self.bad | new_bad
+        if bool(self.bad.any()):
+            x_next = torch.where(self.bad[:, None], x, x_next)
+            Y = torch.where(self.bad[:, None, None], Q, Y)
+        return x_next, Y
+
+    @property
+    def all_bad(self) -> bool:
+        return bool(self.bad.all())
+
+    def final_state(self, x: Tensor) -> Tensor:
+        return torch.where(self.bad[:, None], self.bad_state, x)
 
 
 def benettin(
@@ -132,79 +200,68 @@ def benettin(
     show_progress: bool = True,
     batched: bool = True,
     name: str = "lyapunov_spectrum",
-) -> dict[str, Any]:
+    differentiable: bool = False,
+) -> LyapunovResult:
     """The QR loop, on batched tensors (``x: (B, n)``, ``Q: (B, n, k)``).
 
-    The first ``transient`` steps evolve and re-orthonormalise the tangents without
-    accumulating (ChaosTools' ``Ttr``); a QR is forced at the end of the transient and of the
-    run, so the accumulated stretches cover exactly ``steps`` steps.
+    First the transient loop: ``transient`` steps evolve and re-orthonormalise the tangents
+    without accumulating (ChaosTools' ``Ttr``), ending with a QR. Then the accumulating loop:
+    ``steps`` steps, a QR every ``reortho_every`` steps and at the last one, so the stretches
+    cover exactly ``steps`` steps.
 
     Returns:
-        a dict with ``exponents (B, k)``, ``local (B, R, k) | None``, ``state (B, n)``,
-        ``tangents (B, n, k)``, ``nonfinite_rows`` (list) and ``nonfinite_step`` (dict).
+        a batched :class:`LyapunovResult` (``exponents (B, k)``, ``local (B, R, k) | None``,
+        ``final_state (B, n)``, ``tangents (B, n, k)``; ``info`` holds ``nonfinite_rows`` and
+        ``nonfinite_step``); ``method`` is left for the caller to set.
     """
-    b = x.shape[0]
+    guard = NonFiniteGuard(x, name, batched, on_nonfinite)
+    bar = iter(progress_bar(range(transient + steps), transient + steps, show_progress, name))
+
+    def advance(t: int, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        next(bar, None)
+        x_next, Y = step(x, Q)
+        return guard.admit(t, x, Q, x_next, Y)
+
+    # -- transient: evolve, orthonormalise, accumulate nothing
+    for t in range(transient):
+        x, Y = advance(t, x, Q)
+        qr_now = (t + 1) % reortho_every == 0 or t == transient - 1
+        Q = qr_log(Y, zero_tol, differentiable=differentiable)[0] if qr_now else Y
+        if guard.all_bad:
+            break
+
+    # -- accumulation: the exponents are the mean of log |R_ii| over `steps` steps
     acc = torch.zeros(Q.shape[0], Q.shape[-1], dtype=torch.float64, device=x.device)
     local: list[Tensor] = []
-    bad = torch.zeros(b, dtype=torch.bool, device=x.device)
-    bad_state = x.clone()
-    first_bad: dict[int, int] = {}
     since_qr = 0
-    total = transient + steps
-    for t in progress_bar(range(total), total, show_progress, name):
-        x_next, Y = step(x, Q)
-        # A row whose state or tangents left the finite numbers is frozen (state and tangents
-        # kept at their last finite values, so the linear algebra stays finite) and its
-        # exponents reported as NaN.
-        ok = torch.isfinite(x_next).all(-1) & torch.isfinite(Y).flatten(1).all(-1)
-        new_bad = ~ok & ~bad
-        if bool(new_bad.any()):
-            rows = new_bad.nonzero().flatten().tolist()
-            report_nonfinite(name, rows, t + 1, batched, on_nonfinite)
-            for r in rows:
-                first_bad[r] = t + 1
-            bad_state[new_bad] = x_next[new_bad]
-            bad |= new_bad
-            if bool(bad.all()):
-                break
-        if bool(bad.any()):
-            x_next = torch.where(bad[:, None], x, x_next)
-            Y = torch.where(bad[:, None, None], Q, Y)
+    for t in range(steps):
+        if guard.all_bad:
+            break
+        x, Y = advance(transient + t, x, Q)
         since_qr += 1
-        accumulating = t >= transient
-        if since_qr == reortho_every or t == transient - 1 or t == total - 1:
-            Q, logr = qr_log(Y, zero_tol)
-            if accumulating:
-                acc += logr
-                if keep_local:
-                    local.append(logr / since_qr)
+        if since_qr == reortho_every or t == steps - 1:
+            Q, logr = qr_log(Y, zero_tol, differentiable=differentiable)
+            acc = acc + logr
+            if keep_local:
+                local.append(logr / since_qr)
             since_qr = 0
         else:
             Q = Y
-        x = x_next
-    exponents = acc / max(steps, 1)
-    exponents[bad] = float("nan")
-    state = torch.where(bad[:, None], bad_state, x)
-    loc = torch.stack(local, dim=1) if (keep_local and local) else None
-    if loc is not None:
-        loc[bad] = float("nan")
-    return {
-        "exponents": exponents,
-        "local": loc,
-        "state": state,
-        "tangents": Q,
-        "nonfinite_rows": sorted(first_bad),
-        "nonfinite_step": first_bad,
-    }
 
-
-def _check_steps(steps: int, transient: int, reortho_every: int) -> None:
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if int(transient) < 0:
-        raise ValueError(f"transient must be >= 0, got {transient}")
-    if int(reortho_every) < 1:
-        raise ValueError(f"reortho_every must be >= 1, got {reortho_every}")
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=x.device)
+    exponents = torch.where(guard.bad[:, None], nan, acc / steps)
+    loc = None
+    if keep_local and local:
+        loc = torch.where(guard.bad[:, None, None], nan, torch.stack(local, dim=1))
+    return LyapunovResult(
+        exponents=exponents,
+        local=loc,
+        final_state=guard.final_state(x),
+        steps=steps,
+        tangents=Q,
+        zero_tol=zero_tol,
+        info={"nonfinite_rows": sorted(guard.first), "nonfinite_step": dict(guard.first)},
+    )
 
 
 def initial_tangents(
@@ -217,15 +274,16 @@ def initial_tangents(
         q = q if batched else q[None]
         if q.ndim != 3 or q.shape[:2] != (b, n) or (k is not None and q.shape[-1] != k):
             raise ShapeError(f"q0 must be (n, k) (batched: (B, n, k)), got {tuple(q0.shape)}")
+        if not bool(torch.isfinite(q).all()):
+            raise ShapeError("q0 has NaN/inf entries")
         return torch.linalg.qr(q)[0]
-    k = n if k is None else int(k)
+    k = n if k is None else check_int(k, "k")
     if not 1 <= k <= n:
         raise ShapeError(f"k must lie in 1..n = {n}, got {k}")
     return random_orthonormal(b, n, k, X, default_generator(generator))
 
 
 @attention_safe
-@torch.no_grad()
 def lyapunov_spectrum(
     f: Map,
     x0: Tensor,
@@ -238,20 +296,23 @@ def lyapunov_spectrum(
     keep_local: bool = False,
     batched: bool = False,
     q0: Tensor | None = None,
-    tangent: Literal["auto", "jvp", "dense"] = "auto",
+    tangent: TangentMode = "auto",
     zero_tol: float | None = None,
     on_nonfinite: OnNonFinite = "warn",
     progress: bool = True,
+    compile: CompileMode = False,
+    differentiable: bool = False,
 ) -> LyapunovResult:
     """The ``k`` largest Lyapunov exponents by the QR (Benettin) method.
 
     ``lambda_i = (1/steps) sum_t log |R_t[i, i]|`` over the steps after the transient, where
     ``Q_{t+1} R_{t+1} = J(x_t) Q_t``. Converges (slowly, ~1/steps) to the asymptotic
     exponents; at short horizons it is *not* the paper's finite-time exponent, which is
-    :func:`finite_time_lyapunov`.
+    :func:`~sadyn.dynamics.finite_time_lyapunov`.
 
     Args:
-        f, x0: the map and the initial state ``(n,)`` (batched: ``(B, n)``).
+        f, x0: the map and the initial state ``(n,)`` (batched: ``(B, n)``; a NumPy array
+            is converted).
         steps: steps averaged over (after the transient).
         k: number of exponents (None: all ``n``).
         transient: steps run first (state and tangents evolve, nothing accumulates).
@@ -260,44 +321,52 @@ def lyapunov_spectrum(
         generator: seeds the random initial tangents.
         keep_local: keep the per-QR local exponents in ``result.local``.
         q0: explicit initial tangents ``(n, k)`` / ``(B, n, k)`` (orthonormalised).
-        tangent: "jvp" (matrix-free: one batched JVP pass per step), "dense" (``J``
-            materialised by reverse mode each step: O(n^2), a reference), or "auto": dense for
-            ``n <= SMALL_DENSE`` (32), where a step is framework overhead and one reverse pass
-            beats forward mode ~5x, else jvp.
+        tangent: "jvp" (matrix-free: one batched forward-mode pass per step), "vjp2" (the same
+            product as a vmapped VJP-of-VJP), "dense" (``J`` materialised by reverse mode each
+            step: O(n^2), a reference), or "auto": dense for ``n <= 24``, or ``n <= 64`` with
+            ``k >= n/4`` (measured crossover, BENCHMARKS.md), else jvp.
         zero_tol: ``|R_ii| <= zero_tol * max_j ||(JQ)_j||`` counts as an exact zero (-inf);
-            default ``16 sqrt(n) eps(dtype)``; 0 keeps every finite stretch.
+            default ``16 sqrt(n) eps(dtype)``; 0 keeps every finite stretch. Returned in
+            ``result.zero_tol``.
         on_nonfinite: "warn" (NaN exponents + :class:`NonFiniteStateWarning`) or "raise"
             (:class:`~sadyn.errors.DivergenceError`).
         progress: show a progress bar (on a terminal).
+        compile: ``torch.compile`` the tangent step (jvp/vjp2 only): True, False, or "auto"
+            (compile when the eager run is projected to last over ~2 minutes: compilation
+            costs 10-40 s per shape on CPU; see BENCHMARKS.md for the break-even). Compiled
+            code is cached per map object and shape.
+        differentiable: keep the autograd graph through the trajectory and the tangents (for
+            training penalties, "gradient flossing"); stretches are floored at 1e-30 instead of
+            giving ``-inf``.
+    Returns:
+        a :class:`LyapunovResult`.
     """
-    _check_steps(steps, transient, reortho_every)
+    steps = check_int(steps, "steps", 1)
+    transient = check_int(transient, "transient", 0)
+    reortho_every = check_int(reortho_every, "reortho_every", 1)
     check_on_nonfinite(on_nonfinite)
-    if tangent not in ("auto", "jvp", "dense"):
-        raise ValueError(f"tangent must be 'auto', 'jvp' or 'dense', got {tangent!r}")
-    F, X = as_batched(f, x0.detach(), batched, "x0")
-    if tangent == "auto":
-        tangent = "dense" if X.shape[-1] <= SMALL_DENSE else "jvp"
+    if zero_tol is not None:
+        zero_tol = check_positive(zero_tol, "zero_tol", allow_zero=True)
+    F, X = as_batched(f, x0, batched, "x0")
+    X = X.detach()
     Q = initial_tangents(X, k, q0, generator, batched)
-    step = jvp_tangent_step(F) if tangent == "jvp" else dense_tangent_step(F)
-    out = benettin(
-        step,
-        X,
-        Q,
-        int(steps),
-        transient=int(transient),
-        reortho_every=int(reortho_every),
-        keep_local=keep_local,
-        zero_tol=default_zero_tol(X.dtype, X.shape[-1]) if zero_tol is None else zero_tol,
-        on_nonfinite=on_nonfinite,
-        show_progress=progress,
-        batched=batched,
-    )
-    return LyapunovResult(
-        exponents=unbatch(out["exponents"], batched),
-        local=unbatch(out["local"], batched),
-        final_state=unbatch(out["state"], batched),
-        steps=int(steps),
-        tangents=unbatch(out["tangents"], batched),
-        method=f"qr-{tangent}",
-        info={"nonfinite_rows": out["nonfinite_rows"], "nonfinite_step": out["nonfinite_step"]},
-    )
+    tangent = pick_tangent(tangent, X.shape[-1], Q.shape[-1])
+    step = make_tangent_step(F, tangent, compile, transient + steps, owner=f)
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        res = benettin(
+            step,
+            X,
+            Q,
+            steps,
+            transient=transient,
+            reortho_every=reortho_every,
+            keep_local=keep_local,
+            zero_tol=default_zero_tol(X.dtype, X.shape[-1]) if zero_tol is None else zero_tol,
+            on_nonfinite=on_nonfinite,
+            show_progress=progress,
+            batched=batched,
+            differentiable=differentiable,
+        )
+    res.method = f"qr-{tangent}"
+    res.info["compiled"] = bool(getattr(step, "compiled", compile is True))
+    return res.unbatch(batched)

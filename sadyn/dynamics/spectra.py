@@ -9,7 +9,7 @@ norm, ARPACK (``scipy.sparse.linalg.eigs`` / ``svds``) on :class:`JacobianOperat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,17 +19,65 @@ from torch import Tensor
 from sadyn.dynamics._common import (
     DENSE_MAX,
     Map,
+    OnNonFinite,
     as_batched,
+    check_int,
+    check_on_nonfinite,
+    check_positive,
     default_generator,
     randn_like_on,
+    report_nonfinite,
     unbatch,
 )
 from sadyn.dynamics.attention import attention_safe
-from sadyn.dynamics.jacobian import JacobianOperator, jacobian
+from sadyn.dynamics.jacobian import JacobianOperator, value_and_jacobian
 from sadyn.errors import ShapeError
 
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
+
+class _NonFiniteProduct(Exception):
+    """Raised inside an ARPACK callback when a Jacobian product is NaN/inf (aborts ARPACK)."""
+
+
+def _finite_rows(J: Tensor) -> Tensor:
+    """``(B,)``: rows whose ``(B, n, n)`` Jacobian is entirely finite."""
+    return torch.isfinite(J).flatten(1).all(-1)
+
+
+def _guard_dense(
+    J: Tensor, name: str, batched: bool, on_nonfinite: OnNonFinite
+) -> tuple[Tensor, Tensor]:
+    """Report non-finite Jacobian rows once and replace them by zeros (LAPACK never sees NaN).
+
+    Returns ``(J with bad rows zeroed, bad (B,))``.
+    """
+    bad = ~_finite_rows(J)
+    if bool(bad.any()):
+        report_nonfinite(name, bad.nonzero().flatten().tolist(), 0, batched, on_nonfinite)
+        J = torch.where(bad[:, None, None], torch.zeros_like(J), J)
+    return J, bad
+
+
+def _checked_operator(op, name: str):
+    """``op`` (a scipy LinearOperator) with products that raise on NaN/inf."""
+    from scipy.sparse.linalg import LinearOperator
+
+    def wrap(fn):
+        def apply(v: np.ndarray) -> np.ndarray:
+            out = fn(v)
+            if not np.isfinite(out).all():
+                raise _NonFiniteProduct(name)
+            return out
+
+        return apply
+
+    return LinearOperator(
+        op.shape,
+        matvec=wrap(op.matvec),
+        rmatvec=wrap(op.rmatvec),
+        matmat=wrap(op.matmat),
+        rmatmat=wrap(op.rmatmat),
+        dtype=op.dtype,
+    )
 
 
 @dataclass
@@ -70,6 +118,7 @@ def spectral_norm(
     v0: Tensor | None = None,
     generator: torch.Generator | None = None,
     batched: bool = False,
+    on_nonfinite: OnNonFinite = "warn",
 ) -> SpectralNormResult:
     """The spectral norm ``sigma_max(J(x))`` of the map's Jacobian.
 
@@ -83,40 +132,64 @@ def spectral_norm(
         f, x: the map and the point (``(n,)``, or ``(B, n)`` with ``batched``).
         v0: warm start, ``(n,)`` or ``(B, n)`` (e.g. the previous result's ``vector``).
         generator: draws the random start when ``v0`` is None.
+        on_nonfinite: a row whose Jacobian products are NaN/inf gets value NaN with one
+            :class:`~sadyn.dynamics.NonFiniteStateWarning` ("warn"), or raises
+            :class:`~sadyn.errors.DivergenceError` ("raise").
     """
+    check_on_nonfinite(on_nonfinite)
+    tol = check_positive(tol, "tol", allow_zero=True)
+    max_iter = check_int(max_iter, "max_iter", 1)
     F, X = as_batched(f, x, batched)
     b, n = X.shape
     method = _pick(method, n, ("dense", "power"))
     if method == "dense":
-        J = jacobian(F, X, batched=True)
-        _, s, vh = torch.linalg.svd(J.to(torch.float64))
-        value = s[:, 0]
+        J, bad = _guard_dense(
+            value_and_jacobian(F, X)[1].to(torch.float64), "spectral_norm", batched, on_nonfinite
+        )
+        _, s, vh = torch.linalg.svd(J)
+        value = torch.where(bad, float("nan"), s[:, 0])
         vec = vh[:, 0, :].to(X.dtype)
+        vec = torch.where(bad[:, None], float("nan"), vec)
+        conv = ~bad
         return SpectralNormResult(
-            _scalar(value, batched), unbatch(vec, batched), 0, _flag(True, b, batched)
+            _scalar(value, batched),
+            unbatch(vec, batched),
+            0,
+            conv if batched else bool(conv[0]),
         )
 
-    op = JacobianOperator(F, X, batched=True)
+    op = JacobianOperator(F, X, batched=True, on_nonfinite=None)
     tiny = torch.finfo(X.dtype).tiny
     if v0 is None:
         v = randn_like_on((b, n), X, default_generator(generator))
     else:
-        v = torch.as_tensor(v0, dtype=X.dtype, device=X.device).reshape(b, n).clone()
+        v = torch.as_tensor(v0, dtype=X.dtype, device=X.device)
+        if v.numel() != b * n:
+            raise ShapeError(f"v0 must have shape {tuple(x.shape)}, got {tuple(v.shape)}")
+        v = v.reshape(b, n).clone()
     v = v / v.norm(dim=-1, keepdim=True).clamp_min(tiny)
     converged = torch.zeros(b, dtype=torch.bool, device=X.device)
     sigma = torch.zeros(b, dtype=torch.float64, device=X.device)
+    bad = torch.zeros(b, dtype=torch.bool, device=X.device)
     it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 (the count is reported)
+    for it in range(1, max_iter + 1):
         u = op.matvec(v)
         w = op.rmatvec(u)
+        new_bad = ~(torch.isfinite(u).all(-1) & torch.isfinite(w).all(-1)) & ~bad
+        if bool(new_bad.any()):
+            rows = new_bad.nonzero().flatten().tolist()
+            report_nonfinite("spectral_norm", rows, it, batched, on_nonfinite)
+            bad |= new_bad
+        u = torch.where(bad[:, None], 0.0, u)
+        w = torch.where(bad[:, None], 0.0, w)
         theta = (u * u).sum(-1, keepdim=True)  # s^2 = v^T J^T J v
         resid = (w - theta * v).norm(dim=-1).to(torch.float64)
-        sigma = theta[:, 0].to(torch.float64).sqrt()
+        sigma = torch.where(bad, float("nan"), theta[:, 0].to(torch.float64).sqrt())
         # J v == 0 exactly means J == 0 along v; keep v (s = 0 is then the answer if J == 0).
-        converged = resid <= tol * theta[:, 0].to(torch.float64)
+        converged = (resid <= tol * theta[:, 0].to(torch.float64)) & ~bad
         norm_w = w.norm(dim=-1, keepdim=True)
         v_next = torch.where(norm_w > 0, w / norm_w.clamp_min(tiny), v)
-        if bool(converged.all()):
+        if bool((converged | bad).all()):
             break
         v = v_next
     return SpectralNormResult(
@@ -129,10 +202,6 @@ def spectral_norm(
 
 def _scalar(value: Tensor, batched: bool) -> float | Tensor:
     return value if batched else float(value[0])
-
-
-def _flag(flag: bool, b: int, batched: bool) -> bool | Tensor:
-    return torch.full((b,), flag) if batched else flag
 
 
 def _sorted_by_modulus(values: np.ndarray) -> np.ndarray:
@@ -156,6 +225,7 @@ def eigenvalues(
     batched: bool = False,
     tol: float = 0.0,
     generator: torch.Generator | None = None,
+    on_nonfinite: OnNonFinite = "warn",
 ) -> np.ndarray:
     """Eigenvalues of ``J(x)``, sorted by modulus, largest first.
 
@@ -172,28 +242,50 @@ def eigenvalues(
         k: how many (None: all, dense only).
         tol: ARPACK's relative accuracy (0: machine precision).
         generator: draws ARPACK's start vector (reproducible runs).
+        on_nonfinite: a row whose Jacobian is NaN/inf gives NaN with one
+            :class:`~sadyn.dynamics.NonFiniteStateWarning` ("warn") or raises ("raise");
+            LAPACK/ARPACK never see the NaN.
     Returns:
         complex128 array ``(k,)`` (or ``(n,)``); batched ``(B, k)``.
     """
+    check_on_nonfinite(on_nonfinite)
+    tol = check_positive(tol, "tol", allow_zero=True)
     F, X = as_batched(f, x, batched)
     b, n = X.shape
     k = _check_k(k, n)
     method = _pick(method, n, ("dense", "arnoldi")) if k is not None else "dense"
     if method == "arnoldi" and k >= n - 1:
         method = "dense"
+    nan = complex(float("nan"), float("nan"))
     if method == "dense":
-        J = jacobian(F, X, batched=True).to(torch.float64)
+        J, bad = _guard_dense(
+            value_and_jacobian(F, X)[1].to(torch.float64), "eigenvalues", batched, on_nonfinite
+        )
         ev = torch.linalg.eigvals(J).cpu().numpy()
-        rows = [_sorted_by_modulus(r)[: k or n] for r in ev]
+        rows = [
+            np.full(k or n, nan) if bad[i] else _sorted_by_modulus(r)[: k or n]
+            for i, r in enumerate(ev)
+        ]
     else:
-        op = JacobianOperator(F, X, batched=True)
+        op = JacobianOperator(F, X, batched=True, on_nonfinite=None)
         v0 = _start_vector(n, generator)
-        rows = []
+        rows, bad_rows = [], []
         for i in range(b):
-            vals = eigs(
-                op.to_scipy(row=i), k=k, which="LM", v0=v0, tol=tol, return_eigenvectors=False
-            )
-            rows.append(_sorted_by_modulus(np.asarray(vals, dtype=np.complex128)))
+            try:
+                vals = eigs(
+                    _checked_operator(op.to_scipy(row=i), "eigenvalues"),
+                    k=k,
+                    which="LM",
+                    v0=v0,
+                    tol=tol,
+                    return_eigenvectors=False,
+                )
+                rows.append(_sorted_by_modulus(np.asarray(vals, dtype=np.complex128)))
+            except _NonFiniteProduct:
+                rows.append(np.full(k, nan))
+                bad_rows.append(i)
+        if bad_rows:
+            report_nonfinite("eigenvalues", bad_rows, 0, batched, on_nonfinite)
     out = np.stack(rows).astype(np.complex128)
     return out if batched else out[0]
 
@@ -209,6 +301,7 @@ def singular_values(
     batched: bool = False,
     tol: float = 0.0,
     generator: torch.Generator | None = None,
+    on_nonfinite: OnNonFinite = "warn",
 ) -> np.ndarray:
     """Singular values of ``J(x)``, largest first.
 
@@ -217,9 +310,13 @@ def singular_values(
     "auto" is dense when ``k`` is None or ``n <= DENSE_MAX``. Batched "svds" runs row by row
     (see :func:`eigenvalues` for its cost).
 
+    A row whose Jacobian is NaN/inf gives NaN with one warning (``on_nonfinite``).
+
     Returns:
         float64 array ``(k,)`` (or ``(n,)``); batched ``(B, k)``.
     """
+    check_on_nonfinite(on_nonfinite)
+    tol = check_positive(tol, "tol", allow_zero=True)
     F, X = as_batched(f, x, batched)
     b, n = X.shape
     k = _check_k(k, n)
@@ -227,17 +324,34 @@ def singular_values(
     if method == "svds" and k >= n:
         method = "dense"
     if method == "dense":
-        J = jacobian(F, X, batched=True).to(torch.float64)
+        J, bad = _guard_dense(
+            value_and_jacobian(F, X)[1].to(torch.float64),
+            "singular_values",
+            batched,
+            on_nonfinite,
+        )
         out = torch.linalg.svdvals(J).cpu().numpy()[:, : k or n]
+        out[bad.cpu().numpy()] = np.nan
     else:
-        op = JacobianOperator(F, X, batched=True)
+        op = JacobianOperator(F, X, batched=True, on_nonfinite=None)
         v0 = _start_vector(n, generator)
-        rows = []
+        rows, bad_rows = [], []
         for i in range(b):
-            s = svds(
-                op.to_scipy(row=i), k=k, which="LM", v0=v0, tol=tol, return_singular_vectors=False
-            )
-            rows.append(np.sort(s)[::-1])
+            try:
+                s = svds(
+                    _checked_operator(op.to_scipy(row=i), "singular_values"),
+                    k=k,
+                    which="LM",
+                    v0=v0,
+                    tol=tol,
+                    return_singular_vectors=False,
+                )
+                rows.append(np.sort(s)[::-1])
+            except _NonFiniteProduct:
+                rows.append(np.full(k, np.nan))
+                bad_rows.append(i)
+        if bad_rows:
+            report_nonfinite("singular_values", bad_rows, 0, batched, on_nonfinite)
         out = np.stack(rows)
     out = np.ascontiguousarray(out, dtype=np.float64)
     return out if batched else out[0]
@@ -246,46 +360,7 @@ def singular_values(
 def _check_k(k: int | None, n: int) -> int | None:
     if k is None:
         return None
-    k = int(k)
+    k = check_int(k, "k")
     if not 1 <= k <= n:
         raise ShapeError(f"k must lie in 1..n = {n}, got {k}")
     return k
-
-
-def plot_eigenvalues(
-    eigs: np.ndarray | Tensor,
-    ax: Axes | None = None,
-    *,
-    label: str | None = None,
-    unit_circle: bool = True,
-    **scatter_kwargs,
-) -> Axes:
-    """Scatter eigenvalues in the complex plane, with the unit circle (stability of a map).
-
-    Args:
-        eigs: complex values, any shape (flattened).
-        ax: axes to draw on (default: a new figure).
-        label: legend label of the points.
-        unit_circle: draw ``|z| = 1`` (a map is linearly stable inside it).
-        scatter_kwargs: passed to ``ax.scatter`` (e.g. ``s``, ``alpha``, ``color``).
-    Returns:
-        the axes.
-    """
-    import matplotlib.pyplot as plt
-
-    z = np.asarray(eigs.detach().cpu() if isinstance(eigs, Tensor) else eigs).ravel()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 4.5))
-    if unit_circle:
-        t = np.linspace(0.0, 2.0 * np.pi, 400)
-        ax.plot(np.cos(t), np.sin(t), color="0.5", lw=1.0, ls="--", zorder=0)
-    kw = {"s": 12, "alpha": 0.8, **scatter_kwargs}
-    ax.scatter(z.real, z.imag, label=label, **kw)
-    ax.axhline(0.0, color="0.85", lw=0.6, zorder=0)
-    ax.axvline(0.0, color="0.85", lw=0.6, zorder=0)
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel("Re λ")
-    ax.set_ylabel("Im λ")
-    if label is not None:
-        ax.legend(loc="best")
-    return ax

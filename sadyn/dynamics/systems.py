@@ -148,6 +148,9 @@ def linear(A: Tensor | np.ndarray | Sequence[Sequence[float]]) -> ReferenceSyste
     """
     M = _matrix(A, "A")
     mu = np.linalg.eigvals(M.numpy())
+    with np.errstate(divide="ignore"):  # a zero eigenvalue is an exact zero direction: -inf
+        logs = np.log(np.abs(mu))
+        logdet = float(np.log(abs(np.linalg.det(M.numpy()))))
 
     def f(x: Tensor) -> Tensor:
         return x @ M.to(x.dtype).T
@@ -156,8 +159,8 @@ def linear(A: Tensor | np.ndarray | Sequence[Sequence[float]]) -> ReferenceSyste
         name="linear",
         f=f,
         x0=torch.zeros(M.shape[0], dtype=F64),
-        exponents=_sorted_desc(np.log(np.abs(mu))),
-        exponent_sum=float(np.log(abs(np.linalg.det(M.numpy())))),
+        exponents=_sorted_desc(logs),
+        exponent_sum=logdet,
         jacobian=lambda x: M.clone(),
         eigenvalues=mu[np.argsort(-np.abs(mu), kind="stable")],
         params={"A": M.numpy().tolist()},

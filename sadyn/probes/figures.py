@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -19,7 +20,7 @@ from sadyn.probes.jacobian import JacobianProbe
 from sadyn.probes.lyapunov import LyapunovProbe
 from sadyn.probes.sensitivity import SensitivityProbe
 
-__all__ = ["plot_energy", "plot_jacobian", "plot_lyapunov", "plot_sensitivity"]
+__all__ = ["plot_eigenvalues", "plot_energy", "plot_jacobian", "plot_lyapunov", "plot_sensitivity"]
 
 
 def _figure(ncols: int, width: float = 4.2, height: float = 3.6) -> tuple[Figure, list[Axes]]:
@@ -44,6 +45,46 @@ def _band(ax: Axes, x: np.ndarray, y: np.ndarray, label: str, color: str | None 
     if y.shape[1] > 1:
         lo, hi = np.quantile(y, [0.05, 0.95], axis=1)
         ax.fill_between(x, lo, hi, alpha=0.2, color=line.get_color(), linewidth=0)
+
+
+def plot_eigenvalues(
+    eigs: np.ndarray | torch.Tensor,
+    ax: Axes | None = None,
+    *,
+    label: str | None = None,
+    unit_circle: bool = True,
+    **scatter_kwargs,
+) -> Axes:
+    """Scatter eigenvalues in the complex plane, with the unit circle (stability of a map).
+
+    (Moved here from ``sadyn.dynamics``, which no longer imports matplotlib.)
+
+    Args:
+        eigs: complex values, any shape (flattened), e.g. from
+            :func:`sadyn.dynamics.eigenvalues`.
+        ax: axes to draw on (default: a new Agg figure's axes, no pyplot).
+        label: legend label of the points.
+        unit_circle: draw ``|z| = 1`` (a map is linearly stable inside it).
+        scatter_kwargs: passed to ``ax.scatter`` (e.g. ``s``, ``alpha``, ``color``).
+    Returns:
+        the axes (``ax.figure`` to save it).
+    """
+    z = np.asarray(eigs.detach().cpu() if isinstance(eigs, torch.Tensor) else eigs).ravel()
+    if ax is None:
+        ax = _figure(1, 4.5, 4.5)[1][0]
+    if unit_circle:
+        t = np.linspace(0.0, 2.0 * np.pi, 400)
+        ax.plot(np.cos(t), np.sin(t), color="0.5", lw=1.0, ls="--", zorder=0)
+    kw = {"s": 12, "alpha": 0.8, **scatter_kwargs}
+    ax.scatter(z.real, z.imag, label=label, **kw)
+    ax.axhline(0.0, color="0.85", lw=0.6, zorder=0)
+    ax.axvline(0.0, color="0.85", lw=0.6, zorder=0)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel("Re λ")
+    ax.set_ylabel("Im λ")
+    if label is not None:
+        ax.legend(loc="best")
+    return ax
 
 
 def plot_jacobian(probe: JacobianProbe, path: str | Path) -> Path:

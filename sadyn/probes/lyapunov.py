@@ -199,9 +199,8 @@ def lyapunov_probe(
             f = step_map(model, run.cond[lo:hi])
             x0 = x_start[lo:hi].reshape(hi - lo, s * d)
             gen = torch.Generator(device=x0.device).manual_seed(seed + lo)
-            res = finite_time_lyapunov(
-                f, x0, horizon, k, generator=gen, batched=True, tol=tol, max_iter=max_iter
-            )
+            opts = {"tol": tol, "max_iter": max_iter}
+            res = finite_time_lyapunov(f, x0, horizon, k, generator=gen, batched=True, options=opts)
             ftle_rows.append(to_numpy(res.exponents).reshape(hi - lo, k))
             if asymptotic_steps > 0:
                 gen = torch.Generator(device=x0.device).manual_seed(seed + lo + 1)

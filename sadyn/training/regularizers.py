@@ -26,9 +26,12 @@ head h uses rows ``h*d:(h+1)*d`` of each of Q, K, V and columns ``h*d:(h+1)*d`` 
 - **Jacobian** (beyond the paper): ``mean_b relu(sigma_b - target)^2`` with ``sigma_b`` the
   spectral norm of the step map's Jacobian at a board's state (power iteration with JVP/VJP,
   a few steps, no grad; then ``sigma = u^T J v`` through one differentiable VJP).
-- **Lyapunov** (beyond the paper; gradient flossing, Engelken 2023): the top-k finite-time
-  Lyapunov exponents over L steps from a state, by QR (Benettin) on k tangent vectors pushed
-  with JVPs, all differentiable; penalty ``mean_b sum_i (lambda_i - target)^2``.
+- **Lyapunov** (beyond the paper; gradient flossing, Engelken 2023): the top-k QR (Benettin)
+  Lyapunov exponents over L steps from a state (k tangent vectors pushed with JVPs, a QR per
+  step), all differentiable, computed by :func:`sadyn.dynamics.lyapunov_spectrum` with
+  ``differentiable=True``; penalty ``mean_b sum_i (lambda_i - target)^2``. (Over L steps from
+  random tangents these are *not* the paper's finite-time exponents, the singular values of
+  the propagator: :func:`sadyn.dynamics.finite_time_lyapunov`.)
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sadyn.dynamics import JacobianOperator, math_attention
+from sadyn.dynamics import JacobianOperator, lyapunov_spectrum, math_attention
 from sadyn.errors import SadynError
 
 
@@ -244,43 +247,6 @@ def jacobian_penalty(
     return F.relu(sigma - target).pow(2).mean(), sigma.detach()
 
 
-def finite_time_lyapunov(
-    step: StepFn,
-    x: torch.Tensor,
-    cond: torch.Tensor,
-    *,
-    k: int,
-    steps: int,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Differentiable top-k finite-time Lyapunov exponents of ``x -> step(x, cond)``.
-
-    x, cond: (B, S, D). k tangent vectors per board (random orthonormal start) are pushed
-    through ``steps`` steps by one JVP of the step on the k-fold replicated batch
-    ((B*k, S, D): boards are independent, so this is k JVPs at once) and re-orthonormalized by
-    a batched QR; ``lambda_i = (1/steps) sum_t log |R_t[i, i]|``. The trajectory and the
-    tangents stay in the autograd graph (gradient flossing). Returns (B, k).
-    """
-    b, shape, n = x.shape[0], x.shape[1:], x[0].numel()
-    if k > n:
-        raise SadynError(f"lyapunov_k={k} exceeds the state dimension {n}")
-    q = torch.linalg.qr(_randn_like(x, generator, b, n, k)).Q  # (B, n, k)
-    cond_rep = cond.repeat_interleave(k, 0)
-
-    def f(z: torch.Tensor) -> torch.Tensor:
-        return step(z, cond_rep)
-
-    state = x.detach().repeat_interleave(k, 0)  # (B*k, S, D)
-    logs = torch.zeros(b, k, dtype=x.dtype, device=x.device)
-    with math_attention():
-        for _ in range(steps):
-            tangents = q.transpose(1, 2).reshape(b * k, *shape)
-            state, jv = torch.func.jvp(f, (state,), (tangents,))
-            q, r = torch.linalg.qr(jv.reshape(b, k, n).transpose(1, 2))
-            logs = logs + torch.diagonal(r, dim1=1, dim2=2).abs().clamp(min=1e-30).log()
-    return logs / steps
-
-
 def lyapunov_penalty(
     step: StepFn,
     x: torch.Tensor,
@@ -291,6 +257,31 @@ def lyapunov_penalty(
     target: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``mean_b sum_i (lambda_i - target)^2``; returns (penalty, exponents (B, k) detached)."""
-    lam = finite_time_lyapunov(step, x, cond, k=k, steps=steps, generator=generator)
+    """``mean_b sum_i (lambda_i - target)^2``; returns (penalty, exponents (B, k) detached).
+
+    ``lambda: (B, k)`` are the top-``k`` QR (Benettin) exponents of ``x -> step(x, cond)``
+    over ``steps`` steps from ``x: (B, S, D)``, from random orthonormal tangents drawn from
+    ``generator``: :func:`sadyn.dynamics.lyapunov_spectrum` with ``differentiable=True`` (the
+    trajectory, the tangents and the QR factors stay in the autograd graph: gradient
+    flossing), in ``x``'s dtype.
+    """
+    b, n = x.shape[0], x[0].numel()
+    if k > n:
+        raise SadynError(f"lyapunov_k={k} exceeds the state dimension {n}")
+    shape = x.shape
+
+    def f(z: torch.Tensor) -> torch.Tensor:  # (B, n) -> (B, n), boards independent
+        return step(z.reshape(shape), cond).reshape(b, n)
+
+    lam = lyapunov_spectrum(
+        f,
+        x.detach().reshape(b, n),
+        steps,
+        k,
+        batched=True,
+        generator=generator,
+        tangent="jvp",
+        differentiable=True,
+        progress=False,
+    ).exponents.to(x.dtype)
     return (lam - target).pow(2).sum(1).mean(), lam.detach()

@@ -50,21 +50,35 @@ def test_math_backend_gives_the_fused_forward_to_rounding():
     torch.testing.assert_close(math, fused, rtol=0, atol=1e-5)
 
 
+def _backends() -> tuple[bool, bool, bool]:
+    cuda = torch.backends.cuda
+    return cuda.flash_sdp_enabled(), cuda.mem_efficient_sdp_enabled(), cuda.math_sdp_enabled()
+
+
 def test_math_attention_nests_and_restores():
+    """Inside (nested) blocks only the math backend is enabled and forward mode works; an inner
+    block's exit leaves the outer one in force; after the outer block (also when it exits by
+    an exception) the backend flags are what they were."""
     q = torch.randn(1, 2, 5, 4, dtype=F64)
+    v = torch.randn_like(q)
 
     def g(x):
         return F.scaled_dot_product_attention(x, x, x)
 
-    with math_attention(), math_attention():
-        jvp(g, (q,), (q,))
-    # torch.nn.attention keeps its own state; after the block the default is back.
-    try:
-        jvp(g, (q,), (q,))
-    except NotImplementedError:
-        pass  # the fused default is back in charge outside the block
-    else:
-        pytest.skip("the default SDPA kernel has a JVP on this build")
+    before = _backends()
+    with math_attention():
+        assert _backends() == (False, False, True)
+        with math_attention():
+            _, dy = jvp(g, (q,), (v,))
+            assert _backends() == (False, False, True)
+        assert _backends() == (False, False, True)  # the inner exit kept the outer setting
+        h = 1e-6
+        fd = (g(q + h * v) - g(q - h * v)) / (2 * h)
+        torch.testing.assert_close(dy, fd, rtol=0, atol=1e-7)
+    assert _backends() == before
+    with pytest.raises(RuntimeError, match="boom"), math_attention():
+        raise RuntimeError("boom")
+    assert _backends() == before
 
 
 def test_every_tool_works_on_an_sdpa_map_without_user_setup(attn):

@@ -61,10 +61,15 @@ def test_dense_subspace_svds_agree_on_attention(attn):
     assert dense.exponents.shape == (72,)
     assert torch.isneginf(dense.exponents[-9:]).all()  # one radial direction per token
     np.testing.assert_allclose(dense.exponents[:-9].numpy(), numpy_ftle(f, x0, 16)[:-9], atol=1e-8)
-    sub = finite_time_lyapunov(f, x0, 16, 10, method="subspace")
+    sub = finite_time_lyapunov(f, x0, 16, 10, method="subspace", options={"tol": 1e-10})
     svd = finite_time_lyapunov(f, x0, 16, 10, method="svds")
     assert sub.info["converged"]
     torch.testing.assert_close(sub.exponents, dense.exponents[:10], rtol=0, atol=1e-8)
+    # the default tolerance (1e-4) is met, and the error estimate is not below the error
+    quick = finite_time_lyapunov(f, x0, 16, 10, method="subspace")
+    err = float((quick.exponents - dense.exponents[:10]).abs().max())
+    assert quick.converged and err <= 1e-4
+    assert err <= float(quick.info["error_estimate"])
     torch.testing.assert_close(svd.exponents, dense.exponents[:10], rtol=0, atol=1e-8)
 
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
@@ -14,7 +10,6 @@ from dyn_maps import attention_block
 from sadyn.dynamics import (
     eigenvalues,
     jacobian,
-    plot_eigenvalues,
     singular_values,
     spectral_norm,
     systems,
@@ -116,13 +111,3 @@ def test_bad_k_raises(attn):
         singular_values(f, x0, 73)
     with pytest.raises(ValueError):
         spectral_norm(f, x0, method="lanczos")
-
-
-def test_plot_eigenvalues_draws_points_and_circle():
-    ax = plot_eigenvalues(np.array([0.5 + 0.5j, 1.2, -0.3j]), label="J")
-    xs = ax.collections[0].get_offsets()
-    np.testing.assert_allclose(np.asarray(xs), [[0.5, 0.5], [1.2, 0.0], [0.0, -0.3]])
-    assert len(ax.lines) >= 1  # the unit circle
-    ax2 = plot_eigenvalues(torch.tensor([1 + 0j]), ax=ax, unit_circle=False)
-    assert ax2 is ax and len(ax.collections) == 2
-    plt.close(ax.figure)

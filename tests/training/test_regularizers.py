@@ -4,13 +4,14 @@ import pytest
 import torch
 from torch import nn
 
+from sadyn.dynamics import lyapunov_spectrum
 from sadyn.nn.attention import MultiHeadSelfAttention
 from sadyn.training.regularizers import (
     SpectralPenalty,
     e_multi_penalty,
     e_single_penalty,
-    finite_time_lyapunov,
     jacobian_spectral_norm,
+    lyapunov_penalty,
 )
 
 
@@ -135,15 +136,29 @@ def test_jacobian_spectral_norm_matches_dense_value_and_gradient():
     torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-6)
 
 
-def test_finite_time_lyapunov_matches_dense_jacobian_product():
+def test_lyapunov_penalty_exponents_match_dense_jacobian_product():
+    """The penalty's exponents (the QR loop of sadyn.dynamics.lyapunov_spectrum) against
+    the QR of the explicit T-step Jacobian product applied to the same start tangents."""
     torch.manual_seed(6)
     model = MiniLoop(dim=6, heads=2, eta=0.9)
     b, s, d, k, steps = 2, 4, 6, 3, 5
     x = torch.nn.functional.normalize(torch.randn(b, s, d, dtype=torch.float64), dim=-1)
     cond = torch.randn(b, s, d, dtype=torch.float64)
-    lam = finite_time_lyapunov(
+    penalty, lam = lyapunov_penalty(
         model.step, x, cond, k=k, steps=steps, generator=torch.Generator().manual_seed(7)
     )
+    assert float(penalty.detach()) == pytest.approx(float((lam**2).sum(1).mean()), rel=1e-12)
+    # one implementation: the analysis function gives the same numbers without the graph
+    ana = lyapunov_spectrum(
+        lambda z: model.step(z.view(b, s, d), cond).reshape(b, -1),
+        x.reshape(b, -1),
+        steps,
+        k,
+        batched=True,
+        generator=torch.Generator().manual_seed(7),
+        tangent="jvp",
+    )
+    torch.testing.assert_close(lam, ana.exponents, rtol=0, atol=1e-12)
     # dense: J_total Q0 = Q R with R the product of the per-step R factors
     q0 = torch.linalg.qr(
         torch.randn(b, s * d, k, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
@@ -165,10 +180,10 @@ def test_lyapunov_gradient_matches_finite_differences():
     cond = torch.randn(2, 4, 6, dtype=torch.float64)
 
     def value():
-        lam = finite_time_lyapunov(
+        penalty, _ = lyapunov_penalty(
             model.step, x, cond, k=2, steps=3, generator=torch.Generator().manual_seed(1)
         )
-        return (lam**2).sum()
+        return penalty
 
     w = model.attn.out.weight
     g = torch.autograd.grad(value(), w)[0]

@@ -1,0 +1,215 @@
+"""Tangent steps ``(x, Q) -> (F(x), J(x) Q)``: the inner loop of every Lyapunov method.
+
+Three ways to push ``k`` tangent vectors through one step of a batched map ``F: (B, n) ->
+(B, n)``:
+
+* ``"jvp"``: forward mode, ``vmap`` over the ``k`` columns of one ``jvp`` (the primal runs
+  once);
+* ``"vjp2"``: the same product as a vmapped VJP-of-VJP (reverse over reverse): ``u -> J^T u``
+  is linear, so the VJP of that map at any ``u`` applied to ``v`` is ``J v``. In eager mode it
+  costs about what forward mode costs; under ``torch.compile`` it compiles to fewer kernels
+  (see BENCHMARKS.md, "dynamics");
+* ``"dense"``: ``J`` materialised by reverse mode, then ``J @ Q`` (O(n^2) memory; the fast
+  choice for small ``n``, where a step is framework overhead).
+
+:func:`compiled_tangent_step` wraps the first two in ``torch.compile(dynamic=False)`` with a
+cache keyed by the map object and the shapes, so a long run compiles once per shape.
+Compilation costs seconds to a minute per shape, so it is opt-in (``compile=True``) or, with
+``compile="auto"``, switched on only when the eager run is projected to last longer than
+:data:`COMPILE_AUTO_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import weakref
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.func import vjp, vmap
+
+from sadyn.dynamics._common import Map, check_output
+from sadyn.dynamics.jacobian import push_forward, value_and_jacobian
+
+TangentStep = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+TangentMode = Literal["auto", "jvp", "vjp2", "dense"]
+CompileMode = bool | Literal["auto"]
+
+#: "auto" propagates tangents with the dense Jacobian up to this state dimension when
+#: ``k >= n / 4`` (measured crossover, BENCHMARKS.md "dynamics": dense wins below ~64 for the
+#: full spectrum, below ~24 for a few tangents).
+SMALL_DENSE = 64
+#: "auto" always takes the dense Jacobian up to this ``n``, whatever ``k``.
+TINY_DENSE = 24
+#: With ``compile="auto"``, compile when the projected eager time of the run exceeds this.
+COMPILE_AUTO_SECONDS = 120.0
+
+
+def pick_tangent(tangent: str, n: int, k: int) -> str:
+    """Resolve ``tangent="auto"``: dense for ``n <= TINY_DENSE``, or for ``n <= SMALL_DENSE``
+    when ``k >= n / 4`` (a dense step costs ~n reverse passes batched in one, a JVP step ~k
+    forward passes; for tiny maps both are overhead-bound); forward mode otherwise."""
+    if tangent not in ("auto", "jvp", "vjp2", "dense"):
+        raise ValueError(f"tangent must be 'auto', 'jvp', 'vjp2' or 'dense', got {tangent!r}")
+    if tangent != "auto":
+        return tangent
+    if n <= TINY_DENSE or (n <= SMALL_DENSE and 4 * k >= n):
+        return "dense"
+    return "jvp"
+
+
+def push_forward_vjp2(F: Map, x: Tensor, V: Tensor) -> tuple[Tensor, Tensor]:
+    """``F(x)`` and ``J(x) V`` as a vmapped VJP of the VJP (reverse over reverse).
+
+    ``g(u) = J^T u`` is linear in ``u``; its VJP at ``u = 0`` sends ``v`` to ``J v``. Needs
+    every operation of ``F`` to be twice differentiable in reverse mode.
+    """
+    fx, pull = vjp(F, x)
+    check_output(fx, x)
+
+    def jt(u: Tensor) -> Tensor:
+        return pull(u)[0]
+
+    _, pull2 = vjp(jt, torch.zeros_like(fx))
+    jv = vmap(lambda v: pull2(v)[0], in_dims=-1, out_dims=-1)(V)
+    return fx, jv
+
+
+def jvp_tangent_step(F: Map) -> TangentStep:
+    """``(x, Q) -> (F(x), J(x) Q)`` by one vectorised forward-mode pass."""
+    return lambda x, Q: push_forward(F, x, Q)
+
+
+def vjp2_tangent_step(F: Map) -> TangentStep:
+    """``(x, Q) -> (F(x), J(x) Q)`` by a vectorised VJP-of-VJP."""
+    return lambda x, Q: push_forward_vjp2(F, x, Q)
+
+
+def dense_tangent_step(F: Map) -> TangentStep:
+    """``(x, Q) -> (F(x), J(x) Q)`` with ``J`` materialised by reverse mode (O(n^2) memory).
+
+    The fast choice for tiny maps, where a step is all framework overhead, and an independent
+    reference (reverse vs forward mode) for the JVP step.
+    """
+
+    def step(x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        fx, J = value_and_jacobian(F, x, mode="reverse")
+        return fx, J @ Q
+
+    return step
+
+
+def eager_tangent_step(F: Map, tangent: str) -> TangentStep:
+    """The eager step of a resolved ``tangent`` mode ("jvp", "vjp2" or "dense")."""
+    return {"jvp": jvp_tangent_step, "vjp2": vjp2_tangent_step, "dense": dense_tangent_step}[
+        tangent
+    ](F)
+
+
+# -- the compiled fast path ----------------------------------------------------------------------
+_CACHE: weakref.WeakKeyDictionary[Any, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
+
+
+def _cache_for(owner: Any) -> dict[tuple, Callable]:
+    try:
+        return _CACHE.setdefault(owner, {})
+    except TypeError:  # not weak-referenceable: a per-call cache
+        return {}
+
+
+def compiled_tangent_step(F: Map, tangent: str, owner: Any = None) -> TangentStep:
+    """``torch.compile(dynamic=False)`` of the tangent step, cached per map and shape.
+
+    Args:
+        F: the batched map. tangent: "jvp" or "vjp2".
+        owner: the object the cache is keyed by (the user's map, so repeated calls with the
+            same map and shapes reuse the compiled code); default ``F``.
+    Returns:
+        a step that compiles on its first call for each ``(x.shape, Q.shape, dtype, device)``
+        and falls back to eager (with one warning) if compilation fails.
+    """
+    if tangent not in ("jvp", "vjp2"):
+        raise ValueError(f"only 'jvp' and 'vjp2' steps compile, got {tangent!r}")
+    cache = _cache_for(F if owner is None else owner)
+    eager = eager_tangent_step(F, tangent)
+    failed: list[bool] = []
+
+    def step(x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        if failed:
+            return eager(x, Q)
+        key = (tangent, tuple(x.shape), tuple(Q.shape), x.dtype, str(x.device))
+        fn = cache.get(key)
+        if fn is None:
+            fn = torch.compile(eager, dynamic=False, fullgraph=False)
+            cache[key] = fn
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return fn(x, Q)
+        except Exception as err:  # a map dynamo cannot trace: eager is always right
+            failed.append(True)
+            cache.pop(key, None)
+            warnings.warn(
+                f"torch.compile of the tangent step failed ({type(err).__name__}: "
+                f"{str(err)[:200]}); continuing in eager mode",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return eager(x, Q)
+
+    return step
+
+
+class AutoCompile:
+    """A tangent step that starts eager and switches to the compiled one when the run is long.
+
+    After ``probe`` eager steps it projects the remaining eager time; if that exceeds
+    ``threshold_s`` (default :data:`COMPILE_AUTO_SECONDS`) it compiles. ``compiled`` tells
+    which path ran last.
+    """
+
+    def __init__(
+        self,
+        F: Map,
+        tangent: str,
+        total_steps: int,
+        owner: Any = None,
+        threshold_s: float = COMPILE_AUTO_SECONDS,
+        probe: int = 3,
+    ):
+        self.eager = eager_tangent_step(F, tangent)
+        self.fast: TangentStep | None = None
+        self._make = lambda: compiled_tangent_step(F, tangent, owner)
+        self.total, self.threshold, self.probe = int(total_steps), float(threshold_s), probe
+        self.calls, self.elapsed = 0, 0.0
+        self.compiled = False
+
+    def __call__(self, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        if self.fast is not None:
+            return self.fast(x, Q)
+        t = time.perf_counter()
+        out = self.eager(x, Q)
+        self.calls += 1
+        if self.calls > 1:  # the first call carries one-off set-up costs
+            self.elapsed += time.perf_counter() - t
+        if self.calls == self.probe + 1:
+            per_step = self.elapsed / (self.calls - 1)
+            if per_step * (self.total - self.calls) > self.threshold:
+                self.fast, self.compiled = self._make(), True
+        return out
+
+
+def make_tangent_step(
+    F: Map, tangent: str, compile: CompileMode, total_steps: int, owner: Any = None
+) -> TangentStep:
+    """The tangent step for a resolved ``tangent`` mode and a ``compile`` choice."""
+    if compile not in (True, False, "auto"):
+        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+    if tangent == "dense" or compile is False:
+        return eager_tangent_step(F, tangent)
+    if compile is True:
+        return compiled_tangent_step(F, tangent, owner)
+    return AutoCompile(F, tangent, total_steps, owner)
