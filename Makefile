@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-full test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -12,8 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP)  # ~2 min on 2 idle cores, under 5 loaded: pretrained models, probes, a short training
 	$(BIN)/sadyn demo --out out/demo
+
+demo-full: $(STAMP)  # trains the small preset here first: about 40 minutes on one core
+	$(BIN)/sadyn demo --full-training --out out/demo-full
 
 test: $(STAMP)
 	$(BIN)/ruff check sadyn tests benchmarks
