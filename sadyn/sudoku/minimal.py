@@ -10,8 +10,8 @@ set built on them is easier than the real one (whose base puzzles have 17).
 from __future__ import annotations
 
 import numpy as np
-from tqdm import tqdm
 
+from sadyn.progress import progress as progress_bar
 from sadyn.sudoku.board import CELLS
 from sadyn.sudoku.grids import random_grids
 from sadyn.sudoku.solver import solve
@@ -37,12 +37,6 @@ def minimal_puzzles(
     """Make ``n`` random minimal puzzles. Returns (quizzes, solutions), each (n, 81) uint8."""
     solutions = random_grids(n, rng)
     orders = rng.permuted(np.tile(np.arange(CELLS), (n, 1)), axis=1)
-    bar = tqdm(
-        range(n),
-        desc="minimal puzzles",
-        unit="puzzle",
-        disable=None if progress else True,
-        leave=False,
-    )
+    bar = progress_bar(range(n), desc="minimal puzzles", unit="puzzle", enable=progress)
     quizzes = np.stack([minimize(solutions[i], orders[i]) for i in bar]) if n else solutions.copy()
     return quizzes, solutions

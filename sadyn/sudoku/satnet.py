@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
-from tqdm import tqdm
 
 from sadyn.errors import SadynError
+from sadyn.progress import progress as progress_bar
 from sadyn.sudoku.board import (
     CELL_BOX,
     CELL_COL,
@@ -177,13 +177,7 @@ def make_satnet(
     slices = split_slices(split, n)
     pieces = []
     total = sum(-(-stop // CHUNK) - start // CHUNK for _, start, stop in slices)
-    with tqdm(
-        total=total,
-        desc=f"satnet {split}",
-        unit="chunk",
-        disable=None if progress else True,
-        leave=False,
-    ) as bar:
+    with progress_bar(total=total, desc=f"satnet {split}", unit="chunk", enable=progress) as bar:
         for lane, start, stop in slices:
             for piece in iter_chunks(seed, lane, start, stop, box_rule=box_rule):
                 pieces.append(piece)

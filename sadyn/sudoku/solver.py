@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
+from sadyn.progress import progress as progress_bar
 from sadyn.sudoku.board import CELLS, PEERS, UNITS
 
 _ALL = 0x1FF
@@ -159,7 +159,7 @@ def solve_many(
     counts = np.zeros(len(quizzes), dtype=np.int64)
     nodes = np.zeros(len(quizzes), dtype=np.int64)
     solutions = np.zeros((len(quizzes), CELLS), dtype=np.uint8)
-    bar = tqdm(quizzes, desc=desc, unit="puzzle", disable=None if progress else True, leave=False)
+    bar = progress_bar(quizzes, total=len(quizzes), desc=desc, unit="puzzle", enable=progress)
     for i, quiz in enumerate(bar):
         result = solve(quiz, limit)
         counts[i], nodes[i] = result.count, result.nodes
