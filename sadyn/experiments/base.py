@@ -69,7 +69,7 @@ class Check:
             "name": self.name,
             "criterion": self.criterion,
             "status": self.status,
-            "numbers": dict(self.numbers),
+            "numbers": _nan_to_none(to_jsonable(dict(self.numbers))),
             "note": self.note,
             "required": self.required,
         }
@@ -394,6 +394,17 @@ class Recipe(ABC):
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
+
+def _nan_to_none(obj: Any) -> Any:
+    """NaN ("not computed") as None, so a saved verdict re-judges to an equal dict."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, Mapping):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
 
 
 def json_hash(obj: Any) -> str:

@@ -168,8 +168,7 @@ def finite_time_exponents(
             method="subspace",
             generator=gen,
             batched=True,
-            tol=tol,
-            max_iter=max_iter,
+            options={"tol": tol, "max_iter": max_iter},
         )
     return to_numpy(res.exponents).reshape(b, k)
 

@@ -111,7 +111,8 @@ class Fig2Eigenvalues(Recipe):
             acc_puzzles=20,
             seeds=(0, 1),
         ),
-        "small": Fig2Config(),
+        # sized for this CPU: 6 models (2 x 3 seeds), each its eigenproblems and exponents
+        "small": Fig2Config(eig_puzzles=2, le_puzzles=8),
         "paper": Fig2Config(
             train_preset="paper",
             eig_puzzles=8,

@@ -165,7 +165,7 @@ class Fig3Criticality(Recipe):
             le_iters=3,
             boot=200,
         ),
-        "small": Fig3Config(acc_puzzles=500),
+        "small": Fig3Config(acc_puzzles=300),
         "paper": Fig3Config(
             train_preset="paper",
             train_overrides={},
