@@ -180,7 +180,7 @@ class _Silent:
         self.n = 0
 
     def __iter__(self) -> Iterator[Any]:
-        yield from self.iterable or ()
+        yield from (() if self.iterable is None else self.iterable)
 
     def __enter__(self) -> _Silent:
         return self

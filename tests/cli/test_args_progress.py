@@ -140,3 +140,12 @@ def test_fallback_warning_is_one_line(monkeypatch, tmp_path, capsys):
     assert text.startswith("sadyn: warning: Royle's 17-clue list not found")
     assert text.count("\n") == 1 and "SADYN_SUDOKU17=" in text
     assert "PoolFallbackWarning" not in text and "load_or_make" not in text
+
+
+def test_progress_iterates_arrays_whatever_the_mode():
+    import numpy as np
+
+    rows = np.arange(6).reshape(3, 2)
+    for enable in (True, False):
+        got = list(progress(rows, enable=enable, file=io.StringIO()))
+        assert len(got) == 3 and all(np.array_equal(a, b) for a, b in zip(got, rows, strict=True))
