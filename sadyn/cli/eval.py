@@ -3,7 +3,7 @@
     sadyn eval RUN_DIR|CHECKPOINT_DIR|NAME [--data id,ood|FILE] [--steps 16,32,64,128,256]
                [--votes K --vote energy|energy-last|energy-sum|energy-final|confidence|
                                  verifier|stability|all (or a comma list)]
-               [--halt stable:M,valid,residual:TOL] [--anchor]
+               [--halt stable:M,valid,residual:TOL] [--anchor] [--restart-noise SIGMA]
                [--attention auto|fused|explicit] [--n N] [--seed S]
 
 Writes a results JSON (``sadyn.results`` schema) and a PNG of board accuracy against the loop
@@ -90,6 +90,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--anchor",
         action="store_true",
         help="restart 0 of every board starts from the deterministic initial state",
+    )
+    p.add_argument(
+        "--restart-noise",
+        type=float,
+        default=None,
+        help="test-time restart noise: the ItrSA init_noise sigma for this evaluation in place "
+        "of the model's own (init='cond' models; default: the model's)",
     )
     p.add_argument(
         "--attention",
@@ -195,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
             halt=halt,
             fused=fused,
             anchor=args.anchor,
+            restart_noise=args.restart_noise,
         )
         results[name]["source"] = puzzles.source
         results[name]["pool_sha256"] = pool_record(puzzles)  # None unless RRN-style
@@ -238,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
                 "deterministic": args.deterministic,
                 "halt": str(halt),
                 "anchor": args.anchor,
+                "restart_noise": args.restart_noise,
                 "attention": args.attention,
             },
             "seed": args.seed,

@@ -90,6 +90,29 @@ _ANSWER_CODE = (
 )
 
 
+@contextlib.contextmanager
+def restart_noise_context(model: nn.Module, sigma: float | None) -> Iterator[None]:
+    """Within the block, ``model`` (an ItrSA-family model with ``init="cond"``) draws restart
+    noise of scale ``sigma`` (its ``init_noise``) instead of its own; None changes nothing."""
+    if sigma is None:
+        yield
+        return
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(cfg, "init_noise") or getattr(cfg, "init", None) != "cond":
+        raise SadynError(
+            "restart noise needs a model with the init_noise option and init='cond' "
+            f"(got {type(model).__name__} with init={getattr(cfg, 'init', None)!r})"
+        )
+    if not (sigma >= 0 and math.isfinite(sigma)):
+        raise SadynError(f"restart noise must be a finite sigma >= 0, got {sigma}")
+    before = cfg.init_noise
+    cfg.init_noise = float(sigma)
+    try:
+        yield
+    finally:
+        cfg.init_noise = before
+
+
 @dataclass
 class RestartRecord:
     """Per-row results of one chunk at each loop count of the grid (R rows, G counts).
@@ -262,6 +285,7 @@ def evaluate(
     halt: HaltRule | str | None = None,
     fused: bool | None = False,
     anchor: bool = False,
+    restart_noise: float | None = None,
 ) -> dict[str, Any]:
     """Board and cell accuracy of ``model`` on ``puzzles`` at each loop count in ``steps``.
 
@@ -275,6 +299,8 @@ def evaluate(
         loop count of ``steps`` is then a budget. fused: the fused attention kernel (None: on
         CUDA when available, off on CPU, where the explicit softmax measured faster).
         anchor: restart 0 of every board starts from the deterministic state.
+        restart_noise: the ItrSA ``init_noise`` sigma used for this evaluation in place of the
+        model's own (test-time restart noise for a model trained without it; ``init="cond"``).
     Returns a JSON-able dict: ``steps``, ``n``, ``votes``, ``vote``, ``board_accuracy`` and
     ``cell_accuracy`` (lists aligned with ``steps``; of the voted answer when K > 1), with K > 1
     also ``mean_board_accuracy`` (a single restart, averaged over the K), ``oracle_board_accuracy``
@@ -323,7 +349,7 @@ def evaluate(
     model.eval()
     start = time.perf_counter()
     chunks = list(_chunks(n, votes, max(batch_size, 1)))
-    with fused_context(fused):
+    with fused_context(fused), restart_noise_context(model, restart_noise):
         for boards, v0, v1 in progress_bar(chunks, desc="eval", unit="batch", enable=progress):
             k = v1 - v0
             q = quizzes[boards].repeat_interleave(k, 0)  # (b*k, S): board-major, votes inner
@@ -399,6 +425,7 @@ def evaluate(
     result["halt"] = str(halt_rule)
     result["mean_loops"] = (loop_sum / (n * votes)).tolist()
     result["anchor"] = anchor
+    result["restart_noise"] = restart_noise
     result["batch_size"] = batch_size
     result["fused"] = fused
     givens = (~blank).sum(1)

@@ -101,3 +101,38 @@ def test_augmented_training_is_deterministic_and_differs(tmp_path):
 
     a, b, c = run("a", "full"), run("b", "full"), run("c", "none")
     assert a == b and a != c
+
+
+def test_test_time_restart_noise_on_a_model_trained_without_it():
+    from sadyn.errors import SadynError
+    from sadyn.probes.accuracy import evaluate, restart_noise_context
+    from sadyn.sudoku import PuzzleSet
+
+    torch.manual_seed(0)
+    model = build_model(SMALL).eval()
+    torch.manual_seed(1)
+    sols = torch.randint(1, 10, (6, 81))
+    quiz = torch.where(torch.rand(6, 81) < 0.5, sols, torch.zeros_like(sols))
+    puzzles = PuzzleSet(quiz.numpy().astype("uint8"), sols.numpy().astype("uint8"), "random")
+    from sadyn.probes.accuracy import run_restarts
+
+    q = quiz[:1].expand(4, 81)
+    s = sols[:1].expand(4, 81)
+
+    def confidences():
+        gen = torch.Generator().manual_seed(0)
+        return run_restarts(model, q, s, [4], rules=("confidence",), generator=gen).scores[
+            "confidence"
+        ][:, 0]
+
+    assert torch.unique(confidences()).numel() == 1  # Norm(C): every restart is the same run
+    with restart_noise_context(model, 2.0):
+        assert torch.unique(confidences()).numel() == 4  # four different trajectories
+    noisy = evaluate(model, puzzles, [4], votes=4, vote="confidence", seed=0, restart_noise=2.0)
+    assert noisy["restart_noise"] == 2.0
+    assert model.cfg.init_noise == 0.0  # restored
+    with restart_noise_context(model, 0.3):
+        assert model.cfg.init_noise == 0.3
+    akorn = build_model({**SMALL, "init": "akorn"})
+    with pytest.raises(SadynError, match="init='cond'"):
+        evaluate(akorn, puzzles, [2], votes=2, vote="confidence", restart_noise=0.5)
