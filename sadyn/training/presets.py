@@ -96,13 +96,16 @@ PRESETS["small-akorn"] = {
 }
 
 
-# issue 11: the small recipe with a fresh random Sudoku symmetry per training puzzle per epoch
-# and restart noise on the Norm(C) start (sigma ~ U(0, 1) per board in training, so the
-# deterministic start, sigma = 0, stays in the training distribution); see docs/probes.md
+# issue 11: the small recipe with a fresh random Sudoku symmetry per training puzzle per epoch,
+# restart noise on the Norm(C) start (sigma ~ U(0, 1) per board in training, so the
+# deterministic start, sigma = 0, stays in the training distribution) and a random loop count
+# T in [8, 32] per batch (with T = 16 fixed, the noise cost the test-time scaling past T = 16
+# early in training); see docs/probes.md
 PRESETS["small-vote"] = {
     **PRESETS["small"],
     "model": {**PRESETS["small"]["model"], "init_noise": 1.0, "init_noise_dist": "uniform"},
     "augment": "full",
+    "train_steps_random": (8, 32),
 }
 
 
