@@ -1,96 +1,92 @@
-"""Pack a ``sadyn paper`` output folder into at most ``--files`` gzip tar archives of at most
-``--max-mib`` each, for a transfer that limits both (the lent-GPU tool returns 8 files of
-16 MiB). Every file is kept except superseded checkpoints: of each run's ``checkpoints/`` only
-the folders its ``latest`` and ``best`` pointers name are kept.
+"""Pack a ``sadyn paper`` output folder for a transfer that limits the number and the size of
+files (the lent-GPU tool returns 8 files of 16 MiB): one gzip tar, cut into pieces of at most
+``--max-mib`` (``cat DEST/paper.tgz.* | tar xz`` joins them).
 
-    python scripts/pack_runs.py SRC DEST [--files 7] [--max-mib 15]
+    python scripts/pack_runs.py SRC DEST [--files 6] [--max-mib 15]
 
-Files are grouped by run folder (a run is never split across archives); a run too large for
-one archive keeps its EMA weights and drops the training state (noted in ``DEST/dropped.txt``).
+Kept: every file but the checkpoints no ``latest``/``best`` pointer names. When the archive
+would need more than ``--files`` pieces, the training state (``state.safetensors``: optimizer
+moments, generators) is dropped, largest runs first, then the ``best`` checkpoints that are not
+the latest; what was dropped is listed in ``DEST/dropped.txt``.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import tarfile
 from pathlib import Path
 
 
-def kept_files(src: Path) -> list[Path]:
-    """Every file under ``src`` but the checkpoints no pointer names."""
-    keep_ckpt: set[Path] = set()
+def pointed_checkpoints(src: Path, names: tuple[str, ...]) -> set[Path]:
+    """Checkpoint folders named by the ``names`` pointer files under ``src``."""
+    keep = set()
     for pointer in src.rglob("*.json"):
-        if pointer.name in ("latest.json", "best.json"):
+        if pointer.name in names:
             try:
-                target = json.loads(pointer.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+                rel = json.loads(pointer.read_text(encoding="utf-8"))["checkpoint"]
+            except (OSError, ValueError, KeyError, TypeError):
                 continue
-            name = target.get("checkpoint") or target.get("path") or target.get("name")
-            if isinstance(name, str):
-                keep_ckpt.add((pointer.parent / name).resolve())
-                keep_ckpt.add((pointer.parent / "checkpoints" / Path(name).name).resolve())
+            keep.add((pointer.parent / rel).resolve())
+    return keep
+
+
+def select(src: Path, keep: set[Path], drop_state: bool) -> list[Path]:
     files = []
     for path in sorted(p for p in src.rglob("*") if p.is_file()):
         parts = path.relative_to(src).parts
         if "checkpoints" in parts:
             i = parts.index("checkpoints")
-            ckpt = src.joinpath(*parts[: i + 2]).resolve()
-            if keep_ckpt and ckpt not in keep_ckpt:
+            if src.joinpath(*parts[: i + 2]).resolve() not in keep:
+                continue
+            if drop_state and path.name == "state.safetensors":
                 continue
         files.append(path)
     return files
 
 
-def group_key(src: Path, path: Path) -> str:
-    """The run folder a file belongs to (``jobs/NAME``, ``runs/NAME``) or its top folder."""
-    parts = path.relative_to(src).parts
-    if len(parts) > 2 and parts[0] in ("jobs", "runs"):
-        return "/".join(parts[:2])
-    return parts[0] if len(parts) > 1 else "."
+def archive(src: Path, files: list[Path]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for p in files:
+            tar.add(p, arcname=str(p.relative_to(src.parent)))
+    return buf.getvalue()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("src", type=Path)
     ap.add_argument("dest", type=Path)
-    ap.add_argument("--files", type=int, default=7)
-    ap.add_argument("--max-mib", type=float, default=15.0)
+    ap.add_argument("--files", type=int, default=6, help="most pieces")
+    ap.add_argument("--max-mib", type=float, default=15.0, help="largest piece, MiB")
     args = ap.parse_args()
-    limit = args.max_mib * 2**20
-    groups: dict[str, list[Path]] = {}
-    for path in kept_files(args.src):
-        groups.setdefault(group_key(args.src, path), []).append(path)
-    dropped = []
-    for key, paths in groups.items():
-        if sum(p.stat().st_size for p in paths) > limit:  # keep the weights, not the state
-            slim = [p for p in paths if p.name != "state.safetensors"]
-            dropped += [str(p.relative_to(args.src)) for p in paths if p not in slim]
-            groups[key] = slim
-    # first-fit decreasing into at most --files bins (sizes before compression: a bound)
-    bins: list[list[Path]] = []
-    sizes: list[int] = []
-    for key in sorted(groups, key=lambda k: -sum(p.stat().st_size for p in groups[k])):
-        size = sum(p.stat().st_size for p in groups[key])
-        for i in range(len(bins)):
-            if sizes[i] + size <= limit:
-                bins[i] += groups[key]
-                sizes[i] += size
-                break
-        else:
-            if len(bins) < args.files:
-                bins.append(list(groups[key]))
-                sizes.append(size)
-            else:
-                dropped += [str(p.relative_to(args.src)) for p in groups[key]]
+    piece = int(args.max_mib * 2**20)
+    everything = [p for p in args.src.rglob("*") if p.is_file()]
+    attempts = (
+        (("latest.json", "best.json"), False),
+        (("latest.json", "best.json"), True),
+        (("latest.json",), True),
+    )
+    for names, drop_state in attempts:
+        kept = select(args.src, pointed_checkpoints(args.src, names), drop_state)
+        data = archive(args.src, kept)
+        if len(data) <= args.files * piece:
+            break
     args.dest.mkdir(parents=True, exist_ok=True)
-    for i, paths in enumerate(bins):
-        with tarfile.open(args.dest / f"part{i}.tar.gz", "w:gz") as tar:
-            for p in paths:
-                tar.add(p, arcname=str(p.relative_to(args.src.parent)))
+    pieces = [data[i : i + piece] for i in range(0, len(data), piece)][: args.files]
+    for i, chunk in enumerate(pieces):
+        (args.dest / f"paper.tgz.{i:02d}").write_bytes(chunk)
+    dropped = sorted(str(p.relative_to(args.src)) for p in set(everything) - set(kept))
+    complete = len(data) <= args.files * piece
+    if not complete:
+        dropped.append("(the archive is cut: it needed more pieces than --files)")
     (args.dest / "dropped.txt").write_text("\n".join(dropped) + "\n", encoding="utf-8")
-    print(f"packed {sum(map(len, bins))} files into {len(bins)} archive(s); dropped {len(dropped)}")
-    return 0
+    print(
+        f"packed {len(kept)} files, {len(data) / 2**20:.1f} MiB, into {len(pieces)} piece(s); "
+        f"left out {len(everything) - len(kept)} file(s)"
+    )
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":

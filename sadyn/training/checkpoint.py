@@ -135,8 +135,12 @@ def resolve_checkpoint(path: str | Path, which: str = "latest") -> Path:
     return target
 
 
-def read_checkpoint(path: str | Path, which: str = "latest") -> Checkpoint:
-    """Read and verify every file of a checkpoint (format tag, checksums, safetensors)."""
+def read_checkpoint(
+    path: str | Path, which: str = "latest", files: tuple[str, ...] = TENSOR_FILES
+) -> Checkpoint:
+    """Read and verify ``files`` of a checkpoint (format tag, checksums, safetensors); the
+    tensors of files not asked for are left empty (evaluation needs no training state, and
+    weights shipped without it still load)."""
     ckpt = resolve_checkpoint(path, which)
     meta_path = ckpt / "meta.json"
     try:
@@ -150,6 +154,9 @@ def read_checkpoint(path: str | Path, which: str = "latest") -> Checkpoint:
             raise CheckpointError(f"{meta_path}: missing field {key!r}")
     tensors = []
     for name in TENSOR_FILES:
+        if name not in files:
+            tensors.append({})
+            continue
         file = ckpt / name
         if not file.is_file():
             raise CheckpointError(f"{file}: missing")
@@ -220,7 +227,11 @@ def load_checkpoint(
     ``train_meta`` holds the step, the training config and the scalars saved with it. Never
     unpickles; a corrupt, truncated or foreign checkpoint raises :class:`CheckpointError`.
     """
-    ckpt = read_checkpoint(path, which)
+    if weights not in ("ema", "raw"):
+        raise CheckpointError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    ckpt = read_checkpoint(
+        path, which, files=(f"{'ema' if weights == 'ema' else 'model'}.safetensors",)
+    )
     model = build_from_checkpoint(ckpt, weights, device)
     meta = {k: v for k, v in ckpt.meta.items() if k != "sha256"}
     meta["path"] = str(ckpt.path)

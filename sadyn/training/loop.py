@@ -211,6 +211,7 @@ class _Trainer:
         self.started = time.monotonic()
         self.best: dict[str, Any] | None = None
         self.last_ckpt: Path | None = None
+        self.reseeded_noise = False
         if self.resume:
             self._restore()
 
@@ -295,7 +296,15 @@ class _Trainer:
             c.path / "state.safetensors",
         )
         torch.set_rng_state(c.state["rng/torch"])
-        self.gen_noise.set_state(c.state["rng/noise"])
+        noise_state = c.state["rng/noise"]
+        if noise_state.numel() == self.gen_noise.get_state().numel():
+            self.gen_noise.set_state(noise_state)
+        else:
+            # saved on another device type (CUDA's Philox state vs the CPU's Mersenne twister):
+            # that stream cannot continue here; a fresh one, a function of (seed, step), keeps
+            # the resumed run deterministic (and says so in the log)
+            self.gen_noise.manual_seed(derive_seed(self.cfg.seed, 1, int(c.meta["step"])))
+            self.reseeded_noise = True
         self.gen_cpu.set_state(c.state["rng/cpu"])
         if "rng/cuda" in c.state and self.device.type == "cuda":
             torch.cuda.set_rng_state(c.state["rng/cuda"], self.device)
@@ -492,6 +501,9 @@ class _Trainer:
         )
         if self.resume:
             self.logger.log("event", self.step, {"event": "resumed"})
+        if self.reseeded_noise:
+            message = "the initial-state noise stream was saved on another device type; reseeded"
+            self.logger.log("event", self.step, {"event": "noise_reseeded", "message": message})
         bar = progress_bar(  # a bar on a terminal, periodic lines with rate and ETA otherwise
             total=self.total_steps,
             initial=self.step,

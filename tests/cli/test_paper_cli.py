@@ -3,15 +3,19 @@ CPU, so the command cannot rot between the rare sessions that have a GPU."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 
 from sadyn.cli.paper import read_jobs
 from sadyn.errors import SadynError
+from sadyn.training.checkpoint import POINTERS
 
 
 def test_dry_run_trains_evaluates_probes_and_reports(tmp_path):
@@ -29,7 +33,8 @@ def test_dry_run_trains_evaluates_probes_and_reports(tmp_path):
     assert runs["itrsa"]["status"] == "completed" and runs["itrsa"]["step"] == 10
     assert runs["extra"]["status"] == "completed" and not runs["extra"]["main"]
     evals = record["stages"]["eval"]
-    for name in ("itrsa-K1", "itrsa-K2"):
+    assert set(evals) == {"itrsa-ema-K1", "itrsa-ema-K2"}  # completed: no raw-weight runs
+    for name in ("itrsa-ema-K1", "itrsa-ema-K2"):
         assert evals[name]["ok"], evals[name]
         acc = evals[name]["board_accuracy"]
         assert set(acc) == {"id", "ood"} and set(acc["id"]) == {"8", "16"}  # JSON keys
@@ -40,8 +45,30 @@ def test_dry_run_trains_evaluates_probes_and_reports(tmp_path):
         assert (out / "analysis" / f"itrsa-{part}" / "results.json").exists()
     assert record["stages"]["report"]["ok"]
     html = (out / "report.html").read_text()
-    assert "itrsa-K2" in html or "eval" in html
+    assert "itrsa-ema-K2" in html or "eval" in html
     assert record["environment"]["device"] == "cpu" and record["dry_run"] is True
+    assert record["analysis_weights"] == "ema"
+    # the packer for the trip back: pieces that join to the same tree, superseded checkpoints out
+    pack = tmp_path / "pack"
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, str(root / "scripts" / "pack_runs.py"), str(out), str(pack),
+         "--max-mib", "0.2"], check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    pieces = sorted(pack.glob("paper.tgz.*"))
+    assert len(pieces) >= 2 and all(p.stat().st_size <= 0.2 * 2**20 for p in pieces)
+    data = b"".join(p.read_bytes() for p in pieces)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        names = set(tar.getnames())
+    assert "paper/paper.json" in names
+    kept = {n.split("/")[4] for n in names if n.startswith("paper/runs/itrsa/checkpoints/")}
+    run = out / "runs" / "itrsa"
+    named = {
+        json.loads((run / f).read_text())["checkpoint"].split("/")[-1] for f in POINTERS.values()
+    }
+    on_disk = {p.name for p in (run / "checkpoints").iterdir()}
+    assert kept == named and "step-0000010" in kept  # the latest, and the best if it differs
+    assert on_disk >= kept
 
 
 def test_job_files_are_checked(tmp_path):

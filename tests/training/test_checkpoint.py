@@ -46,7 +46,22 @@ def test_truncated_tensor_file(ckpt_copy):
     f = ckpt_copy / "model.safetensors"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     with pytest.raises(CheckpointError, match=r"model\.safetensors.*corrupt or truncated"):
-        load_checkpoint(ckpt_copy)
+        load_checkpoint(ckpt_copy, weights="raw")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*corrupt or truncated"):
+        read_checkpoint(ckpt_copy)  # resuming reads every file
+
+
+def test_weights_load_without_the_training_state(ckpt_copy):
+    """Evaluation reads only the weights it needs: a checkpoint shipped without its optimizer
+    state (or with a damaged one) still loads for evaluation, and resuming still refuses it."""
+    full, _, _ = load_checkpoint(ckpt_copy)
+    (ckpt_copy / "state.safetensors").unlink()
+    (ckpt_copy / "model.safetensors").write_bytes(b"junk")
+    ema, _, _ = load_checkpoint(ckpt_copy)
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, ema.state_dict()[k])
+    with pytest.raises(CheckpointError, match=r"state\.safetensors: missing"):
+        read_checkpoint(ckpt_copy, files=("state.safetensors",))
 
 
 def test_flipped_byte(ckpt_copy):

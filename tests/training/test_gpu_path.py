@@ -81,3 +81,42 @@ def test_deferred_check_finds_the_step_and_keeps_checkpoints_finite(
 def test_compiled_step_follows_the_eager_loss_curve(make_config, tmp_path, fp32_losses):
     compiled = _run(make_config, tmp_path / "run", compile=True)
     assert compiled == pytest.approx(fp32_losses, rel=1e-4)
+
+
+def test_resume_on_another_device_type_reseeds_the_noise_stream(make_config, tmp_path):
+    """A run checkpointed on a GPU resumes on the CPU: the saved noise-generator state (CUDA's
+    16-byte Philox state, here written by hand) cannot continue there, so the stream is
+    reseeded from (seed, step) and the log says so; everything else resumes."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "run"
+    cfg = make_config(eval_every=0, ckpt_every=5)
+    with pytest.raises(DivergenceError):  # stop the first process after its step-5 checkpoint
+        original = Objective.forward
+        calls = {"n": 0}
+
+        def stop_at_6(self, *args, **kwargs):
+            calls["n"] += 1
+            loss, parts = original(self, *args, **kwargs)
+            return (loss * math.nan if calls["n"] == 6 else loss), parts
+
+        Objective.forward = stop_at_6
+        try:
+            train(cfg, out, progress=False)
+        finally:
+            Objective.forward = original
+    ckpt = read_checkpoint(out).path
+    state = load_file(str(ckpt / "state.safetensors"))
+    state["rng/noise"] = torch.arange(16, dtype=torch.uint8)  # a CUDA generator's state size
+    save_file(state, str(ckpt / "state.safetensors"))
+    meta = json.loads((ckpt / "meta.json").read_text())
+    digest = hashlib.sha256((ckpt / "state.safetensors").read_bytes()).hexdigest()
+    meta["sha256"]["state.safetensors"] = digest
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    (out / "summary.json").unlink()
+    summary = train(cfg, out, resume=True, progress=False)
+    assert summary.status == "completed" and summary.step == 10
+    events = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert any(e.get("event") == "noise_reseeded" for e in events)
