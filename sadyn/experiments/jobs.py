@@ -103,18 +103,19 @@ class ImportResult:
 def import_runs(
     source: str | Path, cache: CheckpointCache, *, verify_checkpoint: bool = True
 ) -> list[ImportResult]:
-    """Install every finished run folder under ``source`` (a folder holding run folders, or
-    one run folder) as a cache entry. A folder is skipped, with the reason, when its
-    ``config.json`` is missing or invalid, its name's hash does not match its config, it did
-    not complete, or its latest checkpoint does not load. Nothing is unpickled."""
+    """Install every finished run folder under ``source`` (one run folder, or a folder holding
+    run folders at any depth: a folder with a ``config.json``) as a cache entry. A folder is
+    skipped, with the reason, when its ``config.json`` is invalid, its name's hash does not
+    match its config, it did not complete, or its latest checkpoint does not load. Nothing is
+    unpickled."""
     root = Path(source)
     if not root.is_dir():
         raise JobError(f"--import-runs {root}: not a folder")
-    folders = (
-        [root]
-        if (root / "config.json").is_file()
-        else sorted(p for p in root.iterdir() if p.is_dir())
-    )
+    if (root / "config.json").is_file():
+        folders = [root]
+    else:  # run folders at any depth (e.g. DIR/runs/<name>), none inside another
+        found = sorted(p.parent for p in root.rglob("config.json"))
+        folders = [f for f in found if not any(o != f and o in f.parents for o in found)]
     return [_import_one(folder, cache, verify_checkpoint) for folder in folders]
 
 
