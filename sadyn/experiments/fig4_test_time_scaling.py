@@ -154,9 +154,9 @@ class Fig4TestTimeScaling(Recipe):
             id_puzzles=20,
             ood_puzzles=20,
         ),
-        # 128 boards per set and seed up to T=256 (the CPU cost is T_max x boards x models;
+        # 100 boards per set and seed up to T=256 (the CPU cost is T_max x boards x models;
         # the seeds, not the boards, are the unit of replication)
-        "small": Fig4Config(id_puzzles=128, ood_puzzles=128),
+        "small": Fig4Config(id_puzzles=100, ood_puzzles=100),
         "paper": Fig4Config(
             train_preset="paper",
             train_overrides={},
