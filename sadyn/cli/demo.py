@@ -100,6 +100,7 @@ class Demo:
         steps: str,
         votes: int = 1,
         vote: str | None = None,
+        title: str = "",
     ) -> dict[str, Any]:
         folder = self.out / f"eval-{label}"
         argv = [
@@ -128,7 +129,7 @@ class Demo:
         return self._retitle(
             folder / "results.json",
             f"demo-eval-{label}",
-            f"Demo: {label}, board accuracy against the loop count T",
+            f"Demo: {title or label}: board accuracy against the loop count T",
         )
 
     def _retitle(self, path: Path, name: str, title: str) -> dict[str, Any]:
@@ -356,7 +357,9 @@ def run(args: argparse.Namespace) -> int:
         done(t0)
 
     t0 = header(f"test-time scaling: {main_label}, {n} ID + {n} OOD boards, T=16,32,64,128")
-    rec = demo.evaluate(main_model, "itrsa", data="id,ood", n=n, steps="16,32,64,128")
+    rec = demo.evaluate(
+        main_model, "itrsa", data="id,ood", n=n, steps="16,32,64,128", title=main_label
+    )
     scaling_line = f"{main_label}: board accuracy {_accuracy_line(rec)}"
     done(t0)
 
@@ -375,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
             steps="16,64",
             votes=args.votes,
             vote="confidence",
+            title=f"small-akorn (pretrained), confidence vote over K={args.votes} restarts",
         )
         res = rec["data"]["ood"]
         single = res.get("mean_board_accuracy")

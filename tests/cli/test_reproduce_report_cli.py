@@ -112,17 +112,6 @@ def test_parse_settings():
         parse_settings(["x"], ["a"])
 
 
-@pytest.mark.slow
-def test_demo_fast_ends_in_a_report(tmp_path, capsys):
-    """`sadyn demo --fast`: data, a minute of training, every probe, the report (minutes)."""
-    out = tmp_path / "demo"
-    assert main(["demo", "--fast", "--minutes", "0.3", "--out", str(out), "--quiet"]) == 0
-    assert f"report: {(out / 'report.html').resolve()}" in capsys.readouterr().out
-    text = (out / "report.html").read_text()
-    assert "Demo: training a small ItrSA" in text and text.count("data:image/png;base64") >= 5
-    assert read_results(out / "analysis" / "results.json")["probes"]["lyapunov"]
-
-
 def test_resume_skips_identical_runs_and_reruns_changed_ones(tmp_path, capsys):
     base = ["reproduce", "claim1-energy", "--out", str(tmp_path), "--quiet", "--no-report"]
     assert main([*base, "--set", "states=5"]) == 0

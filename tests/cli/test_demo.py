@@ -1,0 +1,54 @@
+"""``sadyn demo`` at tiny sizes: with pretrained models (tiny runs exported under the shipped
+names) and without them (the plain fallback)."""
+
+import pytest
+import torch
+
+from sadyn.cli import main
+from sadyn.results import read_results
+
+FAST = ["--fast", "--n", "6", "--probe-n", "2", "--votes", "2", "--train-seconds", "3"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from sadyn.pretrained.export import export
+
+    root = tmp_path_factory.mktemp("demo_weights")
+    torch.set_num_threads(1)
+    for name, kind in (("small-itrsa", "itrsa"), ("small-akorn", "akorn")):
+        run = root / kind
+        argv = ["train", "--preset", "tiny", "--model", kind, "--out", str(run), "-q"]
+        assert main([*argv, "--tensorboard", "false"]) == 0
+        export(run, name, out=root / "weights", trained_on="cpu (test)")
+    return root / "weights"
+
+
+@pytest.mark.slow
+def test_demo_with_pretrained_models(weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SADYN_PRETRAINED_DIR", str(weights))
+    out = tmp_path / "demo"
+    assert main(["demo", *FAST, "--out", str(out), "--threads", "1", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "pretrained: small-itrsa (tiny preset, seed 0" in text
+    assert "pretrained: small-akorn" in text and "K=2 confidence vote" in text
+    assert "trained now: the tiny preset" in text and "NOTE" not in text
+    assert f"report: {(out / 'report.html').resolve()}" in text
+    page = (out / "report.html").read_text()
+    assert "Demo: small-itrsa (pretrained): board accuracy against the loop count T" in page
+    assert "Demo: small-akorn (pretrained), confidence vote over K=2 restarts" in page
+    assert "Demo: training the tiny preset now" in page
+    assert page.count("data:image/png;base64") >= 5
+    assert read_results(out / "analysis" / "results.json")["probes"]["lyapunov"]
+    assert read_results(out / "eval-akorn-voting" / "results.json")["config"]["votes"] == 2
+
+
+@pytest.mark.slow
+def test_demo_without_pretrained_models_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SADYN_PRETRAINED_DIR", str(tmp_path / "none"))
+    out = tmp_path / "demo"
+    assert main(["demo", *FAST, "--out", str(out), "--threads", "1", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "NOTE: the pretrained weights" in text and "falling back" in text
+    assert "small-akorn is not installed" in text
+    assert "tiny (trained now, fallback)" in text and (out / "report.html").is_file()
