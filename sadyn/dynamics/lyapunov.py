@@ -323,8 +323,8 @@ def lyapunov_spectrum(
         q0: explicit initial tangents ``(n, k)`` / ``(B, n, k)`` (orthonormalised).
         tangent: "jvp" (matrix-free: one batched forward-mode pass per step), "vjp2" (the same
             product as a vmapped VJP-of-VJP), "dense" (``J`` materialised by reverse mode each
-            step: O(n^2), a reference), or "auto": dense for ``n <= 24``, or ``n <= 64`` with
-            ``k >= n/4`` (measured crossover, BENCHMARKS.md), else jvp.
+            step: O(n^2), a reference), or "auto": dense for ``n <= 64``, or ``n <= 96`` with
+            ``k >= n/2`` (measured crossover, BENCHMARKS.md), else jvp.
         zero_tol: ``|R_ii| <= zero_tol * max_j ||(JQ)_j||`` counts as an exact zero (-inf);
             default ``16 sqrt(n) eps(dtype)``; 0 keeps every finite stretch. Returned in
             ``result.zero_tol``.

@@ -39,24 +39,24 @@ TangentMode = Literal["auto", "jvp", "vjp2", "dense"]
 CompileMode = bool | Literal["auto"]
 
 #: "auto" propagates tangents with the dense Jacobian up to this state dimension when
-#: ``k >= n / 4`` (measured crossover, BENCHMARKS.md "dynamics": dense wins below ~64 for the
-#: full spectrum, below ~24 for a few tangents).
-SMALL_DENSE = 64
+#: ``k >= n / 2`` (measured crossover, BENCHMARKS.md "dynamics": on attention maps dense is
+#: faster up to n ~ 96 for the full spectrum and up to n ~ 64 for 4 tangents).
+SMALL_DENSE = 96
 #: "auto" always takes the dense Jacobian up to this ``n``, whatever ``k``.
-TINY_DENSE = 24
+TINY_DENSE = 64
 #: With ``compile="auto"``, compile when the projected eager time of the run exceeds this.
 COMPILE_AUTO_SECONDS = 120.0
 
 
 def pick_tangent(tangent: str, n: int, k: int) -> str:
     """Resolve ``tangent="auto"``: dense for ``n <= TINY_DENSE``, or for ``n <= SMALL_DENSE``
-    when ``k >= n / 4`` (a dense step costs ~n reverse passes batched in one, a JVP step ~k
-    forward passes; for tiny maps both are overhead-bound); forward mode otherwise."""
+    when ``k >= n / 2`` (a dense step costs ~n reverse passes batched in one, a JVP step ~k
+    forward passes; for small maps both are overhead-bound); forward mode otherwise."""
     if tangent not in ("auto", "jvp", "vjp2", "dense"):
         raise ValueError(f"tangent must be 'auto', 'jvp', 'vjp2' or 'dense', got {tangent!r}")
     if tangent != "auto":
         return tangent
-    if n <= TINY_DENSE or (n <= SMALL_DENSE and 4 * k >= n):
+    if n <= TINY_DENSE or (n <= SMALL_DENSE and 2 * k >= n):
         return "dense"
     return "jvp"
 

@@ -273,8 +273,9 @@ def test_auto_tangent_takes_the_dense_jacobian_for_small_maps():
     """Old: JVP at n = 40 (7.4x slower than dense there). The crossover is measured in
     benchmarks/bench_dynamics_tangent.py (BENCHMARKS.md)."""
     assert pick_tangent("auto", 40, 40) == "dense"
-    assert pick_tangent("auto", 16, 1) == "dense"
-    assert pick_tangent("auto", 40, 4) == "jvp"
+    assert pick_tangent("auto", 40, 4) == "dense"
+    assert pick_tangent("auto", 96, 48) == "dense"
+    assert pick_tangent("auto", 96, 4) == "jvp"
     assert pick_tangent("auto", 200, 200) == "jvp"
     m = systems.random_tanh_rnn(40, 2.0, seed=0)
     assert lyapunov_spectrum(m.f, m.x0, 3, progress=False).method == "qr-dense"
