@@ -18,12 +18,13 @@ import fcntl
 import hashlib
 import inspect
 import json
+import os
 import sys
 import time
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -166,6 +167,29 @@ class RunContext:
     device: str = "cpu"
     allow_training: bool = True
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    code: str = ""  # hash of the measuring code (set by Recipe.run), part of every memo key
+
+    def memo(self, what: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
+        """The JSON-able result of ``compute()`` for the measurement described by ``what``
+        (the model's cache name, the sizes and seeds used), stored beside the checkpoint
+        cache (``<cache>/.measure/``) under a hash of ``what`` and of the recipe's code, so a
+        rerun with more models (``--resume`` after an import) measures only the new ones.
+        Without a cache it just computes."""
+        if self.cache is None:
+            return compute()
+        key = json_hash({**dict(what), "__code__": self.code})
+        path = self.cache.root / ".measure" / f"{key}.json"
+        if path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                pass
+        value = to_jsonable(compute())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(value), encoding="utf-8")
+        os.replace(tmp, path)
+        return value
 
     def train(self, label: str, config: Any) -> CacheEntry:
         """Train ``config`` (a TrainConfig) through the cache, or reuse a cached run; record
@@ -301,6 +325,7 @@ class Recipe(ABC):
             verbose=verbose,
             device=device,
             allow_training=train,
+            code=_measure_code_hash(type(self)),
         )
         ctx.log(f"start ({preset} preset)")
         # pre-registration: the criterion is logged (hashed) before anything is measured
@@ -420,6 +445,20 @@ def _code_hash(cls: type) -> str:
     except (OSError, TypeError):
         return ""
     return hashlib.sha256(" ".join(src.split()).encode("utf-8")).hexdigest()[:16]
+
+
+def _measure_code_hash(cls: type) -> str:
+    """Hash of the source of the recipe's module and of ``sadyn.experiments.common`` (what a
+    measurement memo depends on besides its inputs)."""
+    import sadyn.experiments.common as common
+
+    parts = []
+    for mod in (sys.modules.get(cls.__module__), common):
+        try:
+            parts.append(inspect.getsource(mod))  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            parts.append(repr(mod))
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 def _now() -> str:

@@ -201,48 +201,62 @@ class Fig2Eigenvalues(Recipe):
             if not tr.usable:
                 out[label] = row
                 continue
-            model = tr.model
-            acc = evaluate(
-                model, eig_set.subset(np.arange(cfg.acc_puzzles)), [cfg.loop], seed=cfg.seed
-            )
-            row.update(
-                board_accuracy=acc["board_accuracy"][0],
-                cell_accuracy=acc["cell_accuracy"][0],
-                eta=float(model.eta.detach()),
-            )
-            quizzes = torch.as_tensor(eig_set.quizzes[: cfg.le_puzzles], dtype=torch.long)
-            try:
-                run = rollout(model, quizzes, cfg.loop, seed=cfg.seed)
-            except DivergenceError as exc:
-                row["rollout_error"] = str(exc)
+
+            def measure_one(model: Any = tr.model) -> dict[str, Any]:
+                m: dict[str, Any] = {}
+                acc = evaluate(
+                    model, eig_set.subset(np.arange(cfg.acc_puzzles)), [cfg.loop], seed=cfg.seed
+                )
+                m.update(
+                    board_accuracy=acc["board_accuracy"][0],
+                    cell_accuracy=acc["cell_accuracy"][0],
+                    eta=float(model.eta.detach()),
+                )
+                quizzes = torch.as_tensor(eig_set.quizzes[: cfg.le_puzzles], dtype=torch.long)
+                try:
+                    run = rollout(model, quizzes, cfg.loop, seed=cfg.seed)
+                except DivergenceError as exc:
+                    m["rollout_error"] = str(exc)
+                    return m
+                eigs, norms = step_spectrum(model, run, cfg)
+                exps = finite_time_exponents(
+                    model,
+                    quizzes,
+                    horizon=cfg.loop,
+                    k=cfg.le_k,
+                    seed=cfg.seed,
+                    tol=cfg.le_tol,
+                    max_iter=cfg.le_iters,
+                )
+                m.update(
+                    spectral_radius=np.abs(eigs).max(axis=1).tolist(),
+                    spectral_norm=norms.tolist(),
+                    max_abs_imag=float(np.abs(eigs.imag).max()),
+                    max_ftle=exps[:, 0].tolist(),
+                    mean_ftle=exps.mean(axis=1).tolist(),
+                    eig_re=eigs.real.ravel().tolist(),
+                    eig_im=eigs.imag.ravel().tolist(),
+                )
+                return m
+
+            what = {
+                "recipe": self.name,
+                "model": tr.entry.path.name,
+                "acc": cfg.acc_puzzles,
+                "eig": [cfg.eig_puzzles, cfg.eig_k, cfg.eig_tol, cfg.norm_tol, cfg.norm_iters],
+                "le": [cfg.le_puzzles, cfg.le_k, cfg.le_tol, cfg.le_iters],
+                "loop": cfg.loop,
+                "seed": cfg.seed,
+            }
+            measured = ctx.memo(what, measure_one)
+            eig_re, eig_im = measured.pop("eig_re", None), measured.pop("eig_im", None)
+            row.update(measured)
+            if "rollout_error" in row:
                 out[label] = row
                 continue
-            eigs, norms = step_spectrum(model, run, cfg)
-            exps = finite_time_exponents(
-                model,
-                quizzes,
-                horizon=cfg.loop,
-                k=cfg.le_k,
-                seed=cfg.seed,
-                tol=cfg.le_tol,
-                max_iter=cfg.le_iters,
-            )
-            row.update(
-                spectral_radius=np.abs(eigs).max(axis=1).tolist(),
-                spectral_norm=norms.tolist(),
-                max_abs_imag=float(np.abs(eigs.imag).max()),
-                max_ftle=exps[:, 0].tolist(),
-                mean_ftle=exps.mean(axis=1).tolist(),
-            )
             if first:
-                eig_series.append(
-                    {
-                        "label": f"{label} (T={cfg.loop})",
-                        "re": eigs.real.ravel().tolist(),
-                        "im": eigs.imag.ravel().tolist(),
-                    }
-                )
-            le_series.append({"label": label, "values": exps[:, 0].tolist()})
+                eig_series.append({"label": f"{label} (T={cfg.loop})", "re": eig_re, "im": eig_im})
+            le_series.append({"label": label, "values": row["max_ftle"]})
             out[label] = row
         figures: dict[str, Any] = {}
         if eig_series:

@@ -226,16 +226,27 @@ class Fig3Criticality(Recipe):
                 }
                 if tr.usable:
                     row["eta"] = float(tr.model.eta.detach())
+                    what = {
+                        "recipe": self.name,
+                        "model": tr.entry.path.name,
+                        "acc": cfg.acc_puzzles,
+                        "le": [cfg.le_puzzles, cfg.le_k, cfg.le_tol, cfg.le_iters],
+                        "loop": cfg.loop,
+                        "seed": cfg.seed,
+                    }
                     row.update(
-                        accuracy_and_exponents(
-                            tr.model,
-                            acc_set,
-                            le_quizzes,
-                            loop=cfg.loop,
-                            le_k=cfg.le_k,
-                            seed=cfg.seed,
-                            le_tol=cfg.le_tol,
-                            le_iters=cfg.le_iters,
+                        ctx.memo(
+                            what,
+                            lambda model=tr.model: accuracy_and_exponents(
+                                model,
+                                acc_set,
+                                le_quizzes,
+                                loop=cfg.loop,
+                                le_k=cfg.le_k,
+                                seed=cfg.seed,
+                                le_tol=cfg.le_tol,
+                                le_iters=cfg.le_iters,
+                            ),
                         )
                     )
                 runs[key] = row

@@ -229,18 +229,31 @@ class Fig4TestTimeScaling(Recipe):
                     "final_loss": tr.entry.summary.get("final_loss"),
                 }
                 if tr.usable:
-                    for name, puzzles in sets.items():
-                        try:
-                            res = evaluate(tr.model, puzzles, cfg.eval_steps, seed=cfg.seed)
-                        except DivergenceError as exc:
-                            row[f"{name}_error"] = str(exc)
-                            continue
-                        row[name] = {
-                            "steps": res["steps"],
-                            "board": res["board_accuracy"],
-                            "cell": res["cell_accuracy"],
-                            "n": res["n"],
-                        }
+
+                    def measure_one(model: Any = tr.model) -> dict:
+                        out: dict[str, Any] = {}
+                        for name, puzzles in sets.items():
+                            try:
+                                res = evaluate(model, puzzles, cfg.eval_steps, seed=cfg.seed)
+                            except DivergenceError as exc:
+                                out[f"{name}_error"] = str(exc)
+                                continue
+                            out[name] = {
+                                "steps": res["steps"],
+                                "board": res["board_accuracy"],
+                                "cell": res["cell_accuracy"],
+                                "n": res["n"],
+                            }
+                        return out
+
+                    what = {
+                        "recipe": self.name,
+                        "model": tr.entry.path.name,
+                        "sets": ["id", cfg.id_puzzles, "ood", cfg.ood_puzzles],
+                        "steps": list(cfg.eval_steps),
+                        "seed": cfg.seed,
+                    }
+                    row.update(ctx.memo(what, measure_one))
                 runs[key] = row
                 ctx.log(f"{key}: OOD {row.get('ood', {}).get('board')}")
         curves = {label: _curve_stats(runs, label, d["seeds"]) for label, d in designs.items()}

@@ -293,9 +293,10 @@ class Fig5Regularization(Recipe):
                 "steps": tr.entry.summary.get("step"),
             }
             if tr.usable:
-                row.update(
-                    accuracy_and_exponents(
-                        tr.model,
+
+                def measure_one(model: Any = tr.model, validate: bool = validate) -> dict:
+                    out = accuracy_and_exponents(
+                        model,
                         id_set,
                         le_quizzes,
                         loop=cfg.loop,
@@ -304,16 +305,34 @@ class Fig5Regularization(Recipe):
                         le_tol=cfg.le_tol,
                         le_iters=cfg.le_iters,
                     )
-                )
-                extra = [("ood", ood_set)] + ([("val", val_set)] if validate else [])
-                for name, puzzles in extra:
-                    try:
-                        acc = evaluate(tr.model, puzzles, [cfg.loop], seed=cfg.seed)
-                    except DivergenceError as exc:
-                        row[f"{name}_error"] = str(exc)
-                        continue
-                    row[f"{name}_board_accuracy"] = acc["board_accuracy"][0]
-                    row[f"{name}_cell_accuracy"] = acc["cell_accuracy"][0]
+                    extra = [("ood", ood_set)] + ([("val", val_set)] if validate else [])
+                    for name, puzzles in extra:
+                        try:
+                            acc = evaluate(model, puzzles, [cfg.loop], seed=cfg.seed)
+                        except DivergenceError as exc:
+                            out[f"{name}_error"] = str(exc)
+                            continue
+                        out[f"{name}_board_accuracy"] = acc["board_accuracy"][0]
+                        out[f"{name}_cell_accuracy"] = acc["cell_accuracy"][0]
+                    return out
+
+                what = {
+                    "recipe": self.name,
+                    "model": tr.entry.path.name,
+                    "validate": validate,
+                    "sets": [
+                        "id",
+                        cfg.acc_puzzles,
+                        "ood",
+                        cfg.ood_puzzles,
+                        cfg.val_data,
+                        cfg.val_puzzles,
+                    ],
+                    "le": [cfg.le_puzzles, cfg.le_k, cfg.le_tol, cfg.le_iters],
+                    "loop": cfg.loop,
+                    "seed": cfg.seed,
+                }
+                row.update(ctx.memo(what, measure_one))
             runs[key] = row
             ctx.log(f"{key}: ID board {row.get('board_accuracy')}")
             return row

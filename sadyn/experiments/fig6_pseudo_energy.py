@@ -144,51 +144,69 @@ class Fig6PseudoEnergy(Recipe):
             results[label] = row
             if not tr.usable:
                 continue
-            acc = evaluate(tr.model, acc_set, [cfg.train_loop], seed=cfg.seed)
-            row.update(
-                board_accuracy=acc["board_accuracy"][0], cell_accuracy=acc["cell_accuracy"][0]
-            )
-            try:
-                run = rollout(tr.model, quizzes, cfg.steps, seed=cfg.seed)
-            except DivergenceError as exc:
-                row["error"] = str(exc)
-                continue
             with_ci = label in cfg.ci_models
-            probe = energy_probe(
-                tr.model,
-                run,
-                ci_steps=list(cfg.ci_steps) if with_ci else [],
-                approximation=with_ci,
-                samples=cfg.ci_puzzles,
-                fraction=cfg.fraction,
-                seed=cfg.seed,
-                show_progress=ctx.progress,
-            )
-            row.update(probe.to_dict())
-            row["cosine_bias_free"] = bias_free_cosines(tr.model, run).tolist()
-            row["ci_summary"] = _per_step(probe.contribution)
-            if probe.contribution_pv0 is not None:
-                row["ci_pv0_summary"] = _per_step(probe.contribution_pv0)
-                row["ci_pv_summary"] = _per_step(probe.contribution_pv)
+
+            def measure_one(model: Any = tr.model, with_ci: bool = with_ci) -> dict[str, Any]:
+                m: dict[str, Any] = {}
+                acc = evaluate(model, acc_set, [cfg.train_loop], seed=cfg.seed)
+                m.update(
+                    board_accuracy=acc["board_accuracy"][0],
+                    cell_accuracy=acc["cell_accuracy"][0],
+                )
+                try:
+                    run = rollout(model, quizzes, cfg.steps, seed=cfg.seed)
+                except DivergenceError as exc:
+                    m["error"] = str(exc)
+                    return m
+                probe = energy_probe(
+                    model,
+                    run,
+                    ci_steps=list(cfg.ci_steps) if with_ci else [],
+                    approximation=with_ci,
+                    samples=cfg.ci_puzzles,
+                    fraction=cfg.fraction,
+                    seed=cfg.seed,
+                    show_progress=ctx.progress,
+                )
+                m.update(probe.to_dict())
+                m["cosine_bias_free"] = bias_free_cosines(model, run).tolist()
+                m["ci_summary"] = _per_step(probe.contribution)
+                if probe.contribution_pv0 is not None:
+                    m["ci_pv0_summary"] = _per_step(probe.contribution_pv0)
+                    m["ci_pv_summary"] = _per_step(probe.contribution_pv)
+                return m
+
+            what = {
+                "recipe": self.name,
+                "model": tr.entry.path.name,
+                "with_ci": with_ci,
+                "acc": cfg.acc_puzzles,
+                "energy": [cfg.energy_puzzles, cfg.steps],
+                "ci": [list(cfg.ci_steps), cfg.ci_puzzles, cfg.fraction],
+                "loop": cfg.train_loop,
+                "seed": cfg.seed,
+            }
+            row.update(ctx.memo(what, measure_one))
+            if "error" in row:
+                continue
             t = list(range(cfg.steps + 1))
             # energies differ in scale between puzzles: plot E_t - E_0 per puzzle
-            rel = probe.energy - probe.energy[:1]
+            energy = np.asarray(row["energy"], dtype=float)
+            rel = energy - energy[:1]
             energy_series.append(median_band_series(label, t, rel.tolist()))
-            cos_series.append(median_band_series(f"{label}: raw", t, probe.cosine.tolist()))
+            cos_series.append(median_band_series(f"{label}: raw", t, row["cosine"]))
             cos_series.append(median_band_series(f"{label}: bias-free", t, row["cosine_bias_free"]))
             if not with_ci:
                 continue
-            steps = list(probe.ci_steps)
-            for name, ci, style in (
-                ("exact", probe.contribution, "-"),
-                ("PV", probe.contribution_pv, ":"),
-                ("PV (T=0)", probe.contribution_pv0, "--"),
+            steps = list(row["ci_steps"])
+            for name, key, style in (
+                ("exact", "contribution", "-"),
+                ("PV", "contribution_pv", ":"),
+                ("PV (T=0)", "contribution_pv0", "--"),
             ):
-                if ci is None:
+                if row.get(key) is None:
                     continue
-                band = median_band_series(
-                    f"{label}: {name}", steps, ci.tolist(), lo_q=0.25, hi_q=0.75
-                )
+                band = median_band_series(f"{label}: {name}", steps, row[key], lo_q=0.25, hi_q=0.75)
                 ci_series.append({**band, "linestyle": style})
         panels = [
             {

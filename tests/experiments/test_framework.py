@@ -266,6 +266,24 @@ def test_no_train_records_a_missing_model_as_cut(tmp_path, monkeypatch):
     assert ctx.checkpoints[0]["status"] == "not trained"
 
 
+def test_memo_measures_once_per_inputs_and_code(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"acc": 0.5, "le": [float("nan"), 1.0]}
+
+    ctx = RunContext(tmp_path, cache=CheckpointCache(tmp_path / "c"), code="v1")
+    first = ctx.memo({"model": "itrsa-x", "n": 10}, compute)
+    again = ctx.memo({"model": "itrsa-x", "n": 10}, compute)
+    assert len(calls) == 1 and again["acc"] == first["acc"] == 0.5
+    ctx.memo({"model": "itrsa-x", "n": 20}, compute)  # other inputs: measured
+    RunContext(tmp_path, cache=CheckpointCache(tmp_path / "c"), code="v2").memo(
+        {"model": "itrsa-x", "n": 10}, compute
+    )  # other code: measured
+    assert len(calls) == 3
+
+
 def test_context_without_cache_refuses_to_train(tmp_path):
     with pytest.raises(ExperimentError, match="no checkpoint cache"):
         RunContext(tmp_path).train("m", {"model": {"model": "itrsa"}})
