@@ -63,7 +63,7 @@ from sadyn.dynamics._common import (
 from sadyn.dynamics.attention import attention_safe, math_attention
 from sadyn.dynamics.jacobian import push_forward, value_and_jacobian
 from sadyn.dynamics.lyapunov import LyapunovResult
-from sadyn.dynamics.tangent import TangentStep
+from sadyn.dynamics.tangent import Fastest, TangentStep, push_forward_vjp2
 from sadyn.errors import ArgumentError, ShapeError
 
 FTLEMethod = Literal["auto", "dense", "subspace", "svds"]
@@ -159,12 +159,19 @@ class Propagator:
                 self._F, X, steps, transient, on_nonfinite, "finite_time_lyapunov", batched
             )
         self._pulls: list[Callable] | None = None
+        F = self._F
+        self._push = Fastest(
+            lambda x, V: push_forward(F, x, V)[1],
+            lambda x, V: push_forward_vjp2(F, x, V)[1],
+            ("jvp", "vjp2"),
+        )
 
     # -- one step ------------------------------------------------------------------------------
     def step(self, t: int, V: Tensor) -> Tensor:
-        """``J(x_t) V`` for ``V: (B, n, p)``."""
+        """``J(x_t) V`` for ``V: (B, n, p)`` (forward mode or VJP-of-VJP, whichever the first
+        calls measure faster)."""
         with math_attention(), torch.no_grad():
-            return push_forward(self._F, self.states[t], V)[1]
+            return self._push(self.states[t], V)
 
     def step_t(self, t: int, U: Tensor) -> Tensor:
         """``J(x_t)^T U`` for ``U: (B, n, p)``."""

@@ -42,6 +42,7 @@ from sadyn.dynamics._common import (
 )
 from sadyn.dynamics.attention import attention_safe
 from sadyn.dynamics.tangent import (
+    COMPILED_DEFAULT,
     SMALL_DENSE,
     CompileMode,
     TangentMode,
@@ -264,6 +265,12 @@ def benettin(
     )
 
 
+def _compiled_mode(tangent: str, compile: CompileMode) -> str:
+    if tangent == "fastest":
+        return COMPILED_DEFAULT if compile is not False else "jvp"
+    return tangent
+
+
 def initial_tangents(
     X: Tensor, k: int | None, q0: Tensor | None, generator: torch.Generator | None, batched: bool
 ) -> Tensor:
@@ -323,8 +330,9 @@ def lyapunov_spectrum(
         q0: explicit initial tangents ``(n, k)`` / ``(B, n, k)`` (orthonormalised).
         tangent: "jvp" (matrix-free: one batched forward-mode pass per step), "vjp2" (the same
             product as a vmapped VJP-of-VJP), "dense" (``J`` materialised by reverse mode each
-            step: O(n^2), a reference), or "auto": dense for ``n <= 64``, or ``n <= 96`` with
-            ``k >= n/2`` (measured crossover, BENCHMARKS.md), else jvp.
+            step: O(n^2), a reference), "fastest" (jvp or vjp2, timed on the first steps), or
+            "auto": dense for ``n <= 64``, or ``n <= 96`` with ``k >= n/2`` (measured
+            crossover, BENCHMARKS.md), else "fastest" (compiled: vjp2).
         zero_tol: ``|R_ii| <= zero_tol * max_j ||(JQ)_j||`` counts as an exact zero (-inf);
             default ``16 sqrt(n) eps(dtype)``; 0 keeps every finite stretch. Returned in
             ``result.zero_tol``.
@@ -367,6 +375,6 @@ def lyapunov_spectrum(
             batched=batched,
             differentiable=differentiable,
         )
-    res.method = f"qr-{tangent}"
-    res.info["compiled"] = bool(getattr(step, "compiled", compile is True))
+    res.method = f"qr-{getattr(step, 'mode', None) or _compiled_mode(tangent, compile)}"
+    res.info["compiled"] = bool(getattr(step, "compiled", compile is True and tangent != "dense"))
     return res.unbatch(batched)

@@ -35,7 +35,7 @@ from sadyn.dynamics._common import Map, check_output
 from sadyn.dynamics.jacobian import push_forward, value_and_jacobian
 
 TangentStep = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
-TangentMode = Literal["auto", "jvp", "vjp2", "dense"]
+TangentMode = Literal["auto", "jvp", "vjp2", "dense", "fastest"]
 CompileMode = bool | Literal["auto"]
 
 #: "auto" propagates tangents with the dense Jacobian up to this state dimension when
@@ -44,6 +44,9 @@ CompileMode = bool | Literal["auto"]
 SMALL_DENSE = 96
 #: "auto" always takes the dense Jacobian up to this ``n``, whatever ``k``.
 TINY_DENSE = 64
+#: The product compiled for ``tangent="auto"``/"fastest": measured faster after compilation
+#: than forward mode on the ItrSA step at D = 64, 128, 512 (BENCHMARKS.md, "dynamics").
+COMPILED_DEFAULT = "vjp2"
 #: With ``compile="auto"``, compile when the projected eager time of the run exceeds this.
 COMPILE_AUTO_SECONDS = 120.0
 
@@ -51,14 +54,17 @@ COMPILE_AUTO_SECONDS = 120.0
 def pick_tangent(tangent: str, n: int, k: int) -> str:
     """Resolve ``tangent="auto"``: dense for ``n <= TINY_DENSE``, or for ``n <= SMALL_DENSE``
     when ``k >= n / 2`` (a dense step costs ~n reverse passes batched in one, a JVP step ~k
-    forward passes; for small maps both are overhead-bound); forward mode otherwise."""
-    if tangent not in ("auto", "jvp", "vjp2", "dense"):
-        raise ValueError(f"tangent must be 'auto', 'jvp', 'vjp2' or 'dense', got {tangent!r}")
+    forward passes; for small maps both are overhead-bound); otherwise "fastest": JVP or
+    VJP-of-VJP, whichever the first steps measure faster (:class:`Fastest`)."""
+    if tangent not in ("auto", "jvp", "vjp2", "dense", "fastest"):
+        raise ValueError(
+            f"tangent must be 'auto', 'jvp', 'vjp2', 'dense' or 'fastest', got {tangent!r}"
+        )
     if tangent != "auto":
         return tangent
     if n <= TINY_DENSE or (n <= SMALL_DENSE and 2 * k >= n):
         return "dense"
-    return "jvp"
+    return "fastest"
 
 
 def push_forward_vjp2(F: Map, x: Tensor, V: Tensor) -> tuple[Tensor, Tensor]:
@@ -103,10 +109,58 @@ def dense_tangent_step(F: Map) -> TangentStep:
 
 
 def eager_tangent_step(F: Map, tangent: str) -> TangentStep:
-    """The eager step of a resolved ``tangent`` mode ("jvp", "vjp2" or "dense")."""
+    """The eager step of a resolved ``tangent`` mode ("jvp", "vjp2", "dense", "fastest")."""
+    if tangent == "fastest":
+        return measured_tangent_step(F)
     return {"jvp": jvp_tangent_step, "vjp2": vjp2_tangent_step, "dense": dense_tangent_step}[
         tangent
     ](F)
+
+
+class Fastest:
+    """Call one of two equivalent implementations, whichever measured faster.
+
+    Calls 1 and 3 run ``first``, call 2 runs ``second`` (call 1 carries one-off set-up costs
+    and is not timed); from call 4 on the faster of calls 2 and 3 runs. If ``second`` raises
+    (e.g. an operation without a double-backward formula), ``first`` is used from then on.
+    ``choice`` names the winner once known.
+    """
+
+    def __init__(self, first: Callable, second: Callable, names: tuple[str, str]):
+        self.impl = {names[0]: first, names[1]: second}
+        self.names = names
+        self.choice: str | None = None
+        self.calls = 0
+        self.times: dict[str, float] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        if self.choice is not None:
+            return self.impl[self.choice](*args)
+        self.calls += 1
+        name = self.names[1] if self.calls == 2 else self.names[0]
+        t = time.perf_counter()
+        try:
+            out = self.impl[name](*args)
+        except Exception:
+            if name == self.names[0]:
+                raise
+            self.choice = self.names[0]
+            return self.impl[self.choice](*args)
+        if self.calls >= 2:
+            self.times[name] = time.perf_counter() - t
+        if self.calls == 3:
+            self.choice = min(self.times, key=self.times.__getitem__)
+        return out
+
+    @property
+    def mode(self) -> str:
+        """The implementation in use (the first one until the measurement is done)."""
+        return self.choice or self.names[0]
+
+
+def measured_tangent_step(F: Map) -> Fastest:
+    """The JVP step or the VJP-of-VJP step, whichever is faster on this map (measured)."""
+    return Fastest(jvp_tangent_step(F), vjp2_tangent_step(F), ("jvp", "vjp2"))
 
 
 # -- the compiled fast path ----------------------------------------------------------------------
@@ -210,6 +264,8 @@ def make_tangent_step(
         raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
     if tangent == "dense" or compile is False:
         return eager_tangent_step(F, tangent)
+    if tangent == "fastest":  # compiled, VJP-of-VJP measured faster (BENCHMARKS.md)
+        tangent = COMPILED_DEFAULT
     if compile is True:
         return compiled_tangent_step(F, tangent, owner)
     return AutoCompile(F, tangent, total_steps, owner)

@@ -29,6 +29,26 @@ def test_vjp_of_vjp_equals_forward_mode(attn):
     assert (a.method, b.method, c.method) == ("qr-jvp", "qr-vjp2", "qr-dense")
 
 
+def test_fastest_picks_a_measured_winner_and_survives_a_failing_one(attn):
+    f, x0 = attn
+    g = torch.Generator().manual_seed(1)
+    q0 = torch.linalg.qr(torch.randn(72, 3, generator=g, dtype=F64))[0]
+    ref = lyapunov_spectrum(f, x0, 8, 3, q0=q0, tangent="jvp")
+    res = lyapunov_spectrum(f, x0, 8, 3, q0=q0, tangent="fastest")
+    assert res.method in ("qr-jvp", "qr-vjp2")
+    torch.testing.assert_close(res.exponents, ref.exponents, rtol=0, atol=1e-12)
+
+    def broken(*args):
+        raise NotImplementedError("no double backward")
+
+    pick = tangent_mod.Fastest(lambda a: a + 1, broken, ("one", "two"))
+    assert [pick(1) for _ in range(4)] == [2, 2, 2, 2] and pick.mode == "one"
+    timed = tangent_mod.Fastest(lambda a: a, lambda a: a, ("one", "two"))
+    for _ in range(4):
+        timed(0)
+    assert timed.choice in ("one", "two") and set(timed.times) == {"one", "two"}
+
+
 def test_benettin_returns_a_typed_result_with_separate_transient(chaotic_rnn):
     """The transient loop evolves without accumulating: 5 + 7 steps from x0 accumulate over
     the same 7 steps as 7 steps from the state and tangents after 5."""
