@@ -19,9 +19,27 @@ class ModelConfigError(SadynError, ValueError):
     """A model configuration names an unknown model or field, or has a bad value."""
 
 
+ANY: Any = object()  # in a config's ``legacy_keys``: the old key is dropped whatever its value
+
+
 def config_from_mapping(cls: type[C], values: Mapping[str, Any], model: str) -> C:
-    """Build the config dataclass ``cls`` from ``values``; unknown keys are an error."""
+    """Build the config dataclass ``cls`` from ``values``; unknown keys are an error.
+
+    Keys an older sadyn wrote and ``cls`` no longer has are dropped when ``cls.legacy_keys``
+    (``{key: value}``, a ClassVar) lists them with the value they hold (or ``ANY``), so old run
+    directories and checkpoints keep loading; another value raises :class:`ModelConfigError`.
+    """
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    values = dict(values)
+    for key, inert in getattr(cls, "legacy_keys", {}).items():
+        if key in values and key not in names:
+            value = values.pop(key)
+            require(
+                inert is ANY or value == inert,
+                f"model {model!r} no longer has the option {key!r}; an old config is read "
+                f"when it holds {key}={inert!r} (which leaves the model as it is now), got "
+                f"{value!r} (see docs/models.md, 'Old configs')",
+            )
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise ModelConfigError(

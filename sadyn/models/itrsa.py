@@ -1,12 +1,13 @@
 """ItrSA, the paper's looped self-attention (Eq. 9), and the machinery AKOrN and the symmetric
-models share with it.
+models share with it:
 
-``X_{t+1} = Norm(X_t + eta * Delta X_t)``, ``Delta X = [Omega X] + [Proj_X](C + MSA(X))``.
+``X_{t+1} = Norm(X_t + eta (C + MSA(X_t)))``   (:meth:`ItrSA.step`)
 
-ItrSA has neither Omega nor the projection; AKOrN (``akorn.py``) switches both on and normalizes
-onto the sphere per oscillator; the symmetric models (``symmetric.py``) swap the attention.
+AKOrN (``akorn.py``) adds Omega and the tangent projection and normalizes onto the sphere per
+oscillator; the symmetric models (``symmetric.py``) swap the attention (and project).
 
-Choices where the paper is silent (paper.md §9), each an option:
+Choices where the paper is silent (its reconstructed equations leave them open; listed in
+docs/models.md, "Choices where the paper is silent"), each an option:
 
 - Norm (``norm``): the unit form ``gamma * y / ||y||`` (the theory's, default), standard RMSNorm,
   LayerNorm, the plain sphere, or none; per group of ``norm_group`` channels (None: token-wise).
@@ -24,7 +25,7 @@ Choices where the paper is silent (paper.md §9), each an option:
   ``deterministic=True`` replaces the noise by one fixed (seed 42) ``(S, D)`` draw shared by all
   boards (the reference's ``fixed_noise``, made independent of the batch composition).
 - Readout (``readout``): AKOrN's norm readout + head with its own group size ``readout_n``
-  (default 4, a setting separate from ``norm_group``), or a Linear-ReLU-Linear MLP.
+  (default 4, a setting separate from ``norm_group``; AKOrN: N), or a Linear-ReLU-Linear MLP.
 - Step size: learnable (``eta_learnable``) from ``eta0`` (1.0), as in the AKOrN code.
 - ``orthogonal_vo``: W^V and W^O parametrized as orthogonal D x D matrices, the setting in which
   the paper applies its E-multi regularizer (App. B.2).
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +46,7 @@ from torch.nn.utils import parametrize
 from sadyn.errors import ShapeError
 from sadyn.models.base import DIGITS, LoopedModel, check_puzzles, check_state
 from sadyn.models.config import (
+    ANY,
     ModelConfigError,
     check_bool,
     check_choice,
@@ -54,8 +57,6 @@ from sadyn.models.config import (
 )
 from sadyn.nn.attention import MultiHeadSelfAttention
 from sadyn.nn.norms import NORM_KINDS, Normalization, sphere_normalize
-from sadyn.nn.omega import Omega
-from sadyn.nn.pairs import swap_pairs
 from sadyn.nn.positional import GTA, CellEmbedding, RelationBias, canonical_pos, parse_pos
 from sadyn.nn.readout import AKOrNReadout, MLPReadout
 from sadyn.nn.sphere import tangent_project
@@ -63,10 +64,24 @@ from sadyn.nn.sphere import tangent_project
 FIXED_NOISE_SEED = 42
 POS_SCHEMES = ("gta", "rcb")
 
+# Keys every ItrSA-family config carried before issue 14 moved AKOrN's terms (Omega, the
+# tangent projection) into ``AKOrNConfig``: an old ``config.json`` still loads when they hold a
+# value that leaves the step as it is now (``ANY``: any value, the key switched nothing on).
+AKORN_ONLY_KEYS: dict[str, Any] = {
+    "project": False,
+    "omega": False,
+    "omega_init": ANY,
+    "omega_learnable": ANY,
+    "global_omega": ANY,
+}
+
 
 @dataclass
 class ItrSAConfig:
     """Options of the ItrSA family (defaults: the paper's ItrSA at D=512, H=8, N=512)."""
+
+    # keys of older configs that are accepted and dropped (see AKORN_ONLY_KEYS)
+    legacy_keys: ClassVar[dict[str, Any]] = AKORN_ONLY_KEYS
 
     dim: int = 512
     heads: int = 8
@@ -84,11 +99,6 @@ class ItrSAConfig:
     init_noise_dist: str = "fixed"
     readout: str = "akorn"
     readout_n: int | None = None
-    project: bool = False
-    omega: bool = False
-    omega_init: float = 0.5
-    omega_learnable: bool = True
-    global_omega: bool = True
     orthogonal_vo: bool = False
     vo_scale: float = 1.0
 
@@ -105,16 +115,7 @@ class ItrSAConfig:
             self.pos = canonical_pos(parse_pos(self.pos, POS_SCHEMES))
         except ValueError as err:
             raise ModelConfigError(str(err)) from None
-        for name in (
-            "gta_learnable",
-            "relation_bias",
-            "eta_learnable",
-            "project",
-            "omega",
-            "omega_learnable",
-            "global_omega",
-            "orthogonal_vo",
-        ):
+        for name in ("gta_learnable", "relation_bias", "eta_learnable", "orthogonal_vo"):
             check_bool(name, getattr(self, name))
         self._check_attention()
         self.relation_bias_init = check_float("relation_bias_init", self.relation_bias_init)
@@ -122,7 +123,6 @@ class ItrSAConfig:
         self.eta0 = check_float("eta0", self.eta0)
         self.vo_scale = check_float("vo_scale", self.vo_scale)
         require(self.vo_scale > 0, f"vo_scale must be positive, got {self.vo_scale}")
-        self.omega_init = check_float("omega_init", self.omega_init)
         check_choice("init", self.init, ("akorn", "cond"))
         self.init_noise = check_float("init_noise", self.init_noise)
         require(self.init_noise >= 0, f"init_noise must be >= 0, got {self.init_noise}")
@@ -133,7 +133,6 @@ class ItrSAConfig:
         check_choice("init_noise_dist", self.init_noise_dist, ("fixed", "uniform"))
         check_choice("readout", self.readout, ("akorn", "mlp"))
         check_int("readout_n", self.readout_n, optional=True)
-        require(not self.omega or self.dim % 2 == 0, "omega needs an even dim")
 
     def _check_attention(self) -> None:
         """Shape constraints of the attention (overridden by the constrained models)."""
@@ -155,17 +154,22 @@ class ItrSAConfig:
         """The resolved group size N of the state normalization."""
         return self.dim if self.norm_group is None else self.norm_group
 
+    @property
+    def readout_group(self) -> int:
+        """The resolved group size of AKOrN's norm readout: ``readout_n``, by default 4 (ItrSA's
+        own small readout N; AKOrN ties it to the oscillator size)."""
+        return 4 if self.readout_n is None else self.readout_n
+
 
 class ItrSA(LoopedModel):
-    """``X_{t+1} = Norm(X_t + eta (C + MSA(X_t)))`` (paper Eq. 9); see the module docstring.
+    """The paper's ItrSA (Eq. 9): ``X_{t+1} = Norm(X_t + eta (C + MSA(X_t)))``; see the module
+    docstring for the options.
 
     Shapes: puzzles ``(B, 81)``, states and C ``(B, S, D)``, logits ``(B, S, 9)``.
     """
 
     name = "itrsa"
     Config = ItrSAConfig
-    # readout_n=None resolves to 4 here; AKOrN ties it to the oscillator size, as the reference.
-    _readout_n_follows_group = False
 
     def __init__(self, cfg: ItrSAConfig | None = None):
         cfg = self.Config() if cfg is None else cfg
@@ -176,24 +180,39 @@ class ItrSA(LoopedModel):
         self.cells = CellEmbedding(d) if "rcb" in schemes else None
         self.attention = self._build_attention(cfg)
         self.norm = Normalization(cfg.norm, d, self.group)
-        self.omega = (
-            Omega(d, cfg.omega_init, learnable=cfg.omega_learnable, global_omega=cfg.global_omega)
-            if cfg.omega
-            else None
-        )
+        self._build_step_terms(cfg)
         eta = torch.tensor(cfg.eta0)
         if cfg.eta_learnable:
             self.step_size = nn.Parameter(eta)
         else:
             self.register_buffer("step_size", eta)
-        readout_n = cfg.readout_n
-        if readout_n is None:
-            readout_n = self.group if self._readout_n_follows_group else 4
         self.head = (
-            AKOrNReadout(d, readout_n, self.num_classes)
+            AKOrNReadout(d, cfg.readout_group, self.num_classes)
             if cfg.readout == "akorn"
             else MLPReadout(d, self.num_classes)
         )
+
+    # -- the step (paper Eq. 9) --------------------------------------------------------------
+    def step(self, x: Tensor, cond: Tensor, *, drive: Tensor | None = None) -> Tensor:
+        """``X_{t+1} = Norm(X_t + eta (C + MSA(X_t)))``: ``(B, S, D), (B, S, D) -> (B, S, D)``.
+        ``drive``: ``C + MSA(X_t)`` when the caller has it (see ``LoopedModel.unroll``)."""
+        y = self.drive(x, cond) if drive is None else drive  # C + MSA(X)
+        return self.norm(x + self.eta * y)
+
+    def drive(self, x: Tensor, cond: Tensor) -> Tensor:
+        """``Y = C + MSA(X)``: ``(B, S, D)``."""
+        return cond + self.msa(x)
+
+    def update(self, x: Tensor, cond: Tensor) -> Tensor:
+        """``Delta X = C + MSA(X)``, the increment inside the Norm: ``(B, S, D)``."""
+        return self.drive(x, cond)
+
+    def project(self, x: Tensor, y: Tensor) -> Tensor:
+        """``Proj_X(Y)``: ``Y`` less its component along ``X``, per group of N channels (the
+        tangent projection of AKOrN and of the symmetric models' projected steps; on the sphere
+        the state's groups are unit already, otherwise the direction ``X / ||X||`` is used).
+        ``(B, S, D), (B, S, D) -> (B, S, D)``."""
+        return tangent_project(y, x, self.group, unit=self.norm.kind == "sphere")
 
     # -- construction hooks ------------------------------------------------------------------
     def _build_attention(self, cfg: ItrSAConfig) -> nn.Module:
@@ -204,8 +223,12 @@ class ItrSA(LoopedModel):
             cfg.dim, cfg.heads, gta=gta, relation_bias=rb, orthogonal_vo=cfg.orthogonal_vo
         )
 
-    def _loop_context(self) -> contextlib.AbstractContextManager:
-        # Build the orthogonal W^V, W^O once per forward instead of once per loop step.
+    def _build_step_terms(self, cfg: ItrSAConfig) -> None:
+        """Modules of a subclass's extra step terms (AKOrN's Omega), registered before the
+        readout so that the parameter order, which checkpoints record, stays as it was."""
+
+    def _unroll_context(self) -> contextlib.AbstractContextManager:
+        # Build the orthogonal W^V, W^O once per unroll instead of once per loop step.
         return parametrize.cached() if self.cfg.orthogonal_vo else contextlib.nullcontext()
 
     # -- protocol ----------------------------------------------------------------------------
@@ -275,20 +298,6 @@ class ItrSA(LoopedModel):
 
     def attention_probs(self, x: Tensor) -> Tensor:
         return self.attention.probs(x)
-
-    def _drive(self, x: Tensor, cond: Tensor) -> Tensor:
-        return cond + self.msa(x)
-
-    def _increment(self, x: Tensor, y: Tensor) -> Tensor:
-        if self.cfg.project:
-            # On the sphere the state is unit per group already; otherwise project on x/||x||.
-            y = tangent_project(y, x, self.group, unit=self.norm.kind == "sphere")
-        if self.omega is not None:  # + Omega x, fused: Omega x = coefficients * swap_pairs(x)
-            y = torch.addcmul(y, swap_pairs(x), self.omega.coefficients())
-        return y
-
-    def _advance(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.norm(torch.addcmul(x, self.step_size, self._increment(x, y)))
 
     @property
     def eta(self) -> Tensor:

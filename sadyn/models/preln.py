@@ -1,4 +1,5 @@
-"""The pre-LayerNorm ItrSA of the AKOrN paper (their ``SudokuTransformer``; akorn.md §1.2),
+"""The pre-LayerNorm ItrSA of the AKOrN paper (Miyato et al., ICLR 2025; their
+``SudokuTransformer``, ``source/models/sudoku/transformer.py`` in ``autonomousvision/akorn``),
 the baseline of their table. Not the paper's ItrSA (``itrsa.py``).
 
 ``X_0 = Embed(puzzle) + P`` (P a learnable position embedding, initialized to the 2-D sinusoids,
@@ -132,14 +133,18 @@ class PreLNItrSA(LoopedModel):
     def attention_probs(self, x: Tensor) -> Tensor:
         return self.attention.probs(self.ln_attn(x))
 
-    def _drive(self, x: Tensor, cond: Tensor) -> Tensor:
+    def step(self, x: Tensor, cond: Tensor, *, drive: Tensor | None = None) -> Tensor:
+        """``X_{t+1} = X_t + MSA(LN_1(X_t))`` (``cond`` is not used): ``(B, S, D) -> (B, S, D)``.
+        ``drive``: ``MSA(LN_1(X_t))`` when the caller has it."""
+        return x + (self.drive(x, cond) if drive is None else drive)
+
+    def drive(self, x: Tensor, cond: Tensor) -> Tensor:
+        """``MSA(LN_1(X))`` (no injected input): ``(B, S, D)``."""
         return self.msa(x)
 
-    def _increment(self, x: Tensor, y: Tensor) -> Tensor:
-        return y
-
-    def _advance(self, x: Tensor, y: Tensor) -> Tensor:
-        return x + y
+    def update(self, x: Tensor, cond: Tensor) -> Tensor:
+        """``Delta X = MSA(LN_1(X))``: ``(B, S, D)``."""
+        return self.msa(x)
 
     @property
     def eta(self) -> Tensor:

@@ -8,7 +8,8 @@ All three run the ItrSA-family step of ``itrsa.py`` with a constrained attention
   "sphere"``, ``project=True``). ``energy(x)`` is its Lyapunov function: with ``C = 0`` and a
   small step it decreases (the classical result).
 - ``gensym-single`` (Prop 4.1): single head, ``A`` asymmetric, ``W^V = (A + A^T)/2``; same
-  projected step. No energy is asserted (paper.md §9: the reconstructed one can increase).
+  projected step. No energy is asserted: the energy reconstructed from the paper's proof can
+  increase for an asymmetric A (a numerical check of the reconstruction, docs/models.md).
 - ``gensym-multi`` (Prop 4.2): ``H`` heads of rank ``D/(2H)`` in mutually orthogonal
   subspaces, symmetric ``W^V_h``; the ItrSA step (unit RMSNorm, no projection), i.e. the
   paper's "hard" E-multi constraint.
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from sadyn.models.config import check_int, require
+from sadyn.models.config import check_bool, check_int, require
 from sadyn.models.itrsa import ItrSA, ItrSAConfig
 from sadyn.nn.constrained import GenSymMultiAttention, GenSymSingleAttention, SymmetricAttention
 from sadyn.nn.positional import GTA, RelationBias
@@ -34,14 +35,18 @@ from sadyn.nn.positional import GTA, RelationBias
 
 @dataclass
 class SymSAConfig(ItrSAConfig):
-    """Options of ``symsa`` / ``gensym-single``: ItrSA's plus ``rank`` (of the score matrix A;
-    None: D)."""
+    """Options of ``symsa`` / ``gensym-single``: ItrSA's plus ``project`` (the projected step,
+    default; false: the ItrSA step) and ``rank`` (of the score matrix A; None: D)."""
 
     heads: int = 1
     norm: str = "sphere"
     project: bool = True
     gta_learnable: bool = False
     rank: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_bool("project", self.project)
 
     def _check_attention(self) -> None:
         require(self.heads == 1, f"single-head symmetric attention needs heads=1, got {self.heads}")
@@ -88,7 +93,24 @@ def _positions(cfg: ItrSAConfig, feat_dim: int) -> tuple[GTA | None, RelationBia
     return gta, RelationBias(cfg.heads) if cfg.relation_bias else None
 
 
-class SymmetricSA(ItrSA):
+class _ProjectedSA(ItrSA):
+    """The single-head symmetric models' step (see the module docstring)."""
+
+    cfg: SymSAConfig
+
+    def step(self, x: Tensor, cond: Tensor, *, drive: Tensor | None = None) -> Tensor:
+        """``X_{t+1} = Norm(X_t + eta Proj_X(C + SA(X_t)))`` (``project=False``: without Proj,
+        the ItrSA step). ``(B, S, D), (B, S, D) -> (B, S, D)``."""
+        y = self.drive(x, cond) if drive is None else drive  # C + SA(X)
+        return self.norm(x + self.eta * (self.project(x, y) if self.cfg.project else y))
+
+    def update(self, x: Tensor, cond: Tensor) -> Tensor:
+        """``Delta X = Proj_X(C + SA(X))``: ``(B, S, D)``."""
+        y = self.drive(x, cond)
+        return self.project(x, y) if self.cfg.project else y
+
+
+class SymmetricSA(_ProjectedSA):
     """Energy-based symmetric SA (see the module docstring)."""
 
     name = "symsa"
@@ -104,7 +126,7 @@ class SymmetricSA(ItrSA):
         return self.attention.energy(x)
 
 
-class GenSymSingleSA(ItrSA):
+class GenSymSingleSA(_ProjectedSA):
     """Generalized symmetric SA, Prop 4.1 (see the module docstring)."""
 
     name = "gensym-single"
@@ -126,6 +148,6 @@ class GenSymMultiSA(ItrSA):
         gta, rb = _positions(cfg, cfg.dim // (2 * cfg.heads))
         return GenSymMultiAttention(cfg.dim, cfg.heads, gta=gta, relation_bias=rb)
 
-    def _loop_context(self) -> contextlib.AbstractContextManager:
-        # Compute the orthogonal basis once per forward instead of once per step.
+    def _unroll_context(self) -> contextlib.AbstractContextManager:
+        # Compute the orthogonal basis once per unroll instead of once per step.
         return parametrize.cached()

@@ -9,8 +9,8 @@ boards) and keeps, per board, loop count and vote rule, the restart the rule pre
 compare on equal restarts. Adaptive halting (:mod:`sadyn.probes.halting`) freezes each row when
 its rule fires and drops it from the batch, so a halted row costs nothing more.
 
-The loop is written on the model's primitives (``encode``, ``init_state``, ``_drive``,
-``_advance``, ``readout``), the same ones ``LoopedModel.forward`` uses, so a plain evaluation
+The loop is written on the model's primitives (``encode``, ``init_state``, ``drive``,
+``step``, ``readout``), the same ones ``LoopedModel.forward`` uses, so a plain evaluation
 (``votes=1``, no halting, ``fused=False``) gives the numbers of ``forward``. ``fused=True`` runs
 the attention through the fused kernel (``sadyn.nn.attention.fused_attention``): same math, no
 ``(rows, H, 81, 81)`` probabilities materialized, and no Jacobian taken here.
@@ -204,7 +204,7 @@ def run_restarts(
     for t in range(steps + 1):
         y = None
         if t < steps or (need_energy and need_final_energy):
-            y = model._drive(xa, ca)
+            y = model.drive(xa, ca)
         e_now = -(xa * y).flatten(1).sum(-1) if (need_energy and y is not None) else None
         if t >= 1 and need_energy and e_now is not None:
             e_out[idx] += e_now
@@ -245,7 +245,7 @@ def run_restarts(
             e_cum[idx] += e_now
             e_prev[idx] = e_now
         assert y is not None
-        x_new = model._advance(xa, y)
+        x_new = model.step(xa, ca, drive=y)
         if need_residual:
             residual[idx] = (x_new - xa).flatten(1).norm(dim=1)
         xa = x_new

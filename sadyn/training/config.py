@@ -1,4 +1,5 @@
-"""The training configuration: one flat dataclass of plain values plus the model's config dict.
+"""The training configuration: one flat dataclass of plain values plus the model's config dict
+(flat on purpose: see the comment at the top of :class:`TrainConfig`).
 
 Every field is JSON-able (the config is saved beside each checkpoint and compared on
 ``--resume``) and settable from the command line (``sadyn train --FIELD VALUE``; model keys as
@@ -59,7 +60,8 @@ class TrainConfig:
             ``fixed_noise``) instead of fresh noise per board (the reference).
     EMA
         beta, every, start as in ``ema_pytorch`` with its decay warm-up
-        ``1 - (1 + n)^-ema_power`` (capped at beta; ``ema_power = 0`` turns warm-up off).
+        ``1 - (1 + n - ema_start)^-ema_power`` at the n-th update call (capped at beta;
+        ``ema_power = 0`` turns warm-up off); see :mod:`sadyn.training.ema`.
     Regularizers (weights; 0 = off): see :mod:`sadyn.training.regularizers`.
     Speed (``docs/training.md``, "On a GPU")
         precision: ``fp32``, or ``bf16`` (autocast: matmuls and attention in bfloat16; the
@@ -67,16 +69,25 @@ class TrainConfig:
         compile: ``torch.compile`` the loop step (fixed shapes); does not change the math.
     """
 
+    # Flat on purpose, grouped by the banners below only. ``sadyn train`` makes one
+    # ``--FIELD VALUE`` flag per field (cli/train.py iterates ``dataclasses.fields``); a run's
+    # config.json is this flat dict, read back by ``from_dict`` and compared field by field on
+    # --resume (``RESUMABLE_FIELDS``); presets, recipes and tests set fields by name
+    # (``replace(lr=...)``, ``config.ema_beta``). Nested groups would rename every flag, key and
+    # attribute (``--optim.lr``) or need a translation layer for each, and old run directories
+    # would need one more; docs/training.md lists the same groups.
+
+    # ---- model and seed
     model: dict[str, Any] = field(default_factory=_default_model)
     seed: int = 0
-    # data
+    # ---- data
     train_data: str = "satnet"
     train_size: int = 9000
     data_seed: int = 0
     eval_data: tuple[str, ...] = ("id", "ood")
     eval_size: int = 1000
     select_on: str = "ood"
-    # optimization
+    # ---- optimization
     epochs: int = 100
     batch_size: int = 100
     lr: float = 1e-3
@@ -86,22 +97,22 @@ class TrainConfig:
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     grad_clip: float = 1.0
-    # the loop
+    # ---- the loop
     train_steps: int = 16
     train_steps_random: tuple[int, int] | None = None
     loss_steps: int = 1
     fixed_noise: bool = False
-    # data augmentation and restarts (issue 11): a fresh random Sudoku symmetry per training
+    # ---- data augmentation and restarts (issue 11): a fresh random Sudoku symmetry per training
     # puzzle per step (none, digits, geometry, full; sadyn.sudoku.augment), drawn from a
     # generator seeded by (seed, step), so a resumed run draws the same symmetries. The restart
     # noise of the initial state is a model key (ItrSA ``init_noise``, ``init_noise_dist``).
     augment: str = "none"
-    # EMA of the weights (used for evaluation)
+    # ---- EMA of the weights (used for evaluation)
     ema_beta: float = 0.995
     ema_every: int = 10
     ema_start: int = 100
     ema_power: float = 2 / 3
-    # regularizers
+    # ---- regularizers (weights; 0 = off) and their settings
     reg_spec: float = 0.0
     reg_e_single: float = 0.0
     reg_e_multi: float = 0.0
@@ -114,7 +125,7 @@ class TrainConfig:
     lyapunov_k: int = 4
     lyapunov_steps: int = 4
     reg_boards: int = 8
-    # evaluation, checkpoints, logging
+    # ---- bookkeeping: evaluation, checkpoints, logging, budget, device
     eval_every: int = 900
     eval_steps: tuple[int, ...] = (16, 32)
     eval_batch_size: int = 500
@@ -125,7 +136,7 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     tensorboard: bool = True
-    # speed
+    # ---- speed (docs/training.md, "On a GPU")
     precision: str = "fp32"
     compile: bool = False
 

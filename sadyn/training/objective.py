@@ -1,18 +1,18 @@
-"""The training objective: unroll the loop on a batch, cross-entropy at the last m readouts,
-plus the weighted regularizers. An ``nn.Module`` so that ``DistributedDataParallel`` can wrap
-it (its forward is the whole loss, and DDP averages the gradients of it).
+"""The training objective: unroll the loop on a batch (``LoopedModel.unroll``, the loop of the
+model's own ``forward``), cross-entropy at the last m readouts, plus the weighted regularizers.
+An ``nn.Module`` so that ``DistributedDataParallel`` can wrap it (its forward is the whole loss,
+and DDP averages the gradients of it).
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sadyn.models import fused_attention
+from sadyn.models import LoopedModel, fused_attention
 from sadyn.training.config import TrainConfig
 from sadyn.training.regularizers import (
     SpectralPenalty,
@@ -28,7 +28,7 @@ class Objective(nn.Module):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: LoopedModel,
         config: TrainConfig,
         reg_generator: torch.Generator | None = None,
         *,
@@ -62,28 +62,32 @@ class Objective(nn.Module):
         """
         cfg, model = self.config, self.model
         m = steps if cfg.loss_steps == 0 else min(cfg.loss_steps, steps)
-        keep_at = {max(steps - cfg.lyapunov_steps, 0), steps - 1}
-        kept: dict[int, torch.Tensor] = {}
-        # the model's per-forward context (e.g. caching parametrized weights), as in forward()
-        loop_context = getattr(model, "_loop_context", contextlib.nullcontext)
-        with loop_context(), fused_attention(self.fused):
+        lyapunov_start = max(steps - cfg.lyapunov_steps, 0)
+        with fused_attention(self.fused):
             cond_all = model.encode(quizzes)  # (B, S, D)
             x0_all = model.init_state(
                 cond_all, quizzes > 0, generator=generator, deterministic=cfg.fixed_noise
             )
-            cond, x = cond_all[shard], x0_all[shard]
-            target = (solutions[shard] - 1).reshape(-1)  # digits 1..9 -> classes 0..8
-            ce = x.new_zeros(())
-            for t in range(steps):
-                if t in keep_at:
-                    kept[t] = x.detach()
-                x = self.step(x, cond)
-                if t + 1 > steps - m:
-                    logits = model.readout(x)  # (b, S, 9)
-                    ce = ce + F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)
-        ce = ce / m
+            cond = cond_all[shard]
+            run = model.unroll(
+                x0_all[shard],
+                cond,
+                steps,
+                readout_at=range(steps - m + 1, steps + 1),  # the last m states X_t
+                states_at=(lyapunov_start, steps - 1),  # where the penalties start
+                step=self.step,
+            )
+        target = (solutions[shard] - 1).reshape(-1)  # digits 1..9 -> classes 0..8
+        ce = (
+            sum(
+                F.cross_entropy(run.logits_at[t].flatten(0, 1), target)
+                for t in sorted(run.logits_at)
+            )
+            / m
+        )
         total = ce
         parts: dict[str, Any] = {"ce": ce.detach()}
+        kept = {t: x.detach() for t, x in run.states_at.items()}
 
         if cfg.reg_spec > 0:
             r = self.spec(model)
@@ -94,12 +98,12 @@ class Objective(nn.Module):
         if cfg.reg_e_multi > 0:
             r = e_multi_penalty(model, cfg.e_multi_form)
             total, parts["reg_e_multi"] = total + cfg.reg_e_multi * r, r.detach()
-        nb = min(cfg.reg_boards, cond.shape[0])
+        boards = min(cfg.reg_boards, cond.shape[0])
         if cfg.reg_jacobian > 0:
             r, sigma = jacobian_penalty(
                 model.step,
-                kept[steps - 1][:nb],
-                cond[:nb],
+                kept[steps - 1][:boards],
+                cond[:boards],
                 target=cfg.jacobian_target,
                 iterations=cfg.jacobian_iters,
                 generator=self.reg_generator,
@@ -107,11 +111,10 @@ class Objective(nn.Module):
             total = total + cfg.reg_jacobian * r
             parts["reg_jacobian"], parts["jacobian_sigma"] = r.detach(), sigma.mean()
         if cfg.reg_lyapunov > 0:
-            start = max(steps - cfg.lyapunov_steps, 0)
             r, lam = lyapunov_penalty(
                 model.step,
-                kept[start][:nb],
-                cond[:nb],
+                kept[lyapunov_start][:boards],
+                cond[:boards],
                 k=cfg.lyapunov_k,
                 steps=cfg.lyapunov_steps,
                 target=cfg.lyapunov_target,

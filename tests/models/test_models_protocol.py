@@ -64,6 +64,52 @@ def test_shapes_and_forward_consistency(tiny_config, boards):
     torch.testing.assert_close(plain.logits, out.logits)
 
 
+def test_step_is_the_normalized_update_and_reuses_the_drive(tiny_config, boards):
+    """``step`` (each model's equation) is ``Norm(X + eta Delta X)`` with ``update``'s Delta X
+    (pre-LN: ``X + Delta X``), and a ready-made drive ``C + MSA(X)`` gives the same step."""
+    model = _model(tiny_config, torch.float64)
+    quiz, _ = boards(2)
+    cond = model.encode(quiz)
+    x = model.init_state(cond, quiz > 0, generator=torch.Generator().manual_seed(0))
+    x1 = model.step(x, cond)
+    if tiny_config["model"] == "preln-itrsa":
+        torch.testing.assert_close(x1, x + model.update(x, cond))
+    else:
+        torch.testing.assert_close(x1, model.norm(x + model.eta * model.update(x, cond)))
+    torch.testing.assert_close(model.step(x, cond, drive=model.drive(x, cond)), x1)
+
+
+def test_unroll_is_the_loop_of_forward(tiny_config, boards):
+    """``unroll`` keeps the asked states and readouts, iterates the given map, and gets each
+    pseudo-energy from its step's own drive: T + 1 attention calls for T steps with energies."""
+    model = _model(tiny_config, torch.float64)
+    quiz, _ = boards(2)
+    cond = model.encode(quiz)
+    x0 = model.init_state(cond, quiz > 0, deterministic=True)
+    ref = model(quiz, 3, deterministic=True, return_states=True, return_energies=True)
+    calls = {"msa": 0, "step": 0}
+    msa = model.msa
+
+    def counted_msa(x):
+        calls["msa"] += 1
+        return msa(x)
+
+    def counted_step(x, c, **kw):
+        calls["step"] += 1
+        return model.step(x, c, **kw)
+
+    model.msa = counted_msa
+    out = model.unroll(
+        x0, cond, 3, readout_at=[1, 3], states_at=[0, 2], energies=True, step=counted_step
+    )
+    assert calls == {"msa": 4, "step": 3}
+    assert sorted(out.logits_at) == [1, 3] and sorted(out.states_at) == [0, 2]
+    torch.testing.assert_close(out.states_at[2], ref.states[2])
+    torch.testing.assert_close(out.logits_at[1], model.readout(ref.states[1]))
+    torch.testing.assert_close(out.logits, ref.logits)
+    torch.testing.assert_close(out.energies, ref.energies)
+
+
 def test_determinism(tiny_config, boards):
     model = _model(tiny_config)
     quiz, _ = boards(4)

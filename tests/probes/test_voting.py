@@ -180,12 +180,12 @@ class ScoredRestarts(LoopedModel):
         digits = torch.where((u > 0.5)[:, None], sol, sol % 9 + 1)
         return torch.nn.functional.one_hot(digits - 1, 9).float() * (1 + 5 * u)[:, None, None]
 
-    def _drive(self, x, cond):
+    def drive(self, x, cond):
         y = torch.zeros_like(x)
         y[..., 0] = 1.0 / 81  # pseudo-energy -sum(x * y) = -u
         return y
 
-    def _advance(self, x, y):
+    def step(self, x, cond, *, drive=None):
         x = x.clone()
         x[..., 10] = -x[..., 10]  # residual 2 (1 - u) sqrt(81)
         return x

@@ -1,6 +1,7 @@
 """TrainConfig: typed coercion from JSON and CLI strings, validation, presets as data."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,41 @@ def test_small_akorn_preset_is_small_with_akorn():
     cfg = get_preset("small-akorn")
     assert cfg == get_preset("small", model={"model": "akorn"}, epochs=20)
     assert type(build_model(cfg.model)).__name__ == "AKOrN"
+
+
+OLD_RUNS = Path(__file__).parent / "old_runs"  # files as sadyn wrote them before issue 14
+AKORN_ONLY = {"project", "omega", "omega_init", "omega_learnable", "global_omega"}
+
+
+@pytest.mark.parametrize("run", ["small-itrsa", "small-akorn"])
+def test_an_old_run_config_still_loads(run):
+    """A committed config.json of an older run (no augment, precision, compile): it loads, the
+    fields added since take their defaults, and its model builds."""
+    from sadyn.models import build_model
+
+    saved = json.loads((OLD_RUNS / run / "config.json").read_text())
+    cfg = TrainConfig.from_dict(saved)
+    assert cfg.to_dict() == {**TrainConfig().to_dict(), **saved}
+    added = set(TrainConfig().to_dict()) - set(saved)
+    assert {"augment", "precision", "compile"} <= added
+    assert build_model({**cfg.model, "dim": 16}).name == saved["model"]["model"]
+
+
+def test_old_flat_model_configs_still_load():
+    """Full model configs of older checkpoints: AKOrN's keys stand in every ItrSA-family
+    config. AKOrN rebuilds with them, in the parameter order its checkpoint's optimizer state
+    records (so the run resumes); ItrSA drops them when they switch nothing on."""
+    from sadyn.models import ModelConfigError, build_model
+
+    old = json.loads((OLD_RUNS / "model_configs.json").read_text())
+    akorn = {**old["akorn"]["model_config"], "dim": 16, "heads": 2}
+    model = build_model(akorn)
+    assert model.config == akorn
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names == old["akorn"]["optimizer_names"]
+    itrsa = old["itrsa"]["model_config"]
+    assert AKORN_ONLY <= set(itrsa)
+    model = build_model(itrsa)
+    assert model.config == {k: v for k, v in itrsa.items() if k not in AKORN_ONLY}
+    with pytest.raises(ModelConfigError, match="omega"):
+        build_model({**itrsa, "omega": True})  # that was AKOrN's step: not an ItrSA any more
