@@ -22,6 +22,19 @@ def _losses(run) -> list[float]:
     return [r["loss"] for r in rows if r["kind"] == "train"]
 
 
+def _poison_loss(monkeypatch, at: int) -> None:
+    """Make the loss of the ``at``-th objective call (1-based) NaN."""
+    original = Objective.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        loss, parts = original(self, *args, **kwargs)
+        calls["n"] += 1
+        return (loss * math.nan if calls["n"] == at else loss), parts
+
+    monkeypatch.setattr(Objective, "forward", poisoned)
+
+
 def _run(make_config, out, **changes) -> list[float]:
     train(make_config(eval_every=0, **changes), out, progress=False)
     return _losses(out)
@@ -60,15 +73,7 @@ def test_deferred_check_finds_the_step_and_keeps_checkpoints_finite(
     make_config, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(loop, "ASYNC_DEVICES", ("cuda", "cpu"))
-    original = Objective.forward
-    calls = {"n": 0}
-
-    def poisoned(self, *args, **kwargs):
-        loss, parts = original(self, *args, **kwargs)
-        calls["n"] += 1
-        return (loss * math.nan if calls["n"] == 5 else loss), parts
-
-    monkeypatch.setattr(Objective, "forward", poisoned)
+    _poison_loss(monkeypatch, at=5)
     out = tmp_path / "run"
     # log every 8 steps, checkpoint every 3: the check before the step-6 checkpoint finds it
     with pytest.raises(DivergenceError, match=r"diverged at step 5 .*loss is nan.*step 6"):
@@ -83,7 +88,7 @@ def test_compiled_step_follows_the_eager_loss_curve(make_config, tmp_path, fp32_
     assert compiled == pytest.approx(fp32_losses, rel=1e-4)
 
 
-def test_resume_on_another_device_type_reseeds_the_noise_stream(make_config, tmp_path):
+def test_resume_on_another_device_type_reseeds_the_noise_stream(make_config, tmp_path, monkeypatch):
     """A run checkpointed on a GPU resumes on the CPU: the saved noise-generator state (CUDA's
     16-byte Philox state, here written by hand) cannot continue there, so the stream is
     reseeded from (seed, step) and the log says so; everything else resumes."""
@@ -93,20 +98,9 @@ def test_resume_on_another_device_type_reseeds_the_noise_stream(make_config, tmp
 
     out = tmp_path / "run"
     cfg = make_config(eval_every=0, ckpt_every=5)
-    with pytest.raises(DivergenceError):  # stop the first process after its step-5 checkpoint
-        original = Objective.forward
-        calls = {"n": 0}
-
-        def stop_at_6(self, *args, **kwargs):
-            calls["n"] += 1
-            loss, parts = original(self, *args, **kwargs)
-            return (loss * math.nan if calls["n"] == 6 else loss), parts
-
-        Objective.forward = stop_at_6
-        try:
-            train(cfg, out, progress=False)
-        finally:
-            Objective.forward = original
+    with monkeypatch.context() as patch, pytest.raises(DivergenceError):
+        _poison_loss(patch, at=6)  # the first process stops after its step-5 checkpoint
+        train(cfg, out, progress=False)
     ckpt = read_checkpoint(out).path
     state = load_file(str(ckpt / "state.safetensors"))
     state["rng/noise"] = torch.arange(16, dtype=torch.uint8)  # a CUDA generator's state size
