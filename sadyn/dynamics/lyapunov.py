@@ -76,8 +76,9 @@ class LyapunovResult:
     """Lyapunov exponents of one trajectory (or of each row of a batch).
 
     Attributes:
-        exponents: ``(k,)`` or ``(B, k)`` float64, per step, natural log, largest first;
-            ``-inf`` for exact zero directions, NaN for a trajectory that became non-finite.
+        exponents: ``(k,)`` or ``(B, k)`` float64, per step, natural log, largest first
+            (sorted, also at short horizons); ``-inf`` for exact zero directions, NaN for a
+            trajectory that became non-finite.
         local: per-QR local exponents ``log |R_ii| / interval``, ``(R, k)`` or ``(B, R, k)``
             with ``R = ceil(steps / reortho_every)``; None unless ``keep_local``.
         final_state: the state after the last step, ``(n,)`` or ``(B, n)``.
@@ -265,6 +266,19 @@ def benettin(
     )
 
 
+def _sort_largest_first(res: LyapunovResult) -> None:
+    """Order the exponents largest first (``-inf`` last), permuting ``local`` and ``tangents``
+    alike. At short horizons the QR sums from arbitrary start tangents need not come out
+    ordered; asymptotically they do, and the sort is then the identity."""
+    key = torch.where(torch.isnan(res.exponents), float("-inf"), res.exponents).detach()
+    order = torch.argsort(key, dim=-1, descending=True, stable=True)
+    res.exponents = res.exponents.gather(-1, order)
+    if res.local is not None:
+        res.local = res.local.gather(-1, order[:, None, :].expand_as(res.local))
+    if res.tangents is not None:
+        res.tangents = res.tangents.gather(-1, order[:, None, :].expand_as(res.tangents))
+
+
 def _compiled_mode(tangent: str, compile: CompileMode) -> str:
     if tangent == "fastest":
         return COMPILED_DEFAULT if compile is not False else "jvp"
@@ -375,6 +389,7 @@ def lyapunov_spectrum(
             batched=batched,
             differentiable=differentiable,
         )
+    _sort_largest_first(res)
     res.method = f"qr-{getattr(step, 'mode', None) or _compiled_mode(tangent, compile)}"
     res.info["compiled"] = bool(getattr(step, "compiled", compile is True and tangent != "dense"))
     return res.unbatch(batched)

@@ -107,9 +107,14 @@ def test_finite_time_output_is_sorted_with_nulls_last():
 
 
 def test_qr_spectrum_is_sorted_and_shows_its_zero_tolerance():
-    """QR exponents of a diagonal map come in the tangents' order, but largest first after a
-    long enough run; the -inf threshold is a visible field of the result."""
+    """Old: QR exponents came in the start tangents' order at short horizons (unsorted,
+    against the docs). The -inf threshold is a visible field of the result."""
     m = systems.diagonal([0.5, 3.0, 0.0])
+    # started from e_1, e_2, e_3 the QR sums come out as [log 0.5, log 3, -inf]: sorted now
+    short = lyapunov_spectrum(m.f, m.x0, 4, q0=torch.eye(3, dtype=F64), keep_local=True)
+    np.testing.assert_allclose(short.exponents[:2].numpy(), np.log([3.0, 0.5]), atol=1e-12)
+    np.testing.assert_allclose(short.local[0, :2].numpy(), np.log([3.0, 0.5]), atol=1e-12)
+    assert short.tangents[1, 0].abs() == 1.0  # the tangents are permuted with them
     res = lyapunov_spectrum(m.f, m.x0, 50, transient=5)
     np.testing.assert_allclose(res.exponents[:2].numpy(), np.log([3.0, 0.5]), atol=1e-12)
     assert torch.isneginf(res.exponents[2])
