@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from sadyn.cli._args import Parser, one_line_warnings
@@ -39,7 +40,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NATIVE_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cap_native_threads(argv: list[str]) -> None:
+    """``--threads N`` also caps the BLAS / OpenMP threads of numpy and scipy (eigenproblems,
+    QR), which ``torch.set_num_threads`` does not reach. They read the environment when first
+    loaded, so this runs before any subcommand module is imported (no effect in a process that
+    has loaded numpy already). ``sadyn demo`` defaults to one thread: on a loaded 2-core machine
+    two BLAS threads per process oversubscribe the cores and run many times slower."""
+    value, explicit = None, False
+    for i, token in enumerate(argv):
+        if token == "--threads" and i + 1 < len(argv):
+            value, explicit = argv[i + 1], True
+        elif token.startswith("--threads="):
+            value, explicit = token.split("=", 1)[1], True
+    if value is None and argv[:1] == ["demo"]:
+        value = "1"
+    if value is None or not value.isdigit() or int(value) < 1:
+        return
+    for var in _NATIVE_THREAD_VARS:
+        if explicit:
+            os.environ[var] = value
+        else:
+            os.environ.setdefault(var, value)
+
+
 def main(argv: list[str] | None = None) -> int:
+    cap_native_threads(sys.argv[1:] if argv is None else [str(a) for a in argv])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
