@@ -3,8 +3,20 @@ import os
 import pytest
 import torch
 
-# Tiny test tensors gain nothing from intra-op threads, and lose much on a loaded machine.
-torch.set_num_threads(int(os.environ.get("SADYN_TEST_THREADS", "1")))
+# Tiny test tensors gain nothing from intra-op threads, and lose much on a loaded machine (thread
+# hand-offs dominate); one fixed count also keeps float reductions in one order, so the runs some
+# tests compare bit for bit agree.
+THREADS = int(os.environ.get("SADYN_TEST_THREADS", "1"))
+torch.set_num_threads(THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test starts with ``THREADS`` intra-op threads (one unless $SADYN_TEST_THREADS) and
+    leaves that count behind whatever it set (a training run applies ``config.threads``)."""
+    torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(autouse=True)

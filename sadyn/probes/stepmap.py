@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from sadyn.errors import DivergenceError, ShapeError
+from sadyn.models import check_puzzles
 
 Map = Callable[[Tensor], Tensor]
 
@@ -45,20 +46,18 @@ __all__ = [
 
 
 def as_puzzle_tensor(puzzles: Any, device: torch.device | None = None) -> Tensor:
-    """Puzzles as a ``(B, 81)`` long tensor of digits 0..9 (0 = blank).
+    """Puzzles as a ``(B, 81)`` long tensor of digits 0..9 (0 = blank), checked by
+    :func:`sadyn.models.check_puzzles` (the models' own check: ``ShapeError`` for a shape other
+    than ``(B, 81)``, ``DataFormatError`` for non-integer values or digits outside 0..9).
 
     Accepts a ``sadyn.sudoku.PuzzleSet`` (anything with ``.quizzes``), a numpy array or a
-    tensor.
+    tensor; one board ``(81,)`` becomes a batch of one.
     """
     quizzes = getattr(puzzles, "quizzes", puzzles)
-    q = torch.as_tensor(np.asarray(quizzes) if not isinstance(quizzes, Tensor) else quizzes)
+    q = quizzes if isinstance(quizzes, Tensor) else torch.as_tensor(np.asarray(quizzes))
     if q.dim() == 1:
         q = q[None]
-    if q.dim() != 2 or q.shape[1] != 81:
-        raise ShapeError(f"puzzles must have shape (B, 81), got {tuple(q.shape)}")
-    if q.numel() and (int(q.min()) < 0 or int(q.max()) > 9):
-        raise ShapeError("puzzle digits must lie in 0..9 (0 = blank)")
-    return q.to(device=device, dtype=torch.long)
+    return check_puzzles(q).to(device)
 
 
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

@@ -1,10 +1,15 @@
 """Exponential moving average of a model's weights, as the AKOrN code does it (``ema_pytorch``).
 
-Semantics of ``ema_pytorch.EMA(beta, update_after_step, update_every)`` with its default
-warm-up (inv_gamma 1, power 2/3): :meth:`update` is called once per optimizer step; the n-th
-call (n = 0, 1, ...) does nothing unless ``n % every == 0``; while ``n <= start`` it copies the
-online weights; afterwards it moves the average toward them with decay
-``min(beta, 1 - (1 + n - start - 1)^-power)``. ``power = 0`` gives the plain decay ``beta``.
+The schedule of ``ema_pytorch.EMA(beta, update_after_step=start, update_every=every)`` with its
+default warm-up (``inv_gamma`` 1, ``power`` 2/3). :meth:`update` is called once per optimizer
+step. Its n-th call (n = 0, 1, ...) does nothing unless ``n % every == 0``; while ``n <= start``
+it copies the online weights; afterwards it moves the average toward them with the decay
+``ema_pytorch``'s ``get_current_decay`` computes once it has counted the call (its ``step`` is
+then ``n + 1``): ``min(beta, 1 - (1 + epoch)^-power)`` with ``epoch = (n + 1) - start - 1``. So
+with ``start = 100, every = 10`` the first average (n = 110) uses ``1 - 11^(-2/3) = 0.7978``.
+Before issue 14 sadyn used ``epoch = n - start - 1`` (0.7846 there): runs trained since differ
+from earlier ones in their EMA weights (checkpoints store the weights, so old ones load as they
+are). ``power = 0`` is sadyn's own: the plain decay ``beta`` from the first average on.
 """
 
 from __future__ import annotations
@@ -32,13 +37,13 @@ class EMA:
         self.num_updates = 0  # calls to update() so far (ema_pytorch's ``step``)
 
     def decay(self, n: int) -> float:
-        """Decay used by the n-th update call (n > start)."""
-        k = max(n - self.start - 1, 0)
-        if k <= 0:
+        """The decay the n-th update call (0-based) averages with; 0.0 (a copy) up to ``start``."""
+        epoch = n - self.start  # ema_pytorch: its step (n + 1, counted first) - start - 1
+        if epoch <= 0:
             return 0.0
         if self.power == 0:
             return self.beta
-        return min(self.beta, 1.0 - (1.0 + k) ** -self.power)
+        return min(self.beta, 1.0 - (1.0 + epoch) ** -self.power)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -55,7 +60,8 @@ class EMA:
             d = self.decay(n)
             for name, p in self.module.named_parameters():
                 p.lerp_(online[name], 1.0 - d)
-        # buffers (e.g. fixed positional tables) are copied, not averaged
+        # buffers (e.g. fixed positional tables) are copied, not averaged (ema_pytorch averages
+        # its float buffers; sadyn's models never change theirs, so the two agree)
         online_b = dict(model.named_buffers())
         for name, b in self.module.named_buffers():
             b.copy_(online_b[name])

@@ -36,8 +36,7 @@ from sadyn.models import build_model, fused_attention
 from sadyn.progress import progress as progress_bar
 from sadyn.sudoku import PuzzleSet, get_dataset, read_puzzles, resolve_dataset
 from sadyn.sudoku.augment import augment
-from sadyn.training import checkpoint as ck
-from sadyn.training import distributed
+from sadyn.training import checkpoint, distributed
 from sadyn.training.config import RESUMABLE_FIELDS, TrainConfig
 from sadyn.training.ema import EMA
 from sadyn.training.evaluation import accuracy_at_steps
@@ -132,6 +131,8 @@ def dataset_name(spec: str) -> str:
 
 # ---------------------------------------------------------------------------- trainer
 class _Trainer:
+    """One run: ``__init__`` sets it up (run directory, data, model, resume), ``run`` trains."""
+
     def __init__(
         self,
         config: TrainConfig,
@@ -142,61 +143,78 @@ class _Trainer:
     ) -> None:
         self.cfg, self.out, self.info, self.progress = config, out_dir, info, progress
         self.device = info.device
+        # on a GPU: the puzzles resident on the device, fused kernels, no host sync per update
+        self.on_gpu = self.device.type in ASYNC_DEVICES
         if config.threads:
             torch.set_num_threads(config.threads)
         self.resume = self._prepare_run_dir(resume)
+        self._load_data()
+        self._build_model()
+        # the bookkeeping of the run; a resumed run takes it from its checkpoint
+        self.step = 0
+        self.best: dict[str, Any] | None = None  # {"step", "metric", "value", "cell_accuracy"}
+        self.last_ckpt: Path | None = None
+        # training seconds of earlier processes of this run (resumed runs): max_minutes and the
+        # summary's wall time count the whole run, not only the last process
+        self.elapsed_before = 0.0
+        self.started = time.monotonic()
+        self.reseeded_noise = False
+        # (update index, loss, gradient norm) of the updates not yet checked for finiteness
+        self.unchecked: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        if self.resume:
+            self._restore()
 
-        # data (rank 0 first: it may generate and cache the set)
+    def _load_data(self) -> None:
+        """The training puzzles (rank 0 first: it may generate and cache the set), the
+        evaluation sets (rank 0) and the number of updates."""
+        cfg, info = self.cfg, self.info
         if info.is_main:
-            self.train_set = load_train_set(config, progress and info.is_main)
+            self.train_set = load_train_set(cfg, self.progress)
         distributed.barrier(info)
         if not info.is_main:
-            self.train_set = load_train_set(config, False)
-        self.eval_sets = load_eval_sets(config) if info.is_main else {}
+            self.train_set = load_train_set(cfg, False)
+        self.eval_sets = load_eval_sets(cfg) if info.is_main else {}
         self.quizzes, self.solutions = self.train_set.to_torch()
-        # on a GPU: the puzzles resident on the device, and no host sync per update
-        self.on_gpu = self.device.type in ASYNC_DEVICES
         if self.on_gpu:
             self.quizzes_dev = self.quizzes.to(self.device)
             self.solutions_dev = self.solutions.to(self.device)
-        self.unchecked: list[tuple[int, torch.Tensor, torch.Tensor]] = []
-        self.steps_per_epoch = len(self.train_set) // config.batch_size
+        self.steps_per_epoch = len(self.train_set) // cfg.batch_size
         if self.steps_per_epoch < 1:
             raise SadynError(
                 f"train set of {len(self.train_set)} puzzles is smaller than one "
-                f"batch of {config.batch_size}"
+                f"batch of {cfg.batch_size}"
             )
-        self.total_steps = self.steps_per_epoch * config.epochs
-        self.shard = info.shard(config.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.shard = info.shard(cfg.batch_size)  # this process's rows of each batch
 
-        # model, optimizer, EMA, generators
-        torch.manual_seed(config.seed)
-        self.model = build_model(dict(config.model)).to(self.device)
-        model_config = getattr(self.model, "config", config.model)
-        self.model_config = dict(model_config() if callable(model_config) else model_config)
+    def _build_model(self) -> None:
+        """Model (initialized from ``seed``), Adam, EMA, the two generators, the objective and,
+        under torchrun, its DDP wrapper."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(dict(cfg.model)).to(self.device)
+        self.model_config = self.model.config
         self.param_names = [n for n, p in self.model.named_parameters() if p.requires_grad]
-        params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
-            params,
-            lr=config.lr,
-            betas=config.adam_betas,
-            weight_decay=config.weight_decay,
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=cfg.lr,
+            betas=cfg.adam_betas,
+            weight_decay=cfg.weight_decay,
             fused=self.on_gpu or None,
         )
         self.ema = EMA(
             self.model,
-            beta=config.ema_beta,
-            every=config.ema_every,
-            start=config.ema_start,
-            power=config.ema_power,
+            beta=cfg.ema_beta,
+            every=cfg.ema_every,
+            start=cfg.ema_start,
+            power=cfg.ema_power,
         )
-        self.gen_noise = torch.Generator(self.device).manual_seed(derive_seed(config.seed, 1))
-        self.gen_cpu = torch.Generator().manual_seed(derive_seed(config.seed, 2))
-        self.objective = Objective(
-            self.model, config, reg_generator=self.gen_cpu, fused=self.on_gpu
-        )
+        # initial-state noise (on the device), and random loop counts and regularizer vectors
+        self.gen_noise = torch.Generator(self.device).manual_seed(derive_seed(cfg.seed, 1))
+        self.gen_cpu = torch.Generator().manual_seed(derive_seed(cfg.seed, 2))
+        self.objective = Objective(self.model, cfg, reg_generator=self.gen_cpu, fused=self.on_gpu)
         self.runner: nn.Module = self.objective
-        if info.enabled:
+        if self.info.enabled:
             self.runner = DistributedDataParallel(
                 self.objective,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -204,16 +222,95 @@ class _Trainer:
                 find_unused_parameters=True,
             )
 
-        self.step = 0
-        # training seconds of earlier processes of this run (resumed runs): max_minutes and the
-        # summary's wall time count the whole run, not only the last process
-        self.elapsed_before = 0.0
-        self.started = time.monotonic()
-        self.best: dict[str, Any] | None = None
-        self.last_ckpt: Path | None = None
-        self.reseeded_noise = False
+    # -------------------------------------------------------------- the run
+    def _open_logger(self) -> None:
+        """The run log (rank 0), with the events of a resumed run."""
+        if not self.info.is_main:
+            self.logger: RunLogger | _NullLogger = _NullLogger()
+            return
+        self.logger = RunLogger(self.out, tensorboard=self.cfg.tensorboard, resume_step=self.step)
         if self.resume:
-            self._restore()
+            self.logger.log("event", self.step, {"event": "resumed"})
+        if self.reseeded_noise:
+            message = "the initial-state noise stream was saved on another device type; reseeded"
+            self.logger.log("event", self.step, {"event": "noise_reseeded", "message": message})
+
+    def run(self) -> TrainSummary:
+        """Train to the end (or the time budget), then evaluate, checkpoint, plot and summarize."""
+        cfg, info = self.cfg, self.info
+        done = self._finished_summary()
+        if done is not None:
+            return done
+        self.started = time.monotonic()
+        budget = cfg.max_minutes * 60 - self.elapsed_before if cfg.max_minutes else math.inf
+        deadline = self.started + budget
+        self._open_logger()
+        bar = progress_bar(  # a bar on a terminal, periodic lines with rate and ETA otherwise
+            total=self.total_steps,
+            initial=self.step,
+            unit="step",
+            enable=self.progress and info.is_main,
+            desc=f"train {cfg.model.get('model', '')}",
+        )
+        status = "completed"
+        last: dict[str, Any] = {}  # the record of the latest update
+        epoch, order = -1, torch.empty(0, dtype=torch.long)
+        clock, timed_updates = time.monotonic(), 0  # boards/s over the updates since clock
+        try:
+            while self.step < self.total_steps:
+                if self.step // self.steps_per_epoch != epoch:  # a new epoch: its data order
+                    epoch = self.step // self.steps_per_epoch
+                    order = epoch_order(cfg.seed, epoch, len(self.train_set))
+                last = self._update(order)
+                timed_updates += 1
+                bar.update(1)
+                # on a GPU the host reads device values (one sync) only at log steps
+                if not self.on_gpu or self.step % cfg.log_every == 0:
+                    self._check_finite()
+                    last = _floats(last)
+                    if self.step % cfg.progress_every == 0:
+                        bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
+                if self.step % cfg.log_every == 0 and info.is_main:
+                    now = time.monotonic()
+                    last["boards_per_s"] = timed_updates * cfg.batch_size / (now - clock)
+                    clock, timed_updates = now, 0
+                    self.logger.log("train", self.step, last)
+                # (ranks other than 0 need no barrier: they wait in the next step's all-reduce)
+                # the last step's evaluation and checkpoint come after the loop
+                if self.step < self.total_steps and self._evaluate_and_checkpoint():
+                    clock, timed_updates = time.monotonic(), 0  # boards/s times training alone
+                if cfg.max_minutes and distributed.any_flag(info, time.monotonic() > deadline):
+                    status = "time_budget"
+                    break
+        finally:
+            bar.close()
+        self._check_finite()
+        return self._finish(status, _floats(last))
+
+    def _finish(self, status: str, last: dict[str, Any]) -> TrainSummary:
+        """The end of the run: final evaluation, checkpoint, curve and summary (rank 0)."""
+        cfg, info = self.cfg, self.info
+        metrics: dict[str, Any] = {}
+        if info.is_main:
+            self.logger.log("event", self.step, {"event": status})
+            metrics = self._evaluate()
+            self._save(best=self._is_new_best(metrics))
+            self.logger.close()
+            plot_curves(
+                self.out / LOG_NAME,
+                self.out / CURVE_NAME,
+                title=f"{cfg.model.get('model', '')} (seed {cfg.seed})",
+            )
+            metrics = {  # JSON keys: loop counts as strings
+                name: {kind: {str(t): v for t, v in vals.items()} for kind, vals in res.items()}
+                for name, res in metrics.items()
+            }
+        distributed.barrier(info)
+        if not info.is_main:
+            return TrainSummary(
+                str(self.out), status, self.step, self.total_steps, last.get("loss")
+            )
+        return self._write_summary(status, last.get("loss"), metrics, self._elapsed())
 
     # -------------------------------------------------------------- run directory
     def _prepare_run_dir(self, resume: bool) -> bool:
@@ -222,46 +319,47 @@ class _Trainer:
         if self.info.is_main:
             self._check_or_write_config(resume)
         distributed.barrier(self.info)
-        return resume and (self.out / ck.POINTERS["latest"]).exists()
+        return resume and (self.out / checkpoint.POINTERS["latest"]).exists()
 
     def _check_or_write_config(self, resume: bool) -> None:
-        cfg_path = self.out / CONFIG_NAME
-        if cfg_path.exists():
-            if not resume:
-                raise SadynError(
-                    f"{self.out} already holds a run; pass --resume to continue it "
-                    "or choose another --out"
-                )
-            try:
-                saved = TrainConfig.from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
-            except (OSError, ValueError) as exc:
-                raise ck.CheckpointError(f"{cfg_path}: unreadable run config ({exc})") from exc
-            diff = {
-                k: v for k, v in saved.differences(self.cfg).items() if k not in RESUMABLE_FIELDS
-            }
-            if diff:
-                listed = "; ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
-                raise SadynError(f"cannot resume {self.out} with a different config ({listed})")
+        config_path = self.out / CONFIG_NAME
+        if not config_path.exists():
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(config_path, self.cfg.to_dict())
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(cfg_path, self.cfg.to_dict())
+        if not resume:
+            raise SadynError(
+                f"{self.out} already holds a run; pass --resume to continue it "
+                "or choose another --out"
+            )
+        try:
+            saved = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise checkpoint.CheckpointError(
+                f"{config_path}: unreadable run config ({exc})"
+            ) from exc
+        diff = {k: v for k, v in saved.differences(self.cfg).items() if k not in RESUMABLE_FIELDS}
+        if diff:
+            listed = "; ".join(f"{k}: run has {a!r}, given {b!r}" for k, (a, b) in diff.items())
+            raise SadynError(f"cannot resume {self.out} with a different config ({listed})")
 
     # -------------------------------------------------------------- checkpoints
     def _state_tensors(self) -> dict[str, torch.Tensor]:
-        tensors, _ = ck.optimizer_tensors(self.optimizer, self.param_names)
-        tensors["rng/torch"] = ck.rng_tensor(torch.get_rng_state())
-        tensors["rng/noise"] = ck.rng_tensor(self.gen_noise.get_state())
-        tensors["rng/cpu"] = ck.rng_tensor(self.gen_cpu.get_state())
+        tensors, _ = checkpoint.optimizer_tensors(self.optimizer, self.param_names)
+        tensors["rng/torch"] = checkpoint.rng_tensor(torch.get_rng_state())
+        tensors["rng/noise"] = checkpoint.rng_tensor(self.gen_noise.get_state())
+        tensors["rng/cpu"] = checkpoint.rng_tensor(self.gen_cpu.get_state())
         if torch.cuda.is_available() and self.device.type == "cuda":
-            tensors["rng/cuda"] = ck.rng_tensor(torch.cuda.get_rng_state(self.device))
+            tensors["rng/cuda"] = checkpoint.rng_tensor(torch.cuda.get_rng_state(self.device))
         tensors.update(self.objective.regularizer_state())
         return tensors
 
-    def _save(self, pointers: tuple[str, ...]) -> None:
+    def _save(self, *, best: bool = False) -> None:
+        """Checkpoint (rank 0), pointed to by ``latest`` and, with ``best``, by ``best``."""
         self._check_finite()  # never checkpoint weights a non-finite update reached
         if not self.info.is_main:
             return
-        _, optim_info = ck.optimizer_tensors(self.optimizer, self.param_names)
+        _, optim_info = checkpoint.optimizer_tensors(self.optimizer, self.param_names)
         meta = {
             "epoch": self.step / self.steps_per_epoch,
             "model_config": self.model_config,
@@ -273,46 +371,46 @@ class _Trainer:
             "torch": torch.__version__,
             "elapsed_s": self._elapsed(),
         }
-        self.last_ckpt = ck.save_checkpoint(
+        self.last_ckpt = checkpoint.save_checkpoint(
             self.out,
             step=self.step,
             model=self.model.state_dict(),
             ema=self.ema.state_dict(),
             state=self._state_tensors(),
             meta=meta,
-            pointers=pointers,
+            pointers=("latest", "best") if best else ("latest",),
         )
 
     def _restore(self) -> None:
-        c = ck.read_checkpoint(self.out, "latest")
-        ck.load_state_strict(self.model, c.model, c.path / "model.safetensors")
-        ck.load_state_strict(self.ema.module, c.ema, c.path / "ema.safetensors")
-        self.ema.num_updates = int(c.meta["ema_updates"])
-        ck.restore_optimizer(
+        saved = checkpoint.read_checkpoint(self.out, "latest")
+        checkpoint.load_state_strict(self.model, saved.model, saved.path / "model.safetensors")
+        checkpoint.load_state_strict(self.ema.module, saved.ema, saved.path / "ema.safetensors")
+        self.ema.num_updates = int(saved.meta["ema_updates"])
+        checkpoint.restore_optimizer(
             self.optimizer,
-            c.state,
-            c.meta["optimizer"],
+            saved.state,
+            saved.meta["optimizer"],
             self.param_names,
-            c.path / "state.safetensors",
+            saved.path / "state.safetensors",
         )
-        torch.set_rng_state(c.state["rng/torch"])
-        noise_state = c.state["rng/noise"]
+        torch.set_rng_state(saved.state["rng/torch"])
+        noise_state = saved.state["rng/noise"]
         if noise_state.numel() == self.gen_noise.get_state().numel():
             self.gen_noise.set_state(noise_state)
         else:
             # saved on another device type (CUDA's Philox state vs the CPU's Mersenne twister):
             # that stream cannot continue here; a fresh one, a function of (seed, step), keeps
             # the resumed run deterministic (and says so in the log)
-            self.gen_noise.manual_seed(derive_seed(self.cfg.seed, 1, int(c.meta["step"])))
+            self.gen_noise.manual_seed(derive_seed(self.cfg.seed, 1, int(saved.meta["step"])))
             self.reseeded_noise = True
-        self.gen_cpu.set_state(c.state["rng/cpu"])
-        if "rng/cuda" in c.state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(c.state["rng/cuda"], self.device)
-        self.objective.load_regularizer_state(c.state)
-        self.step = int(c.meta["step"])
-        self.best = c.meta.get("best")
-        self.elapsed_before = float(c.meta.get("elapsed_s", 0.0))
-        self.last_ckpt = c.path
+        self.gen_cpu.set_state(saved.state["rng/cpu"])
+        if "rng/cuda" in saved.state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(saved.state["rng/cuda"], self.device)
+        self.objective.load_regularizer_state(saved.state)
+        self.step = int(saved.meta["step"])
+        self.best = saved.meta.get("best")
+        self.elapsed_before = float(saved.meta.get("elapsed_s", 0.0))
+        self.last_ckpt = saved.path
 
     def _elapsed(self) -> float:
         """Seconds of this run so far, over every process that trained it."""
@@ -320,7 +418,8 @@ class _Trainer:
 
     # -------------------------------------------------------------- evaluation
     def _evaluate(self) -> dict[str, Any]:
-        """EMA weights on every eval set at ``eval_steps``; logged; updates the best."""
+        """The EMA weights on every eval set at ``eval_steps`` (rank 0), logged:
+        ``{set name: accuracy_at_steps result}``."""
         cfg = self.cfg
         self._check_finite()
         metrics, scalars = {}, {}
@@ -340,50 +439,72 @@ class _Trainer:
                 scalars[f"{name}/board_acc@{t}"] = res["board_accuracy"][t]
                 scalars[f"{name}/cell_acc@{t}"] = res["cell_accuracy"][t]
         self.logger.log("eval", self.step, scalars)
-        # best: board accuracy on select_on at the smallest eval loop count, ties broken by
-        # cell accuracy (board accuracy sits at 0 for a long time early in training)
-        t0 = min(cfg.eval_steps)
-        sel = metrics[dataset_name(cfg.select_on)]
-        value, tiebreak = sel["board_accuracy"][t0], sel["cell_accuracy"][t0]
-        improved = self.best is None or (value, tiebreak) > (
-            self.best["value"],
-            self.best["cell_accuracy"],
-        )
-        if improved:
-            self.best = {
-                "step": self.step,
-                "metric": f"{cfg.select_on}/board_acc@{t0}",
-                "value": value,
-                "cell_accuracy": tiebreak,
-            }
-        metrics["_improved"] = improved
         return metrics
 
+    def _is_new_best(self, metrics: dict[str, Any]) -> bool:
+        """Whether ``metrics`` beat the best so far (which they then become): board accuracy on
+        ``select_on`` at the smallest eval loop count, ties broken by cell accuracy (board
+        accuracy sits at 0 for a long time early in training)."""
+        t = min(self.cfg.eval_steps)
+        chosen = metrics[dataset_name(self.cfg.select_on)]
+        value, tiebreak = chosen["board_accuracy"][t], chosen["cell_accuracy"][t]
+        best = self.best
+        if best is not None and (value, tiebreak) <= (best["value"], best["cell_accuracy"]):
+            return False
+        self.best = {
+            "step": self.step,
+            "metric": f"{self.cfg.select_on}/board_acc@{t}",
+            "value": value,
+            "cell_accuracy": tiebreak,
+        }
+        return True
+
+    def _evaluate_and_checkpoint(self) -> bool:
+        """Between updates: evaluate every ``eval_every`` steps (rank 0) and checkpoint every
+        ``ckpt_every`` steps and at each new best. Returns whether either ran."""
+        cfg = self.cfg
+        evaluate = bool(cfg.eval_every) and self.step % cfg.eval_every == 0
+        improved = evaluate and self.info.is_main and self._is_new_best(self._evaluate())
+        if improved or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0):
+            self._save(best=improved)
+            return True
+        return evaluate
+
     # -------------------------------------------------------------- one update
-    def _update(self, epoch_perm: torch.Tensor) -> dict[str, float]:
+    def _batch(self, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The quizzes and solutions ``(batch_size, 81)`` of this update, on the device, in the
+        epoch's ``order`` (augmented: a fresh symmetry per puzzle, a function of the step)."""
         cfg = self.cfg
         i = self.step % self.steps_per_epoch
-        idx = epoch_perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+        rows = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         if self.on_gpu and cfg.augment == "none":
-            idx = idx.to(self.device, non_blocking=True)
-            q, s = self.quizzes_dev[idx], self.solutions_dev[idx]
-        else:
-            q, s = self.quizzes[idx], self.solutions[idx]
-            if cfg.augment != "none":  # issue 11: a fresh symmetry per puzzle, a fn of the step
-                gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 0xA06, self.step))
-                q, s = augment(q, s, kind=cfg.augment, generator=gen)
-            q, s = q.to(self.device), s.to(self.device)
-        steps = cfg.train_steps
-        if cfg.train_steps_random is not None:
-            lo, hi = cfg.train_steps_random
-            steps = int(torch.randint(lo, hi + 1, (1,), generator=self.gen_cpu))
+            rows = rows.to(self.device, non_blocking=True)
+            return self.quizzes_dev[rows], self.solutions_dev[rows]
+        quizzes, solutions = self.quizzes[rows], self.solutions[rows]
+        if cfg.augment != "none":  # issue 11
+            gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 0xA06, self.step))
+            quizzes, solutions = augment(quizzes, solutions, kind=cfg.augment, generator=gen)
+        return quizzes.to(self.device), solutions.to(self.device)
+
+    def _loop_count(self) -> int:
+        """T of this update: ``train_steps``, or uniform in ``train_steps_random``."""
+        if self.cfg.train_steps_random is None:
+            return self.cfg.train_steps
+        lo, hi = self.cfg.train_steps_random
+        return int(torch.randint(lo, hi + 1, (1,), generator=self.gen_cpu))
+
+    def _update(self, order: torch.Tensor) -> dict[str, Any]:
+        """One optimizer step on the next batch; returns its record (tensors not yet read)."""
+        cfg = self.cfg
+        quizzes, solutions = self._batch(order)
+        steps = self._loop_count()
         lr = learning_rate(cfg, self.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
         self.model.train()
         with self._precision():
-            loss, parts = self.runner(q, s, self.shard, steps, self.gen_noise)
+            loss, parts = self.runner(quizzes, solutions, self.shard, steps, self.gen_noise)
         mean_loss = distributed.mean_scalar(self.info, loss)
         if not self.on_gpu and not math.isfinite(float(mean_loss)):
             self._diverged(self.step, f"the loss is {float(mean_loss)}")
@@ -449,6 +570,7 @@ class _Trainer:
             self._write_summary("diverged", None, {}, 0.0, message=msg)
         raise DivergenceError(msg)
 
+    # -------------------------------------------------------------- summary
     def _write_summary(
         self,
         status: str,
@@ -484,96 +606,6 @@ class _Trainer:
             return None
         names = TrainSummary.__dataclass_fields__
         return TrainSummary(**{k: v for k, v in stored.items() if k in names})
-
-    # -------------------------------------------------------------- main loop
-    def run(self) -> TrainSummary:
-        cfg, info = self.cfg, self.info
-        done = self._finished_summary()
-        if done is not None:
-            return done
-        self.started = time.monotonic()
-        budget = cfg.max_minutes * 60 - self.elapsed_before if cfg.max_minutes else math.inf
-        deadline = self.started + budget
-        self.logger = (
-            RunLogger(self.out, tensorboard=cfg.tensorboard and info.is_main, resume_step=self.step)
-            if info.is_main
-            else _NullLogger()
-        )
-        if self.resume:
-            self.logger.log("event", self.step, {"event": "resumed"})
-        if self.reseeded_noise:
-            message = "the initial-state noise stream was saved on another device type; reseeded"
-            self.logger.log("event", self.step, {"event": "noise_reseeded", "message": message})
-        bar = progress_bar(  # a bar on a terminal, periodic lines with rate and ETA otherwise
-            total=self.total_steps,
-            initial=self.step,
-            unit="step",
-            enable=self.progress and info.is_main,
-            desc=f"train {cfg.model.get('model', '')}",
-        )
-        status: str = "completed"
-        last: dict[str, Any] = {}
-        epoch, perm = -1, torch.empty(0, dtype=torch.long)
-        interval_t, interval_steps = time.monotonic(), 0
-        try:
-            while self.step < self.total_steps:
-                if self.step // self.steps_per_epoch != epoch:
-                    epoch = self.step // self.steps_per_epoch
-                    perm = epoch_order(cfg.seed, epoch, len(self.train_set))
-                last = self._update(perm)
-                interval_steps += 1
-                bar.update(1)
-                # on a GPU the host reads device values (one sync) only at log steps
-                if not self.on_gpu or self.step % cfg.log_every == 0:
-                    self._check_finite()
-                    last = _floats(last)
-                    if self.step % cfg.progress_every == 0:
-                        bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
-                if self.step % cfg.log_every == 0 and info.is_main:
-                    now = time.monotonic()
-                    last["boards_per_s"] = interval_steps * cfg.batch_size / (now - interval_t)
-                    interval_t, interval_steps = now, 0
-                    self.logger.log("train", self.step, last)
-                # (ranks other than 0 need no barrier: they wait in the next step's all-reduce)
-                if self.step < self.total_steps:
-                    evaluate = bool(cfg.eval_every) and self.step % cfg.eval_every == 0
-                    improved = evaluate and info.is_main and self._evaluate()["_improved"]
-                    save = improved or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0)
-                    if save:
-                        self._save(("latest", "best") if improved else ("latest",))
-                    if evaluate or save:  # boards/s measures training alone
-                        interval_t, interval_steps = time.monotonic(), 0
-                if cfg.max_minutes and distributed.any_flag(info, time.monotonic() > deadline):
-                    status = "time_budget"
-                    break
-        finally:
-            bar.close()
-        self._check_finite()
-        last = _floats(last)
-
-        # the end: final evaluation, checkpoint, curve, summary (rank 0)
-        metrics: dict[str, Any] = {}
-        if info.is_main:
-            self.logger.log("event", self.step, {"event": status})
-            metrics = self._evaluate()
-            improved = metrics.pop("_improved")
-            self._save(("latest", "best") if improved else ("latest",))
-            self.logger.close()
-            plot_curves(
-                self.out / LOG_NAME,
-                self.out / CURVE_NAME,
-                title=f"{cfg.model.get('model', '')} (seed {cfg.seed})",
-            )
-            metrics = {
-                name: {kind: {str(t): v for t, v in vals.items()} for kind, vals in res.items()}
-                for name, res in metrics.items()
-            }
-        distributed.barrier(info)
-        return (
-            self._write_summary(status, last.get("loss"), metrics, self._elapsed())
-            if info.is_main
-            else TrainSummary(str(self.out), status, self.step, self.total_steps, last.get("loss"))
-        )
 
 
 def _floats(record: dict[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,6 @@ from sadyn.cli import main
 from sadyn.results import read_results
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     from sadyn.sudoku import get_dataset, write_csv

@@ -77,16 +77,6 @@ def valid_boards(n: int, blanks: int = 40, seed: int = 0) -> tuple[torch.Tensor,
     return torch.stack(quizzes), torch.stack(solutions)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests use tiny tensors: intra-op threads only add synchronization (many times
-    slower on a shared 2-core machine). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def boards():
     return valid_boards

@@ -15,8 +15,9 @@ def _count(model):
 @pytest.mark.parametrize(
     ("dim", "heads", "preln", "akorn"),
     [
-        (512, 8, 2_155_017, 2_982_412),  # akorn.md §1.2, §1.4
-        (128, 4, 145_545, 215_308),  # calibration.md
+        # counts of the reference code (autonomousvision/akorn), docs/calibration.md
+        (512, 8, 2_155_017, 2_982_412),
+        (128, 4, 145_545, 215_308),
     ],
 )
 def test_parameter_counts_match_the_reference(dim, heads, preln, akorn):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from probes_toys import LinearToy, ToyItrSA, puzzles
 
-from sadyn.errors import DivergenceError, ShapeError
+from sadyn.errors import DataFormatError, DivergenceError, ShapeError
 from sadyn.probes.stepmap import (
     analysis_mode,
     as_puzzle_tensor,
@@ -68,7 +68,7 @@ def test_puzzle_validation():
         as_puzzle_tensor(torch.zeros(2, 80, dtype=torch.long))
     bad = torch.zeros(1, 81, dtype=torch.long)
     bad[0, 3] = 10
-    with pytest.raises(ShapeError, match=r"0\.\.9"):
+    with pytest.raises(DataFormatError, match=r"0\.\.9"):  # the models' own check_puzzles
         as_puzzle_tensor(bad)
 
 

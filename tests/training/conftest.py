@@ -1,15 +1,4 @@
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests run many tiny ops: one intra-op thread is faster than two on a shared CPU
-    (thread hand-offs dominate) and keeps float reductions in one fixed order."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -73,10 +62,6 @@ def tiny_run(make_config, tmp_path_factory):
 
     config = make_config(tensorboard=True)
     out = tmp_path_factory.mktemp("tiny_run") / "run"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        summary = train(config, out, progress=False)
-    finally:
-        torch.set_num_threads(before)
+    # under the suite's thread count (tests/conftest.py), as the runs compared with it
+    summary = train(config, out, progress=False)
     return config, out, summary
