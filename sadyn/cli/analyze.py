@@ -171,7 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ci-samples",
         type=int,
         default=None,
-        help=f"puzzles with the contribution index ({_default('ci_samples')})",
+        help="puzzles with the contribution index, 0 skips it (the pseudo-energy is still "
+        f"computed) ({_default('ci_samples')})",
     )
     g.add_argument(
         "--ci-every",
@@ -258,7 +259,6 @@ def _check(args: argparse.Namespace) -> None:
         "--ftle-iters": args.ftle_iters,
         "--eig-samples": args.eig_samples,
         "--eig-k": args.eig_k,
-        "--ci-samples": args.ci_samples,
     }
     for name, value in positive.items():
         if value < 1:
@@ -267,6 +267,7 @@ def _check(args: argparse.Namespace) -> None:
         "--qr-steps": args.qr_steps,
         "--transient": args.transient,
         "--sens-warmup": args.sens_warmup,
+        "--ci-samples": args.ci_samples,
     }.items():
         if value < 0:
             raise SadynError(f"{name} must be >= 0, got {value}")

@@ -6,7 +6,8 @@
    from noise, so restarts differ; ItrSA's ``small`` preset starts from Norm(C), where every
    restart is the same trajectory and voting cannot help);
 3. run the dynamics probes (Jacobian spectra and the Prop 5.1 bound, Lyapunov exponents,
-   pseudo-energy, sensitivity) on a few puzzles with cheap settings;
+   pseudo-energy, sensitivity) on a few puzzles with cheap settings (the contribution index,
+   minutes of dense eigenproblems, is left to ``sadyn analyze``);
 4. train the ``tiny`` preset now for a few seconds, to show training and its progress (a
    demonstration of the machinery: a model this small and this short is not accurate);
 5. write ``DIR/report.html`` and print what was pretrained, what was trained now, and where the
@@ -210,7 +211,7 @@ class Demo:
             "--transient",
             "8",
             "--ci-samples",
-            "1",
+            "0",  # the contribution index (dense eigenproblems, minutes when loaded): analyze
             "--ci-every",
             "16",
             "--sens-n",

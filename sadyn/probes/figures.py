@@ -181,7 +181,10 @@ def plot_energy(probe: EnergyProbe, path: str | Path) -> Path:
     ax_ci.set_ylim(0, 1)
     ax_ci.set_xlabel("loop step t")
     ax_ci.set_title(f"contribution index (top {probe.fraction:.0%}, m = {probe.m})")
-    ax_ci.legend(fontsize=7)
+    if ax_ci.get_legend_handles_labels()[0]:
+        ax_ci.legend(fontsize=7)
+    else:  # --ci-samples 0: not computed
+        ax_ci.text(0.5, 0.5, "not computed", ha="center", va="center", transform=ax_ci.transAxes)
 
     _band(ax_cos, t, probe.cosine, "cos(MSA(X_t), J_t x_t)")
     ax_cos.set_ylim(min(0.0, float(probe.cosine.min())), 1.02)
