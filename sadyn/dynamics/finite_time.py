@@ -33,6 +33,7 @@ directions give ``-inf`` by the per-step rule of the QR method (``result.zero_to
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -76,6 +77,9 @@ SPAN = math.log(1e6)
 #: The block Krylov acceleration forms ``M K`` explicitly: only while the top-k singular
 #: values span less than this (in log), so that it loses nothing of them.
 KRYLOV_SPAN = math.log(1e4)
+#: At most this many blocks in the Krylov space (memory: blocks * p vectors of size n); past
+#: it the iteration goes on as subspace iteration from the Ritz vectors.
+KRYLOV_MAX_BLOCKS = 12
 #: The settings of each method (``options=``), with their defaults.
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "dense": {"tol": 1e-12, "max_iter": 50, "oversample": 8},
@@ -720,8 +724,8 @@ def finite_time_lyapunov(
         k: number of exponents, largest first (None: all ``n``; dense only).
         method: "dense" (materialised Jacobians; default for ``n <= DENSE_MAX``), "subspace"
             (matrix-free alternating QR sweeps: one batched JVP pass forward, one VJP pass
-            back; default above), "svds" (ARPACK on :class:`Propagator`, then one sweep; a
-            cross-check).
+            back; default above), "svds" (ARPACK on :class:`Propagator`, then the same sweeps
+            from its vectors; a cross-check).
         options: the method's settings (torchdiffeq-style), defaults in
             :data:`DEFAULT_OPTIONS`: ``tol`` (stop when the estimated error of every exponent
             is below it; exponent units), ``max_iter`` (forward-backward iterations at most),
@@ -775,7 +779,7 @@ def finite_time_lyapunov(
         V = chain.start_vectors(p)
         warm = True
     elif method == "svds":
-        chain, warm, max_sweeps = prop, True, 2 * opts["max_iter"] - 1
+        chain, warm = prop, True
         V = torch.linalg.qr(_svds_vectors(prop, k, gen))[0]
     else:
         chain, warm = prop, False
@@ -789,14 +793,18 @@ def finite_time_lyapunov(
             V,
             k,
             tol=opts["tol"],
-            max_iter=opts["max_iter"],
+            max_iter=min(opts["max_iter"], KRYLOV_MAX_BLOCKS),
             zero_tol=ztol,
             bad=bad,
             generator=gen,
             force=opts["krylov"] is True,
         )
-        if kry.used:  # the values are read by one exact sweep from the Ritz vectors
-            V, warm, max_sweeps = kry.vectors, True, 1
+        if kry.used and bool((kry.converged | bad).all()):
+            V, warm, max_sweeps = kry.vectors, True, 1  # values: one exact sweep
+        elif kry.used:  # the memory cap was reached: go on by subspace iteration
+            V = kry.vectors
+            max_sweeps = max(3, max_sweeps - kry.sweeps)
+            kry = dataclasses.replace(kry, used=False)
     out = product_svd(
         chain,
         prop.steps,

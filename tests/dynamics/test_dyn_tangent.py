@@ -124,3 +124,16 @@ def test_options_and_deprecated_keywords():
         old = finite_time_lyapunov(m.f, m.x0, 16, 1, method="subspace", tol=1e-10)
     torch.testing.assert_close(old.exponents, new.exponents, rtol=0, atol=0)
     assert new.info["options"]["tol"] == 1e-10
+
+
+def test_krylov_memory_cap_hands_over_to_subspace_iteration(attn, monkeypatch):
+    import sadyn.dynamics.finite_time as ft_mod
+
+    monkeypatch.setattr(ft_mod, "KRYLOV_MAX_BLOCKS", 2)
+    f, x0 = attn
+    dense = finite_time_lyapunov(f, x0, 16, 10)
+    res = finite_time_lyapunov(
+        f, x0, 16, 10, method="subspace", options={"tol": 1e-11, "krylov": True}
+    )
+    assert res.converged and res.info["sweeps"] > 4
+    torch.testing.assert_close(res.exponents, dense.exponents, rtol=0, atol=1e-9)
