@@ -20,13 +20,13 @@ def pct(v: float) -> str:
     return f"{100 * v:.1f}"
 
 
-def single_table(root: Path) -> list[str]:
+def single_table(root: Path, ood_file: str = "eval-ood.json") -> list[str]:
     lines = [
         "| run | training (min) | ID T=16 | ID T=32 | OOD T=16 | 32 | 64 | 128 | 256 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for d in sorted(p for p in root.iterdir() if (p / "eval-ood.json").is_file()):
-        ood = read_results(d / "eval-ood.json")["data"]["ood"]
+    for d in sorted(p for p in root.iterdir() if (p / ood_file).is_file()):
+        ood = read_results(d / ood_file)["data"]["ood"]
         idf = d / "eval-id.json"
         ids = read_results(idf)["data"]["id"] if idf.is_file() else None
         wall = "-"
@@ -77,8 +77,8 @@ def vote_tables(root: Path) -> tuple[list[str], list[tuple[str, dict]]]:
         lines += [
             f"**{f.parent.name}**, K = {res['votes']}, {res['n']} OOD boards, halt "
             f"{res.get('halt', 'none')}, anchor {res.get('anchor')}, "
-            f"{rec['wall_time_s'] / 60:.1f} min ({res.get('batch_size')} rows per chunk, "
-            f"1 thread): `{f}`",
+            f"{rec['wall_time_s'] / 60:.1f} min ({res.get('batch_size')} rows per chunk): "
+            f"`{f}`",
             "",
             "| rule | " + " | ".join(f"T={t}" for t in steps) + " |",
             "|---|" + "---|" * len(steps),
@@ -150,6 +150,10 @@ def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/issue11")
     lines = ["## Single runs (deterministic start), board accuracy %", ""]
     lines += single_table(root)
+    halted = single_table(root, "eval-ood_halt-valid.json")
+    if len(halted) > 2:
+        lines += ["", "## Single runs with halting at a valid solution (--halt valid)", ""]
+        lines += halted
     lines += ["", "## The runs' final evaluation (summary.json), board accuracy %", ""]
     lines += summary_table(root)
     votes, found = vote_tables(root)
