@@ -141,7 +141,16 @@ def _member(name, kind, acc, le, cell=0.9):
     }
 
 
+def _cut(kind):
+    return {**_member(f"{kind} (cut)", kind, None, None), "measured": False}
+
+
 def _fig3(top_le=0.1, sym_le=-0.4, unnorm_le=0.8, ref_acc=0.9, spread=True):
+    members = _fig3_members(top_le, sym_le, unnorm_le, ref_acc, spread)
+    return FIG3.judge(_record(FIG3, {"members": members}, boot=300))
+
+
+def _fig3_members(top_le=0.1, sym_le=-0.4, unnorm_le=0.8, ref_acc=0.9, spread=True):
     members = [_member("normalized", "normalized", ref_acc, top_le)]
     for i in range(9):  # further from 0.1, less accurate (or flat when not spread)
         acc = ref_acc - 0.05 * (i + 1) if spread else ref_acc - 0.05
@@ -154,7 +163,7 @@ def _fig3(top_le=0.1, sym_le=-0.4, unnorm_le=0.8, ref_acc=0.9, spread=True):
             m["board_accuracy"] = [0.5, 0.2, 0.6, 0.3, 0.4, 0.45, 0.1, 0.35, 0.55, 0.25, 0.15, 0.5][
                 i
             ]
-    return FIG3.judge(_record(FIG3, {"members": members}, boot=300))
+    return members
 
 
 def test_fig3_pass_fail_no_effect_and_gate():
@@ -165,6 +174,9 @@ def test_fig3_pass_fail_no_effect_and_gate():
     assert _status(_fig3(unnorm_le=0.2), "unnormalized") == "fail"
     flat = _fig3(spread=False)
     assert _status(flat, "accuracy falls away from criticality") == "no effect"
+    no_sym = [m for m in _fig3_members() if m["kind"] != "symmetric"]
+    cut = _record(FIG3, {"members": [*no_sym, _cut("symmetric")]}, boot=300)
+    assert _status(FIG3.judge(cut), "symmetric") == "inconclusive"  # cut, not diverged
     weak = _fig3(ref_acc=0.6)  # no accurate model: (a) cannot be judged
     assert _status(weak, "most accurate quartile near criticality") == "inconclusive"
 
