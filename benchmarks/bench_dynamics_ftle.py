@@ -170,7 +170,7 @@ def markdown(cross: list[dict], rows: list[dict], env: dict) -> str:
         "from the same run (best of repeats after a warm-up). Command: "
         f"`{env['cmd']}`.",
         "",
-        "### (a) `tangent=\"auto\"`: dense Jacobian vs forward mode on small maps",
+        '### (a) `tangent="auto"`: dense Jacobian vs forward mode on small maps',
         "",
         "8-token normalised attention step of width n/8, and a tanh RNN `x -> W tanh(x)`; "
         "10 QR steps, float64.",
@@ -250,9 +250,7 @@ def main() -> None:
         pass
     t0 = time.perf_counter()
     cross = [] if args.no_crossover else bench_crossover(args.repeats)
-    rows = [
-        bench_itrsa(int(d), 16, 16, args.repeats, args.ref_iters) for d in args.dims.split(",")
-    ]
+    rows = [bench_itrsa(int(d), 16, 16, args.repeats, args.ref_iters) for d in args.dims.split(",")]
     text = markdown(cross, rows, env) + f"\nWhole benchmark: {time.perf_counter() - t0:.0f} s.\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -661,9 +661,7 @@ def _svds_vectors(prop: Propagator, k: int, generator: torch.Generator) -> Tenso
     return torch.stack(rows).to(device=x0.device, dtype=x0.dtype)
 
 
-def _options(
-    method: str, options: dict[str, Any] | None, legacy: dict[str, Any]
-) -> dict[str, Any]:
+def _options(method: str, options: dict[str, Any] | None, legacy: dict[str, Any]) -> dict[str, Any]:
     """Merge ``options`` (and the deprecated flat keywords) over the method's defaults."""
     opts = dict(DEFAULT_OPTIONS[method])
     given = dict(options or {})
@@ -679,8 +677,7 @@ def _options(
     unknown = set(given) - set(opts)
     if unknown:
         raise ArgumentError(
-            f"unknown option(s) {sorted(unknown)} for method {method!r}; "
-            f"known: {sorted(opts)}"
+            f"unknown option(s) {sorted(unknown)} for method {method!r}; known: {sorted(opts)}"
         )
     opts.update(given)
     opts["tol"] = check_positive(opts["tol"], "options['tol']", allow_zero=True)

@@ -122,9 +122,7 @@ class LyapunovResult:
         )
 
 
-def qr_log(
-    Y: Tensor, zero_tol: float, *, differentiable: bool = False
-) -> tuple[Tensor, Tensor]:
+def qr_log(Y: Tensor, zero_tol: float, *, differentiable: bool = False) -> tuple[Tensor, Tensor]:
     """Orthonormalise tangents and measure their stretches.
 
     Args:

@@ -262,9 +262,7 @@ def test_numpy_state_is_converted():
     torch.testing.assert_close(a.exponents, b.exponents, rtol=0, atol=0)
     ft = finite_time_lyapunov(m.f, x_np, 16)
     torch.testing.assert_close(ft.exponents, finite_time_lyapunov(m.f, m.x0, 16).exponents)
-    assert max_lyapunov_two_trajectory(m.f, x_np, 20) == max_lyapunov_two_trajectory(
-        m.f, m.x0, 20
-    )
+    assert max_lyapunov_two_trajectory(m.f, x_np, 20) == max_lyapunov_two_trajectory(m.f, m.x0, 20)
     with pytest.raises(ShapeError, match=r"torch\.Tensor"):
         lyapunov_spectrum(m.f, [0.1, 0.2], 5)
     with pytest.raises(ShapeError, match="floating"):
