@@ -2,9 +2,10 @@
 
 1. evaluate the pretrained ``small-itrsa`` (shipped in ``sadyn/pretrained/``) in and out of
    distribution at several loop counts T (test-time scaling);
-2. evaluate the pretrained ``small-akorn`` with voting over K random restarts (AKOrN starts
-   from noise, so restarts differ; ItrSA's ``small`` preset starts from Norm(C), where every
-   restart is the same trajectory and voting cannot help);
+2. vote over K random restarts of a pretrained model whose restarts differ (its initial state
+   draws noise). The shipped ``small-itrsa`` and ``small-akorn`` both start from Norm(C), so
+   every restart is the same trajectory and a vote equals a single run: the demo says so
+   instead of voting;
 3. run the dynamics probes (Jacobian spectra and the Prop 5.1 bound, Lyapunov exponents,
    pseudo-energy, sensitivity) on a few puzzles with cheap settings (the contribution index,
    minutes of dense eigenproblems, is left to ``sadyn analyze``);
@@ -230,6 +231,16 @@ class Demo:
         self.cli(argv)
 
 
+def restarts_differ(name: str) -> bool:
+    """Whether K restarts of a pretrained model follow different trajectories: its initial
+    state draws noise (init other than "cond", or init_noise > 0). Otherwise a vote over them
+    equals a single run."""
+    from sadyn.pretrained import manifest_path, read_manifest
+
+    config = read_manifest(manifest_path(name))["model_config"]
+    return config.get("init", "cond") != "cond" or float(config.get("init_noise") or 0) > 0
+
+
 def _accuracy_line(record: dict[str, Any]) -> str:
     parts = []
     for name, res in record["data"].items():
@@ -311,8 +322,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         demo.say(
             f"about 2 minutes on 2 idle cores (under 5 when loaded); writing to {out}/. "
-            "Steps: pretrained ItrSA at several T, pretrained AKOrN with voting, dynamics "
-            "probes, a short training run, the report"
+            "Steps: pretrained ItrSA at several T, voting (where a pretrained model's restarts "
+            "differ), dynamics probes, a short training run, the report"
         )
     if itrsa is None and not args.full_training:
         demo.say(
@@ -336,9 +347,13 @@ def run(args: argparse.Namespace) -> int:
         )
         main_model, main_label = str(run_dir), "small (trained now)"
 
+    voter = (
+        None
+        if args.full_training
+        else next((name for name in (akorn, itrsa) if name and restarts_differ(name)), None)
+    )
     stage = 0
-    total = 4 if akorn and not args.full_training else 3
-    total += 0 if args.full_training else 1
+    total = 3 + (voter is not None) + (not args.full_training)
 
     def header(text: str) -> float:
         nonlocal stage
@@ -371,41 +386,44 @@ def run(args: argparse.Namespace) -> int:
     done(t0)
 
     vote_line = ""
-    if akorn and not args.full_training:
+    if voter is not None:
         nv = max(n // 3, 20)
         t0 = header(
-            f"voting: small-akorn (pretrained), K={args.votes} restarts, confidence "
-            f"vote, {nv} OOD boards, T=16,64"
+            f"voting: {voter} (pretrained), K={args.votes} restarts, confidence vote, "
+            f"{nv} OOD boards, T=16,64"
         )
         rec = demo.evaluate(
-            akorn,
-            "akorn-voting",
+            voter,
+            "voting",
             data="ood",
             n=nv,
             steps="16,64",
             votes=args.votes,
             vote="confidence",
-            title=f"small-akorn (pretrained), confidence vote over K={args.votes} restarts",
+            title=f"{voter} (pretrained), confidence vote over K={args.votes} restarts",
         )
         res = rec["data"]["ood"]
-        single = res.get("mean_board_accuracy")
-        oracle = res.get("oracle_board_accuracy")
-        vote_line = (
-            f"small-akorn OOD, K={args.votes} confidence vote: "
-            + " / ".join(f"{100 * a:.1f}%" for a in res["board_accuracy"])
-            + (f" (one restart: {' / '.join(f'{100 * a:.1f}%' for a in single)}" if single else "")
-            + (
-                f"; any restart right: {' / '.join(f'{100 * a:.1f}%' for a in oracle)})"
-                if oracle
-                else ")"
-                if single
-                else ""
-            )
-            + f" at T={'/'.join(str(t) for t in res['steps'])}"
-        )
+
+        def pct(values: list[float]) -> str:
+            return " / ".join(f"{100 * a:.1f}%" for a in values)
+
+        vote_line = f"{voter} OOD, K={args.votes} confidence vote: {pct(res['board_accuracy'])}"
+        if res.get("mean_board_accuracy"):
+            vote_line += f" (one restart: {pct(res['mean_board_accuracy'])}"
+            if res.get("oracle_board_accuracy"):
+                vote_line += f"; any restart right: {pct(res['oracle_board_accuracy'])}"
+            vote_line += ")"
+        vote_line += f" at T={'/'.join(str(t) for t in res['steps'])}"
         done(t0)
-    elif not akorn and not args.full_training:
-        demo.say("(small-akorn is not installed: skipping the voting demo)")
+    elif not args.full_training:
+        shipped = [name for name in (itrsa, akorn) if name]
+        vote_line = (
+            f"voting: not run. {' and '.join(shipped) or 'No pretrained model'} "
+            f"{'start' if len(shipped) > 1 else 'starts'} every restart from Norm(C) (init "
+            "'cond', no noise), so K restarts follow one trajectory and a vote equals a single "
+            "run. Voting needs noisy starts (--model.init akorn or --model.init-noise S)."
+        )
+        demo.say(vote_line)
 
     t0 = header(
         f"dynamics probes of {main_label} on {args.probe_n} puzzles (cheap settings; "

@@ -31,7 +31,8 @@ def test_demo_with_pretrained_models(weights, tmp_path, monkeypatch, capsys):
     assert main(["demo", *FAST, "--out", str(out), "--threads", "1", "-q"]) == 0
     text = capsys.readouterr().out
     assert "pretrained: small-itrsa (tiny preset, seed 0" in text
-    assert "pretrained: small-akorn" in text and "K=2 confidence vote" in text
+    # the tiny exports start from noise (init 'akorn'), so the demo votes with small-akorn
+    assert "pretrained: small-akorn" in text and "small-akorn OOD, K=2 confidence vote" in text
     assert "trained now: the tiny preset" in text and "NOTE" not in text
     assert f"report: {(out / 'report.html').resolve()}" in text
     page = (out / "report.html").read_text()
@@ -40,7 +41,18 @@ def test_demo_with_pretrained_models(weights, tmp_path, monkeypatch, capsys):
     assert "Demo: training the tiny preset now" in page
     assert page.count("data:image/png;base64") >= 5
     assert read_results(out / "analysis" / "results.json")["probes"]["lyapunov"]
-    assert read_results(out / "eval-akorn-voting" / "results.json")["config"]["votes"] == 2
+    assert read_results(out / "eval-voting" / "results.json")["config"]["votes"] == 2
+
+
+def test_demo_does_not_vote_with_deterministic_starts(capsys):
+    from sadyn.cli.demo import restarts_differ
+    from sadyn.pretrained import available
+
+    shipped = [name for name in ("small-itrsa", "small-akorn") if name in available()]
+    if not shipped:
+        pytest.skip("no shipped pretrained models")
+    # both shipped presets start from Norm(C) without noise: K restarts are one trajectory
+    assert not any(restarts_differ(name) for name in shipped)
 
 
 @pytest.mark.slow
@@ -50,5 +62,5 @@ def test_demo_without_pretrained_models_says_so(tmp_path, monkeypatch, capsys):
     assert main(["demo", *FAST, "--out", str(out), "--threads", "1", "-q"]) == 0
     text = capsys.readouterr().out
     assert "NOTE: the pretrained weights" in text and "falling back" in text
-    assert "small-akorn is not installed" in text
+    assert "voting: not run. No pretrained model" in text
     assert "tiny (trained now, fallback)" in text and (out / "report.html").is_file()

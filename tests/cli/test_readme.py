@@ -31,7 +31,7 @@ TINY: dict[str, tuple[dict[str, str], str]] = {
     "sadyn data make rrn": ({}, "--n 18"),
     "sadyn data stats": ({}, ""),
     "sadyn eval small-itrsa": ({"--n 1000": "--n 6"}, ""),
-    "sadyn eval small-akorn": ({"--n 200": "--n 4", "--votes 16": "--votes 3"}, ""),
+    "sadyn eval small-akorn": ({"--n 1000": "--n 4"}, ""),
     "sadyn analyze small-itrsa": ({}, _ANALYZE_TINY),
     "sadyn train": ({"--preset small": "--preset tiny"}, "--tensorboard false"),
     "sadyn eval runs/itrsa": ({"--n 1000": "--n 6"}, ""),
@@ -120,10 +120,7 @@ def test_readme_commands_run_as_written_at_tiny_sizes(pretrained, tmp_path, monk
     assert (tmp_path / "report.html").is_file()
     assert (tmp_path / "runs/itrsa/config.json").is_file()
     evals = sorted(p.name for p in (tmp_path / "out").glob("*/eval/eval_*.json"))
-    assert evals == [
-        "eval_id+ood_K1_T16-32-64-128-256.json",
-        "eval_ood_K16_confidence_T16-32-64-128-256.json".replace("K16", "K3"),
-    ]
+    assert evals == ["eval_id+ood_K1_T16-32-64-128-256.json", "eval_ood_K1_T16-32-64-128-256.json"]
 
 
 def test_readme_tour_runs_as_written(capsys):
