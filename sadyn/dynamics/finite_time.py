@@ -64,7 +64,7 @@ from sadyn.dynamics._common import (
 from sadyn.dynamics.attention import attention_safe, math_attention
 from sadyn.dynamics.jacobian import push_forward, value_and_jacobian
 from sadyn.dynamics.lyapunov import LyapunovResult
-from sadyn.dynamics.tangent import Fastest, TangentStep, push_forward_vjp2
+from sadyn.dynamics.tangent import TangentStep
 from sadyn.errors import ArgumentError, ShapeError
 
 FTLEMethod = Literal["auto", "dense", "subspace", "svds"]
@@ -83,7 +83,14 @@ KRYLOV_MAX_BLOCKS = 12
 #: The settings of each method (``options=``), with their defaults.
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "dense": {"tol": 1e-12, "max_iter": 50, "oversample": 8},
-    "subspace": {"tol": 1e-4, "max_iter": 50, "oversample": None, "krylov": "auto"},
+    "subspace": {
+        "tol": 1e-4,
+        "max_iter": 50,
+        "oversample": None,
+        "krylov": "auto",
+        "stop": "residual",
+        "block": None,
+    },
     "svds": {"tol": 1e-12, "max_iter": 1, "oversample": 0},
 }
 
@@ -163,19 +170,37 @@ class Propagator:
                 self._F, X, steps, transient, on_nonfinite, "finite_time_lyapunov", batched
             )
         self._pulls: list[Callable] | None = None
+        self._pulls2: dict[int, Callable] = {}
         F = self._F
-        self._push = Fastest(
-            lambda x, V: push_forward(F, x, V)[1],
-            lambda x, V: push_forward_vjp2(F, x, V)[1],
-            ("jvp", "vjp2"),
-        )
+        self._jvp = lambda t, V: push_forward(F, self.states[t], V)[1]
+        #: "vjp2" (the stored tapes, below) unless the map has no double backward: "jvp"
+        self.push_mode = "vjp2"
 
     # -- one step ------------------------------------------------------------------------------
     def step(self, t: int, V: Tensor) -> Tensor:
-        """``J(x_t) V`` for ``V: (B, n, p)`` (forward mode or VJP-of-VJP, whichever the first
-        calls measure faster)."""
+        """``J(x_t) V`` for ``V: (B, n, p)``: VJP-of-VJP on tapes recorded once per step and
+        kept (later sweeps run only the double backward; faster than forward mode on the
+        ItrSA step, BENCHMARKS.md "dynamics"), or forward mode for a map without a double
+        backward formula."""
         with math_attention(), torch.no_grad():
-            return self._push(self.states[t], V)
+            if self.push_mode == "vjp2":
+                try:
+                    return self._vjp2(t, V)
+                except (RuntimeError, NotImplementedError):
+                    self.push_mode = "jvp"
+            return self._jvp(t, V)
+
+    def _vjp2(self, t: int, V: Tensor) -> Tensor:
+        """``J(x_t) V`` as the VJP of ``u -> J(x_t)^T u``
+        (:func:`~sadyn.dynamics.tangent.push_forward_vjp2`), its tape recorded once per step
+        and kept: later sweeps run only the double backward."""
+        pull2 = self._pulls2.get(t)
+        if pull2 is None:
+            pull = self._tapes()[t]
+            zero = torch.zeros_like(self.states[t + 1])
+            pull2 = vjp(lambda u: pull(u)[0], zero)[1]
+            self._pulls2[t] = pull2
+        return vmap(lambda v: pull2(v)[0], in_dims=-1, out_dims=-1)(V)
 
     def step_t(self, t: int, U: Tensor) -> Tensor:
         """``J(x_t)^T U`` for ``U: (B, n, p)``."""
@@ -524,6 +549,58 @@ class _KrylovResult:
     converged: Tensor  # (B,)
     error: Tensor  # (B,)
     sweeps: int
+    values: Tensor | None = None  # (B, k) Ritz exponents (float64), sorted
+    left: Tensor | None = None  # (B, n, k) left Ritz vectors at x_T (M ritz, normalised)
+    spread: Tensor | None = None  # (B,) log(sigma_1 / sigma_k) of the Ritz values
+
+
+def _residual_error(
+    K: Tensor,
+    fwd: _Sweep,
+    bwd: _Sweep,
+    vh: Tensor,
+    logs: Tensor,
+    k: int,
+    T: int,
+) -> Tensor:
+    """Bound on the error of the top-``k`` Ritz exponents from their residuals, ``(B,)``.
+
+    With ``A = M^T M`` and the orthonormal Krylov basis ``K = [K_old, K_last]``, ``A K_old``
+    lies in ``span K`` (each block is ``M^T M`` of the one before, orthogonalised), so the
+    residual of a Ritz pair ``(theta, z = K y)`` is ``r = (I - K K^T) A K_last y_last``, and
+    ``A K_last = P S R`` from the last forward sweep (``M K_last = E R``) and the backward
+    sweep from its end basis (``M^T E = P S``). For symmetric ``A`` some eigenvalue lies
+    within ``|r|`` of ``theta`` (Weyl / Kahan), so the exponent ``log(theta) / (2 T)`` is off
+    by at most ``-log(1 - |r| / theta) / (2 T)``: a bound, not an extrapolation, but
+    pessimistic by a wide margin (the eigenvalue error is ``O(|r|^2)``). Where it is smaller,
+    the quadratic (Temple) estimate ``|r|^2 / gap`` is used instead, ``gap`` the distance to
+    the nearest other Ritz value (an estimate: it is a bound when that is the nearest
+    eigenvalue, which a converging space makes so).
+    """
+    f64 = torch.float64
+    pl = fwd.unit.shape[-1]
+    ylast = vh[:, :k, -pl:].mT  # (B, pl, k)
+    ref_r = fwd.scale.amax(-1, keepdim=True)
+    ref_s = bwd.scale.amax(-1, keepdim=True)
+    Rs = (fwd.scale - ref_r).clamp(min=-700.0).exp()[..., None] * fwd.unit
+    Ss = (bwd.scale - ref_s).clamp(min=-700.0).exp()[..., None] * bwd.unit
+    Z = bwd.end.to(f64) @ (Ss @ (Rs @ ylast))
+    K64 = K.to(f64)
+    for _ in range(2):
+        Z = Z - K64 @ (K64.mT @ Z)
+    log_r = Z.norm(dim=-2).clamp_min(1e-300).log() + ref_r + ref_s  # (B, k)
+    log_theta = 2.0 * logs[:, :k]  # logs = log sigma (not divided by T)
+    rho = (log_r - log_theta).clamp(max=50.0).exp()
+    lin = torch.where(rho < 1.0, -torch.log1p(-rho.clamp(max=1.0 - 1e-16)), float("inf"))
+    # quadratic (Temple) estimate |r|^2 / gap, the gap to the nearest other Ritz value
+    theta = (2.0 * (logs - logs[:, :1])).exp()  # theta / theta_1, (B, m)
+    diff = (theta[:, :k, None] - theta[:, None, :]).abs()
+    diff = diff + torch.eye(theta.shape[-1], dtype=f64, device=diff.device)[:k] * 1e300
+    gap = diff.amin(-1) / theta[:, :k]  # relative gap, (B, k)
+    quad = rho.square() / gap.clamp_min(1e-300)
+    err = torch.minimum(lin, quad)
+    err = torch.where(torch.isfinite(log_theta), err / (2.0 * T), float("inf"))
+    return err.amax(-1)
 
 
 def _error_estimate(change: Tensor, last_change: Tensor | None, linear: bool = True) -> Tensor:
@@ -579,6 +656,7 @@ def block_krylov(
     bad: Tensor,
     generator: torch.Generator,
     force: bool = False,
+    stop: str = "residual",
 ) -> _KrylovResult:
     """Ritz vectors of ``M^T M`` on the block Krylov space ``[V, (M^T M) V, ...]``.
 
@@ -592,8 +670,14 @@ def block_krylov(
     (:func:`_error_estimate`, superlinear form). Forming ``M K`` is exact only while the
     top-``k`` values span less than ``exp(KRYLOV_SPAN)``;
     wider spectra (long horizons) separate by themselves under subspace iteration, so then
-    (unless ``force``) nothing is done and ``used`` is False. The values are read afterwards
-    by an exact sweep from the returned vectors.
+    (unless ``force``) nothing is done and ``used`` is False.
+
+    Stopping (``stop``): "residual" (default) bounds each Ritz value's error by its residual
+    after the backward sweep of the same iteration (:func:`_residual_error`), so an iteration
+    can stop as soon as its values are good, with no extra sweep to observe a change;
+    "change" extrapolates the last two changes of the Ritz values (the old rule: two more
+    forward sweeps). Either way the values, the Ritz vectors at ``x_0`` and the left vectors
+    at ``x_T`` are returned (``values``, ``vectors``, ``left``).
     """
     f64 = torch.float64
     blocks = [V]
@@ -622,15 +706,23 @@ def block_krylov(
         images.append(sw.end.to(f64) @ R)
         W = torch.cat(images, dim=-1)  # M K / exp(ref): (B, n, m)
         K = torch.cat(blocks, dim=-1)
-        _, Rw = torch.linalg.qr(W)
-        _, sv, vh = torch.linalg.svd(Rw)
-        est = (sv[:, :k].clamp_min(1e-300).log() + ref[:, None]) / T
-        ritz = K @ vh[:, : V.shape[-1]].mT.to(K.dtype)
+        Qw, Rw = torch.linalg.qr(W)
+        uw, sv, vh = torch.linalg.svd(Rw)
+        logs = sv.clamp_min(1e-300).log() + ref[:, None]  # log sigma, (B, m)
+        m = K.shape[-1]
+        if m < k:  # a block narrower than k: the space is too small to estimate yet
+            blocks.append(_extend(K, _sweep(chain.step_t, range(T - 1, -1, -1), sw.end,
+                                            zero_tol, bad).end, generator))
+            sweeps += 1
+            continue
+        est = logs[:, :k] / T
+        ritz = K @ vh[:, : max(V.shape[-1], k)].mT.to(K.dtype)
+        left = (Qw @ uw[:, :, :k]).to(K.dtype)
         if K.shape[-1] >= K.shape[1]:  # K is the whole space: Rayleigh-Ritz is exact
             error = torch.zeros_like(error)
             converged = torch.ones_like(converged)
             break
-        if prev is not None:
+        if prev is not None and stop == "change":
             change = _change(est, prev)
             error = _error_estimate(change, last_change, linear=False)
             last_change = change
@@ -639,11 +731,23 @@ def block_krylov(
                 break
         prev = est
         if it == max_iter - 1 or K.shape[-1] + V.shape[-1] > K.shape[1]:
-            break  # out of iterations, or the space cannot grow by a block (n reached)
-        P = _sweep(chain.step_t, range(T - 1, -1, -1), sw.end, zero_tol, bad).end
+            if stop == "change" or it == max_iter - 1:
+                break  # out of iterations, or the space cannot grow by a block (n reached)
+        back = _sweep(chain.step_t, range(T - 1, -1, -1), sw.end, zero_tol, bad)
         sweeps += 1
-        blocks.append(_extend(K, P, generator))
-    return _KrylovResult(ritz, True, converged & ~bad, error, sweeps)
+        if stop == "residual":
+            error = _residual_error(K, sw, back, vh, logs, k, T)
+            converged = error <= tol
+            if bool((converged | bad).all()) or K.shape[-1] + V.shape[-1] > K.shape[1]:
+                break
+        blocks.append(_extend(K, back.end, generator))
+    fin = torch.isfinite(est)
+    hi = torch.where(fin, est, float("-inf")).amax(-1)
+    lo = torch.where(fin, est, float("inf")).amin(-1)
+    spread = torch.where(fin.any(-1), (hi - lo) * T, 0.0)
+    return _KrylovResult(
+        ritz, True, converged & ~bad, error, sweeps, values=est, left=left, spread=spread
+    )
 
 
 def _svds_vectors(prop: Propagator, k: int, generator: torch.Generator) -> Tensor:
@@ -687,7 +791,41 @@ def _options(method: str, options: dict[str, Any] | None, legacy: dict[str, Any]
     if opts.get("krylov", False) not in (True, False, "auto"):
         got = opts["krylov"]
         raise ArgumentError(f"options['krylov'] must be True, False or 'auto', got {got!r}")
+    if opts.get("block") is not None:
+        opts["block"] = check_int(opts["block"], "options['block']", 1)
+    if opts.get("stop", "residual") not in ("residual", "change"):
+        got = opts["stop"]
+        raise ArgumentError(f"options['stop'] must be 'residual' or 'change', got {got!r}")
     return opts
+
+
+#: Krylov blocks of ``ceil(k / 2)`` columns from this ``k`` on (below: ``k + oversample``).
+HALF_BLOCK_MIN_K = 8
+
+
+def _default_block(k: int, p: int) -> int:
+    """Columns per Krylov block: ``ceil(k / 2)`` for ``k >= HALF_BLOCK_MIN_K``, else ``p``.
+
+    A sweep costs about its column count (a batched tangent product), and a Krylov space
+    gains a polynomial degree per iteration whatever its block width, so narrower blocks
+    reach the same accuracy in fewer column-sweeps: on the ItrSA step at T = 16, k = 16,
+    blocks of 8 reached tol 1e-4 in about 60% of the time of blocks of 20 (BENCHMARKS.md,
+    "dynamics"). Below ``k = 8`` the per-sweep overhead dominates and the old rule stays.
+    """
+    return (k + 1) // 2 if k >= HALF_BLOCK_MIN_K else p
+
+
+def _ritz_precise(kry: _KrylovResult, dtype: torch.dtype, n: int, T: int, tol: float) -> bool:
+    """Whether the Krylov Ritz values are already as good as an exact sweep would make them:
+    they come from ``M K`` formed in the working precision, so the smallest of the top ``k``
+    carries a relative error up to about ``eps sqrt(n) sigma_1 / sigma_k``; require that to
+    be a tenth of ``tol`` (exponent units). False when a value is an exact zero (its ``-inf``
+    comes from the sweep's per-step rule)."""
+    if kry.spread is None or kry.values is None or not bool(torch.isfinite(kry.spread).all()):
+        return False
+    eps = torch.finfo(dtype).eps
+    worst = eps * math.sqrt(n) * float(kry.spread.max().clamp(max=700.0).exp()) / T
+    return worst <= 0.1 * tol
 
 
 @attention_safe
@@ -768,6 +906,10 @@ def finite_time_lyapunov(
     if extra is None:  # Krylov spaces grow by themselves; plain subspace iteration needs more
         extra = max(4, k // 4) if opts.get("krylov", False) is not False else max(8, k // 4)
     p = min(n, k + extra)
+    block = p  # columns per Krylov block
+    if method == "subspace" and opts["krylov"] is not False:
+        block = opts["block"] if opts["block"] is not None else _default_block(k, p)
+        block = min(n, block)
     bad = prop.nonfinite.clone()
     max_sweeps = 2 * opts["max_iter"] + 1
     if method == "dense":
@@ -780,7 +922,7 @@ def finite_time_lyapunov(
         V = torch.linalg.qr(_svds_vectors(prop, k, gen))[0]
     else:
         chain, warm = prop, False
-        V = random_orthonormal(X0.shape[0], n, p, X0, gen)
+        V = random_orthonormal(X0.shape[0], n, block, X0, gen)
     reported = bad.clone()
     kry = None
     if method == "subspace" and opts["krylov"] is not False:
@@ -795,24 +937,48 @@ def finite_time_lyapunov(
             bad=bad,
             generator=gen,
             force=opts["krylov"] is True,
+            stop=opts["stop"],
         )
         if kry.used and bool((kry.converged | bad).all()):
             V, warm, max_sweeps = kry.vectors, True, 1  # values: one exact sweep
+        elif not kry.used and block < k:  # plain subspace iteration needs p >= k columns
+            V = random_orthonormal(X0.shape[0], n, p, X0, gen)
         elif kry.used:  # the memory cap was reached: go on by subspace iteration
             V = kry.vectors
             max_sweeps = max(3, max_sweeps - kry.sweeps)
             kry = dataclasses.replace(kry, used=False)
-    out = product_svd(
-        chain,
-        prop.steps,
-        V,
-        k,
-        tol=opts["tol"],
-        max_sweeps=max_sweeps,
-        zero_tol=ztol,
-        bad=bad,
-        warm=warm,
+    skip = (
+        kry is not None
+        and kry.used
+        and not keep_local
+        and bool((kry.converged | bad).all())
+        and _ritz_precise(kry, X0.dtype, n, prop.steps, opts["tol"])
     )
+    if skip:  # the Ritz values are final: no sweep to re-read them
+        assert kry is not None and kry.values is not None and kry.left is not None
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=X0.device)
+        out = _SVDResult(
+            exponents=torch.where(bad[:, None], nan, kry.values),
+            right=kry.vectors[..., :k],
+            end=kry.left,
+            local=torch.empty(0),
+            sweeps=0,
+            converged=kry.converged & ~bad,
+            error=torch.where(bad, nan, kry.error),
+            bad=bad,
+        )
+    else:
+        out = product_svd(
+            chain,
+            prop.steps,
+            V,
+            k,
+            tol=opts["tol"],
+            max_sweeps=max_sweeps,
+            zero_tol=ztol,
+            bad=bad,
+            warm=warm,
+        )
     if kry is not None:
         out.sweeps += kry.sweeps
         if kry.used:

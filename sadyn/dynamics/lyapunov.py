@@ -20,6 +20,7 @@ Numerics:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +45,13 @@ from sadyn.dynamics.attention import attention_safe
 from sadyn.dynamics.tangent import (
     COMPILED_DEFAULT,
     SMALL_DENSE,
+    AutoSwitch,
     CompileMode,
     TangentMode,
     TangentStep,
+    compiled_call,
     dense_tangent_step,
+    eager_tangent_step,
     jvp_tangent_step,
     make_tangent_step,
     pick_tangent,
@@ -65,7 +69,12 @@ __all__ = [
     "jvp_tangent_step",
     "lyapunov_spectrum",
     "qr_log",
+    "whole_qr_step",
 ]
+
+#: ``(x, Q, bad) -> (F(x), x_next, Q_next, log |R_ii|, ok)``: one whole QR step (see
+#: :func:`whole_qr_step`).
+WholeStep = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]
 
 #: Floor of ``|R_ii|`` in the differentiable loop (a log of 0 has no gradient).
 DIFFERENTIABLE_FLOOR = 1e-30
@@ -178,12 +187,71 @@ class NonFiniteGuard:
             Y = torch.where(self.bad[:, None, None], Q, Y)
         return x_next, Y
 
+    def note(self, t: int, ok: Tensor, x_next: Tensor) -> None:
+        """Record step ``t``'s finiteness ``ok: (B,)`` computed elsewhere (the whole-step path,
+        which freezes the rows itself); ``x_next`` is the step's raw output."""
+        new_bad = ~ok & ~self.bad
+        if bool(new_bad.any()):
+            rows = new_bad.nonzero().flatten().tolist()
+            report_nonfinite(self.name, rows, t + 1, self.batched, self.on_nonfinite)
+            for r in rows:
+                self.first[r] = t + 1
+            self.bad_state[new_bad] = x_next[new_bad].detach()
+            self.bad = self.bad | new_bad
+
     @property
     def all_bad(self) -> bool:
         return bool(self.bad.all())
 
     def final_state(self, x: Tensor) -> Tensor:
         return torch.where(self.bad[:, None], self.bad_state, x)
+
+
+def whole_qr_step(step: TangentStep, zero_tol: float) -> WholeStep:
+    """One whole QR step as a single function, the unit the compiled path compiles.
+
+    ``(x: (B, n), Q: (B, n, k), bad: (B,) bool) -> (F(x), x_next, Q_next, logr, ok)``: the
+    tangent product, the finiteness check ``ok: (B,)``, the freeze of rows in ``bad`` or not
+    ``ok`` (state and tangents kept, as :class:`NonFiniteGuard` does), the QR with sign fix
+    and ``log |R_ii|: (B, k)`` float64 (:func:`qr_log`). Compiled as one graph, the QR and
+    the bookkeeping cost no eager dispatch per step (BENCHMARKS.md, "dynamics").
+    """
+
+    def whole(x: Tensor, Q: Tensor, bad: Tensor):
+        fx, Y = step(x, Q)
+        ok = torch.isfinite(fx).all(-1) & torch.isfinite(Y).flatten(1).all(-1)
+        frozen = bad | ~ok
+        x_next = torch.where(frozen[:, None], x, fx)
+        Y = torch.where(frozen[:, None, None], Q, Y)
+        Qn, logr = qr_log(Y, zero_tol)
+        return fx, x_next, Qn, logr, ok
+
+    return whole
+
+
+def make_whole_step(
+    F: Map, tangent: str, compile: CompileMode, total_steps: int, zero_tol: float, owner: Any
+) -> WholeStep:
+    """The compiled whole QR step (``compile=True``) or its auto switch (``"auto"``), cached
+    per ``owner``, mode, ``zero_tol`` and shapes; ``tangent`` is "jvp", "vjp2" or "fastest"
+    (compiled: :data:`~sadyn.dynamics.tangent.COMPILED_DEFAULT`)."""
+    mode = COMPILED_DEFAULT if tangent == "fastest" else tangent
+    if compile is True:
+        eager = whole_qr_step(eager_tangent_step(F, mode), zero_tol)
+        fn: Any = compiled_call(eager, ("qr", mode, float(zero_tol)), owner)
+        fn.compiled = True  # type: ignore[attr-defined]
+        fn.product = None  # type: ignore[attr-defined]
+    else:  # "auto": eager ("fastest" measures jvp against vjp2) until the run proves long
+        product = eager_tangent_step(F, tangent)
+        whole = whole_qr_step(eager_tangent_step(F, mode), zero_tol)
+        fn = AutoSwitch(
+            whole_qr_step(product, zero_tol),
+            lambda: compiled_call(whole, ("qr", mode, float(zero_tol)), owner),
+            total_steps,
+        )
+        fn.product = product  # type: ignore[attr-defined]
+    fn.mode = mode  # type: ignore[attr-defined]
+    return fn
 
 
 def benettin(
@@ -201,8 +269,12 @@ def benettin(
     batched: bool = True,
     name: str = "lyapunov_spectrum",
     differentiable: bool = False,
+    whole: WholeStep | None = None,
 ) -> LyapunovResult:
     """The QR loop, on batched tensors (``x: (B, n)``, ``Q: (B, n, k)``).
+
+    With ``whole`` (:func:`whole_qr_step`, possibly compiled; only for ``reortho_every=1``
+    and not ``differentiable``) each step is that one call instead of ``step`` + QR.
 
     First the transient loop: ``transient`` steps evolve and re-orthonormalise the tangents
     without accumulating (ChaosTools' ``Ttr``), ending with a QR. Then the accumulating loop:
@@ -221,6 +293,11 @@ def benettin(
         next(bar, None)
         x_next, Y = step(x, Q)
         return guard.admit(t, x, Q, x_next, Y)
+
+    if whole is not None:
+        if reortho_every != 1 or differentiable:
+            raise ValueError("the whole-step path needs reortho_every=1, not differentiable")
+        return _benettin_whole(whole, x, Q, steps, transient, keep_local, zero_tol, guard, bar)
 
     # -- transient: evolve, orthonormalise, accumulate nothing
     for t in range(transient):
@@ -248,6 +325,46 @@ def benettin(
         else:
             Q = Y
 
+    nan = torch.tensor(float("nan"), dtype=torch.float64, device=x.device)
+    exponents = torch.where(guard.bad[:, None], nan, acc / steps)
+    loc = None
+    if keep_local and local:
+        loc = torch.where(guard.bad[:, None, None], nan, torch.stack(local, dim=1))
+    return LyapunovResult(
+        exponents=exponents,
+        local=loc,
+        final_state=guard.final_state(x),
+        steps=steps,
+        tangents=Q,
+        zero_tol=zero_tol,
+        info={"nonfinite_rows": sorted(guard.first), "nonfinite_step": dict(guard.first)},
+    )
+
+
+def _benettin_whole(
+    whole: WholeStep,
+    x: Tensor,
+    Q: Tensor,
+    steps: int,
+    transient: int,
+    keep_local: bool,
+    zero_tol: float,
+    guard: NonFiniteGuard,
+    bar: Any,
+) -> LyapunovResult:
+    """:func:`benettin` with one whole step per call (QR every step)."""
+    acc = torch.zeros(Q.shape[0], Q.shape[-1], dtype=torch.float64, device=x.device)
+    local: list[Tensor] = []
+    for t in range(transient + steps):
+        if guard.all_bad:
+            break
+        next(bar, None)
+        fx, x, Q, logr, ok = whole(x, Q, guard.bad)
+        guard.note(t, ok, fx)
+        if t >= transient:
+            acc = acc + logr
+            if keep_local:
+                local.append(logr)
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=x.device)
     exponents = torch.where(guard.bad[:, None], nan, acc / steps)
     loc = None
@@ -371,7 +488,15 @@ def lyapunov_spectrum(
     X = X.detach()
     Q = initial_tangents(X, k, q0, generator, batched)
     tangent = pick_tangent(tangent, X.shape[-1], Q.shape[-1])
-    step = make_tangent_step(F, tangent, compile, transient + steps, owner=f)
+    ztol = default_zero_tol(X.dtype, X.shape[-1]) if zero_tol is None else zero_tol
+    whole = None
+    if compile is not False and tangent != "dense" and reortho_every == 1 and not differentiable:
+        if compile not in (True, "auto"):
+            raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+        whole = make_whole_step(F, tangent, compile, transient + steps, ztol, owner=f)
+        step: Any = whole
+    else:
+        step = make_tangent_step(F, tangent, compile, transient + steps, owner=f)
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
         res = benettin(
             step,
@@ -381,13 +506,17 @@ def lyapunov_spectrum(
             transient=transient,
             reortho_every=reortho_every,
             keep_local=keep_local,
-            zero_tol=default_zero_tol(X.dtype, X.shape[-1]) if zero_tol is None else zero_tol,
+            zero_tol=ztol,
             on_nonfinite=on_nonfinite,
             show_progress=progress,
             batched=batched,
             differentiable=differentiable,
+            whole=whole,
         )
     _sort_largest_first(res)
-    res.method = f"qr-{getattr(step, 'mode', None) or _compiled_mode(tangent, compile)}"
+    mode = getattr(step, "mode", None)
+    if whole is not None and not whole.compiled:  # type: ignore[attr-defined]
+        mode = getattr(whole.product, "mode", mode)  # type: ignore[attr-defined]
+    res.method = f"qr-{mode or _compiled_mode(tangent, compile)}"
     res.info["compiled"] = bool(getattr(step, "compiled", compile is True and tangent != "dense"))
     return res.unbatch(batched)

@@ -174,8 +174,44 @@ def _cache_for(owner: Any) -> dict[tuple, Callable]:
         return {}
 
 
+def compiled_call(eager: Callable, tag: tuple, owner: Any) -> Callable:
+    """``torch.compile(dynamic=False)`` of ``eager``, cached per ``owner``, ``tag`` and the
+    shapes/dtypes/devices of its tensor arguments; falls back to eager (with one warning) if
+    compilation fails. ``tag`` names the computation (and any constant baked into it)."""
+    cache = _cache_for(owner)
+    failed: list[bool] = []
+
+    def call(*args: Any) -> Any:
+        if failed:
+            return eager(*args)
+        key = (*tag, *((tuple(a.shape), a.dtype, str(a.device)) for a in args))
+        fn = cache.get(key)
+        if fn is None:
+            fn = torch.compile(eager, dynamic=False, fullgraph=False)
+            cache[key] = fn
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return fn(*args)
+        except Exception as err:  # a map dynamo cannot trace: eager is always right
+            failed.append(True)
+            cache.pop(key, None)
+            warnings.warn(
+                f"torch.compile of the tangent step failed ({type(err).__name__}: "
+                f"{str(err)[:200]}); continuing in eager mode",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return eager(*args)
+
+    return call
+
+
 def compiled_tangent_step(F: Map, tangent: str, owner: Any = None) -> TangentStep:
-    """``torch.compile(dynamic=False)`` of the tangent step, cached per map and shape.
+    """``torch.compile(dynamic=False)`` of the tangent product alone, cached per map and shape.
+
+    (The QR spectrum compiles its whole step instead, product + QR + logs:
+    :func:`~sadyn.dynamics.lyapunov.whole_qr_step`; this one serves ``reortho_every > 1``.)
 
     Args:
         F: the batched map. tangent: "jvp" or "vjp2".
@@ -187,65 +223,38 @@ def compiled_tangent_step(F: Map, tangent: str, owner: Any = None) -> TangentSte
     """
     if tangent not in ("jvp", "vjp2"):
         raise ValueError(f"only 'jvp' and 'vjp2' steps compile, got {tangent!r}")
-    cache = _cache_for(F if owner is None else owner)
-    eager = eager_tangent_step(F, tangent)
-    failed: list[bool] = []
-
-    def step(x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
-        if failed:
-            return eager(x, Q)
-        key = (tangent, tuple(x.shape), tuple(Q.shape), x.dtype, str(x.device))
-        fn = cache.get(key)
-        if fn is None:
-            fn = torch.compile(eager, dynamic=False, fullgraph=False)
-            cache[key] = fn
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return fn(x, Q)
-        except Exception as err:  # a map dynamo cannot trace: eager is always right
-            failed.append(True)
-            cache.pop(key, None)
-            warnings.warn(
-                f"torch.compile of the tangent step failed ({type(err).__name__}: "
-                f"{str(err)[:200]}); continuing in eager mode",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            return eager(x, Q)
-
-    return step
+    return compiled_call(eager_tangent_step(F, tangent), (tangent,), F if owner is None else owner)
 
 
-class AutoCompile:
-    """A tangent step that starts eager and switches to the compiled one when the run is long.
+class AutoSwitch:
+    """Run ``eager`` and switch to ``make_fast()`` (its compiled twin) when the run is long.
 
-    After ``probe`` eager steps it projects the remaining eager time; if that exceeds
-    ``threshold_s`` (default :data:`COMPILE_AUTO_SECONDS`) it compiles. ``compiled`` tells
-    which path ran last.
+    After ``probe`` eager calls (the first, which carries one-off set-up costs, not timed) it
+    projects the remaining eager time; if that exceeds ``threshold_s`` (default
+    :data:`COMPILE_AUTO_SECONDS`, read when the switch is made) it compiles. ``compiled``
+    tells which path ran last.
     """
 
     def __init__(
         self,
-        F: Map,
-        tangent: str,
+        eager: Callable,
+        make_fast: Callable[[], Callable],
         total_steps: int,
-        owner: Any = None,
-        threshold_s: float = COMPILE_AUTO_SECONDS,
+        threshold_s: float | None = None,
         probe: int = 3,
     ):
-        self.eager = eager_tangent_step(F, tangent)
-        self.fast: TangentStep | None = None
-        self._make = lambda: compiled_tangent_step(F, tangent, owner)
-        self.total, self.threshold, self.probe = int(total_steps), float(threshold_s), probe
+        self.eager, self._make = eager, make_fast
+        self.fast: Callable | None = None
+        threshold = COMPILE_AUTO_SECONDS if threshold_s is None else threshold_s
+        self.total, self.threshold, self.probe = int(total_steps), float(threshold), probe
         self.calls, self.elapsed = 0, 0.0
         self.compiled = False
 
-    def __call__(self, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, *args: Any) -> Any:
         if self.fast is not None:
-            return self.fast(x, Q)
+            return self.fast(*args)
         t = time.perf_counter()
-        out = self.eager(x, Q)
+        out = self.eager(*args)
         self.calls += 1
         if self.calls > 1:  # the first call carries one-off set-up costs
             self.elapsed += time.perf_counter() - t
@@ -254,6 +263,27 @@ class AutoCompile:
             if per_step * (self.total - self.calls) > self.threshold:
                 self.fast, self.compiled = self._make(), True
         return out
+
+
+class AutoCompile(AutoSwitch):
+    """The tangent product, eager first, compiled when the run is long (:class:`AutoSwitch`)."""
+
+    def __init__(
+        self,
+        F: Map,
+        tangent: str,
+        total_steps: int,
+        owner: Any = None,
+        threshold_s: float | None = None,
+        probe: int = 3,
+    ):
+        super().__init__(
+            eager_tangent_step(F, tangent),
+            lambda: compiled_tangent_step(F, tangent, owner),
+            total_steps,
+            threshold_s,
+            probe,
+        )
 
 
 def make_tangent_step(
