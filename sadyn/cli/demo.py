@@ -430,6 +430,11 @@ def run(args: argparse.Namespace) -> int:
         "`sadyn analyze --full` for the documented ones)"
     )
     demo.probes(main_model, args.probe_n)
+    demo._retitle(
+        out / "analysis" / "results.json",
+        "demo-probes",
+        f"Demo: dynamics probes of {main_label} on {args.probe_n} puzzles (cheap settings)",
+    )
     done(t0)
 
     if not args.full_training and itrsa is not None:
