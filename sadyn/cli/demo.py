@@ -350,8 +350,8 @@ def run(args: argparse.Namespace) -> int:
     voter = (
         None
         if args.full_training
-        else next((name for name in (akorn, itrsa) if name and restarts_differ(name)), None)
-    )
+        else next((name for name in sorted(have) if restarts_differ(name)), None)
+    )  # any shipped model with noisy starts (e.g. an exported small-vote run) is used to vote
     stage = 0
     total = 3 + (voter is not None) + (not args.full_training)
 
@@ -416,7 +416,7 @@ def run(args: argparse.Namespace) -> int:
         vote_line += f" at T={'/'.join(str(t) for t in res['steps'])}"
         done(t0)
     elif not args.full_training:
-        shipped = [name for name in (itrsa, akorn) if name]
+        shipped = sorted(have)
         vote_line = (
             f"voting: not run. {' and '.join(shipped) or 'No pretrained model'} "
             f"{'start' if len(shipped) > 1 else 'starts'} every restart from Norm(C) (init "
