@@ -14,7 +14,7 @@
 5. write ``DIR/report.html`` and print what was pretrained, what was trained now, and where the
    report is.
 
-About 2 minutes on 2 idle cores, under 5 on a loaded 2-core machine. ``--full-training``
+About a minute on a 2-core machine at load 2-4, under 5 when loaded more. ``--full-training``
 instead trains the ``small`` preset here (30 epochs, about 40 minutes on one core; the time is
 printed first) and evaluates and probes that model. Without the pretrained weights the demo
 says so and falls back to the model it trains.
@@ -321,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         demo.say(
-            f"about 2 minutes on 2 idle cores (under 5 when loaded); writing to {out}/. "
+            f"about a minute (under 5 on a loaded 2-core machine); writing to {out}/. "
             "Steps: pretrained ItrSA at several T, voting (where a pretrained model's restarts "
             "differ), dynamics probes, a short training run, the report"
         )
