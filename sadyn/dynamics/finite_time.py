@@ -711,9 +711,11 @@ def block_krylov(
         logs = sv.clamp_min(1e-300).log() + ref[:, None]  # log sigma, (B, m)
         m = K.shape[-1]
         if m < k:  # a block narrower than k: the space is too small to estimate yet
-            blocks.append(_extend(K, _sweep(chain.step_t, range(T - 1, -1, -1), sw.end,
-                                            zero_tol, bad).end, generator))
+            if m + V.shape[-1] > K.shape[1]:
+                break
+            back = _sweep(chain.step_t, range(T - 1, -1, -1), sw.end, zero_tol, bad)
             sweeps += 1
+            blocks.append(_extend(K, back.end, generator))
             continue
         est = logs[:, :k] / T
         ritz = K @ vh[:, : max(V.shape[-1], k)].mT.to(K.dtype)
@@ -741,6 +743,8 @@ def block_krylov(
             if bool((converged | bad).all()) or K.shape[-1] + V.shape[-1] > K.shape[1]:
                 break
         blocks.append(_extend(K, back.end, generator))
+    if prev is None and not bool(converged.all()):  # too few blocks to hold k values
+        return _KrylovResult(V, False, converged, error, sweeps)
     fin = torch.isfinite(est)
     hi = torch.where(fin, est, float("-inf")).amax(-1)
     lo = torch.where(fin, est, float("inf")).amin(-1)
@@ -803,8 +807,9 @@ def _options(method: str, options: dict[str, Any] | None, legacy: dict[str, Any]
 HALF_BLOCK_MIN_K = 8
 
 
-def _default_block(k: int, p: int) -> int:
-    """Columns per Krylov block: ``ceil(k / 2)`` for ``k >= HALF_BLOCK_MIN_K``, else ``p``.
+def _default_block(k: int, p: int, n: int) -> int:
+    """Columns per Krylov block: ``ceil(k / 2)`` for ``k >= HALF_BLOCK_MIN_K`` (and room for
+    the space to grow: ``2 p <= n``), else ``p``.
 
     A sweep costs about its column count (a batched tangent product), and a Krylov space
     gains a polynomial degree per iteration whatever its block width, so narrower blocks
@@ -812,7 +817,7 @@ def _default_block(k: int, p: int) -> int:
     blocks of 8 reached tol 1e-4 in about 60% of the time of blocks of 20 (BENCHMARKS.md,
     "dynamics"). Below ``k = 8`` the per-sweep overhead dominates and the old rule stays.
     """
-    return (k + 1) // 2 if k >= HALF_BLOCK_MIN_K else p
+    return (k + 1) // 2 if k >= HALF_BLOCK_MIN_K and 2 * p <= n else p
 
 
 def _ritz_precise(kry: _KrylovResult, dtype: torch.dtype, n: int, T: int, tol: float) -> bool:
@@ -908,7 +913,7 @@ def finite_time_lyapunov(
     p = min(n, k + extra)
     block = p  # columns per Krylov block
     if method == "subspace" and opts["krylov"] is not False:
-        block = opts["block"] if opts["block"] is not None else _default_block(k, p)
+        block = opts["block"] if opts["block"] is not None else _default_block(k, p, n)
         block = min(n, block)
     bad = prop.nonfinite.clone()
     max_sweeps = 2 * opts["max_iter"] + 1
