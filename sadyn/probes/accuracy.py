@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,6 +323,19 @@ def evaluate(
     if len(puzzles) == 0:
         raise SadynError("no puzzles to evaluate")
     halt_rule = HaltRule.parse(halt)
+    cfg = getattr(model, "cfg", None)
+    if (
+        votes > 1
+        and restart_noise is None
+        and not deterministic
+        and getattr(cfg, "init", None) == "cond"
+        and getattr(cfg, "init_noise", None) == 0
+    ):
+        warnings.warn(
+            "votes > 1 on a model whose initial state is deterministic (init='cond', no "
+            "init_noise): every restart is the same run; pass restart_noise (--restart-noise)",
+            stacklevel=2,
+        )
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if batch_size is None:
         batch_size = default_rows(device)

@@ -136,3 +136,14 @@ def test_test_time_restart_noise_on_a_model_trained_without_it():
     akorn = build_model({**SMALL, "init": "akorn"})
     with pytest.raises(SadynError, match="init='cond'"):
         evaluate(akorn, puzzles, [2], votes=2, vote="confidence", restart_noise=0.5)
+
+
+def test_votes_on_a_deterministic_start_warn():
+    from sadyn.probes.accuracy import evaluate
+    from sadyn.sudoku import PuzzleSet
+
+    model = build_model(SMALL).eval()
+    sols = torch.randint(1, 10, (2, 81))
+    puzzles = PuzzleSet(sols.numpy().astype("uint8"), sols.numpy().astype("uint8"), "full")
+    with pytest.warns(UserWarning, match="same run"):
+        evaluate(model, puzzles, [1], votes=2, vote="confidence")
