@@ -397,7 +397,9 @@ def run(args: argparse.Namespace) -> int:
         record["analysis_weights"] = weights
         common = ["--n", str(args.n_probe), "--device", device, "--quiet", "--weights", weights]
         if args.dry_run:
+            # matrix-free eigenvalues (a dense 2592 x 2592 eig is slow on a loaded CPU)
             common += ["--horizon", "4", "--k", "2", "--qr-steps", "0"]
+            common += ["--dense-max", "0", "--eig-k", "4"]
         else:  # the paper's definition: T=16, top 16 exponents, over n_probe puzzles
             common += ["--horizon", "16", "--k", "16", "--qr-steps", "128"]
         eig = "1" if args.dry_run else "4"

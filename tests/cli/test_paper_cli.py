@@ -23,8 +23,9 @@ def test_dry_run_trains_evaluates_probes_and_reports(tmp_path):
     jobs.write_text(json.dumps([{"name": "extra", "preset": "small", "overrides": {"seed": 1}}]))
     out = tmp_path / "paper"
     env = {**os.environ, "SADYN_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    # the budget is a cap (stages end when done): generous, so a loaded CI machine is not cut
     cmd = [sys.executable, "-m", "sadyn.cli", "paper", "--out", str(out), "--dry-run",
-           "--budget-min", "4", "--n-eval", "20", "--n-probe", "2", "--votes", "2",
+           "--budget-min", "8", "--n-eval", "20", "--n-probe", "2", "--votes", "2",
            "--jobs", str(jobs), "--workers", "1"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
