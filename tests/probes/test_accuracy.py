@@ -11,14 +11,6 @@ from sadyn.sudoku import PuzzleSet, board_accuracy, cell_accuracy, get_dataset
 from sadyn.training.evaluation import accuracy_at_steps
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def easy_puzzles(tmp_path_factory):
     """Real puzzles with all but 1-3 blanks filled in: on even boards the blanks hold an 8 (a
