@@ -92,6 +92,7 @@ def bench_crossover(repeats: int) -> list[dict]:
 def itrsa(dim: int) -> tuple[Callable, Tensor]:
     from sadyn.models import build_model
 
+    torch.manual_seed(0)  # the same weights in every process (the baseline subprocess too)
     model = build_model({"model": "itrsa", "dim": dim, "heads": 8}).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -106,8 +107,25 @@ def itrsa(dim: int) -> tuple[Callable, Tensor]:
     return f, x.reshape(-1)
 
 
-def bench_itrsa(dim: int, T: int, k: int, repeats: int, ref_iters: int) -> dict:
-    f, x0 = itrsa(dim)
+def ftle_runs(f: Callable, x0: Tensor, T: int, k: int, variants: dict) -> dict:
+    """Time ``finite_time_lyapunov(..., method='subspace')`` for each named options dict
+    (after a warm-up call), with its sweeps, error estimate, flag and exponents."""
+    finite_time_lyapunov(f, x0, T, k, method="subspace", options={"max_iter": 1})
+    out: dict = {}
+    for key, opts in variants.items():
+        gen = torch.Generator().manual_seed(3)
+        t = time.perf_counter()
+        ft = finite_time_lyapunov(f, x0, T, k, method="subspace", generator=gen, options=opts)
+        out[key] = time.perf_counter() - t
+        out[f"{key}_sweeps"] = ft.info["sweeps"]
+        out[f"{key}_est"] = float(ft.info["error_estimate"])
+        out[f"{key}_conv"] = bool(ft.converged)
+        out[f"{key}_exps"] = ft.exponents.tolist()
+    return out
+
+
+def qr_baseline(f: Callable, x0: Tensor, T: int, k: int, repeats: int) -> tuple[float, float]:
+    """One forward step and the eager JVP QR spectrum (best of repeats)."""
     q0 = torch.linalg.qr(torch.randn(x0.shape[0], k, generator=torch.Generator().manual_seed(1)))[0]
 
     def fwd() -> Tensor:
@@ -117,45 +135,107 @@ def bench_itrsa(dim: int, T: int, k: int, repeats: int, ref_iters: int) -> dict:
                 z = f(z)
         return z
 
+    t_fwd = min(best(fwd, 3) for _ in range(3))
+    t_qr = best(
+        lambda: lyapunov_spectrum(f, x0, T, k, q0=q0, tangent="jvp", progress=False), repeats
+    )
+    return t_fwd, t_qr
+
+
+def child(dim: int, T: int, k: int, repeats: int) -> None:
+    """The baseline source tree's FTLE (default options, tol 1e-4 and 1e-3) and its own eager
+    QR spectrum, printed as JSON (run with that tree first on ``sys.path``)."""
+    import json
+
+    import sadyn
+
+    f, x0 = itrsa(dim)
+    t_fwd, t_qr = qr_baseline(f, x0, T, k, repeats)
+    out = ftle_runs(f, x0, T, k, {"ftle": {"tol": 1e-4}, "ftle3": {"tol": 1e-3}})
+    out.update(fwd=t_fwd, qr_jvp=t_qr, src=str(Path(sadyn.__file__).parent))
+    print("CHILD " + json.dumps(out), flush=True)
+
+
+def run_child(src: str, dim: int, T: int, k: int, repeats: int, threads: int) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, __file__, "--child", str(dim), "--threads", str(threads)]
+    cmd += ["--repeats", str(repeats)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("CHILD "))
+    return json.loads(line[len("CHILD ") :])
+
+
+def bench_itrsa(
+    dim: int, T: int, k: int, repeats: int, ref_iters: int, baseline: str | None, threads: int
+) -> dict:
+    from sadyn.dynamics._common import as_batched, default_zero_tol
+    from sadyn.dynamics.lyapunov import benettin
+    from sadyn.dynamics.tangent import compiled_tangent_step
+
+    f, x0 = itrsa(dim)
+    q0 = torch.linalg.qr(torch.randn(x0.shape[0], k, generator=torch.Generator().manual_seed(1)))[0]
     out: dict = {"D": dim, "n": x0.shape[0], "T": T, "k": k}
-    out["fwd"] = min(best(fwd, 3) for _ in range(3))
+    out["fwd"], out["qr_jvp"] = qr_baseline(f, x0, T, k, repeats)
 
     def qr(tangent: str, compile: bool = False) -> Callable[[], object]:
         return lambda: lyapunov_spectrum(
             f, x0, T, k, q0=q0, tangent=tangent, compile=compile, progress=False
         )
 
-    ref_qr = qr("jvp")()
-    out["qr_jvp"] = best(qr("jvp"), repeats)
+    ref_qr = qr("vjp2")()
     out["qr_vjp2"] = best(qr("vjp2"), repeats)
-    for tangent in ("jvp", "vjp2"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t = time.perf_counter()
-            res = qr(tangent, True)()
-            out[f"compile_{tangent}"] = time.perf_counter() - t
-            out[f"qrc_{tangent}"] = best(qr(tangent, True), repeats, warmup=False)
-        out[f"diff_{tangent}"] = float((res.exponents - ref_qr.exponents).abs().max())
-    # FTLE, matrix-free, default options (tol 1e-4) and the probes' tol 1e-3, against a tight
-    # reference; a warm-up call first (one-off costs of the first VJP-of-VJP and tapes)
-    finite_time_lyapunov(f, x0, T, k, method="subspace", options={"max_iter": 1})
-    for key, tol in (("ftle", 1e-4), ("ftle3", 1e-3)):
-        gen = torch.Generator().manual_seed(3)
+    # before: only the tangent product compiled (the QR loop eager around it)
+    F, X = as_batched(f, x0, False)
+    ztol = default_zero_tol(X.dtype, X.shape[-1])
+    prod = compiled_tangent_step(F, "vjp2", owner=f)
+
+    def product_only() -> object:
+        with torch.no_grad():
+            return benettin(prod, X, q0[None], T, zero_tol=ztol, show_progress=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         t = time.perf_counter()
-        opts = {"tol": tol}
-        ft = finite_time_lyapunov(f, x0, T, k, method="subspace", generator=gen, options=opts)
-        out[key] = time.perf_counter() - t
-        out[f"{key}_sweeps"] = ft.info["sweeps"]
-        out[f"{key}_est"] = float(ft.info["error_estimate"])
-        out[f"{key}_conv"] = bool(ft.converged)
-        out[f"{key}_exps"] = ft.exponents
+        prod_res = product_only()
+        out["compile_prod"] = time.perf_counter() - t
+        out["qrc_prod"] = best(product_only, repeats + 1, warmup=False)
+        # after: the whole step (product + QR + logs) compiled as one graph
+        t = time.perf_counter()
+        res = qr("vjp2", True)()
+        out["compile_whole"] = time.perf_counter() - t
+        out["qrc_whole"] = best(qr("vjp2", True), repeats + 1, warmup=False)
+    scale = float(ref_qr.exponents.abs().max())
+    out["diff_whole"] = float((res.exponents - ref_qr.exponents).abs().max()) / scale
+    prod_exps = prod_res.exponents[0].sort(descending=True).values  # benettin: unsorted
+    out["diff_prod"] = float((prod_exps - ref_qr.exponents).abs().max()) / scale
+    # FTLE, matrix-free: default options, and the old stopping rule / block width for
+    # comparison, against a tight reference; the baseline tree's FTLE in a subprocess
+    variants = {
+        "ftle": {"tol": 1e-4},
+        "ftle3": {"tol": 1e-3},
+        "ftle_old": {"tol": 1e-4, "stop": "change", "block": k + max(4, k // 4)},
+    }
+    out.update(ftle_runs(f, x0, T, k, variants))
     ref = finite_time_lyapunov(
         f, x0, T, k, method="subspace", options={"tol": 1e-9, "max_iter": ref_iters}
     )
-    for key in ("ftle", "ftle3"):
-        out[f"{key}_err"] = float((out.pop(f"{key}_exps") - ref.exponents).abs().max())
     out["ref_est"] = float(ref.info["error_estimate"])
-    out["ftle_top"] = float(ref.exponents[0])
+    if baseline:
+        base = run_child(baseline, dim, T, k, repeats, threads)
+        for key in ("ftle", "ftle3"):
+            out[f"base_{key}"] = base[key] / base["qr_jvp"]
+            out[f"base_{key}_sweeps"] = base[f"{key}_sweeps"]
+            out[f"base_{key}_est"] = base[f"{key}_est"]
+            got = torch.tensor(base[f"{key}_exps"], dtype=ref.exponents.dtype)
+            out[f"base_{key}_err"] = float((got - ref.exponents).abs().max())
+        out["base_qr_per"] = base["qr_jvp"] / (base["fwd"] * k)
+    for key in variants:
+        got = torch.tensor(out.pop(f"{key}_exps"), dtype=ref.exponents.dtype)
+        out[f"{key}_err"] = float((got - ref.exponents).abs().max())
     print(f"ItrSA {out}", flush=True)
     return out
 
@@ -169,15 +249,18 @@ def markdown(cross: list[dict], rows: list[dict], env: dict) -> str:
         f"at start {env['load']} on {env['cores']} shared cores. Every figure in a table comes "
         "from the same run (best of repeats after a warm-up). Command: "
         f"`{env['cmd']}`.",
-        "",
-        '### (a) `tangent="auto"`: dense Jacobian vs forward mode on small maps',
-        "",
-        "8-token normalised attention step of width n/8, and a tanh RNN `x -> W tanh(x)`; "
-        "10 QR steps, float64.",
-        "",
-        "| map | n | k | dense | jvp | jvp / dense |",
-        "|---|---|---|---|---|---|",
     ]
+    if cross:
+        lines += [
+            "",
+            '### (a) `tangent="auto"`: dense Jacobian vs forward mode on small maps',
+            "",
+            "8-token normalised attention step of width n/8, and a tanh RNN `x -> W tanh(x)`; "
+            "10 QR steps, float64.",
+            "",
+            "| map | n | k | dense | jvp | jvp / dense |",
+            "|---|---|---|---|---|---|",
+        ]
     for r in cross:
         lines.append(
             f"| {r['map']} | {r['n']} | {r['k']} | {r['dense'] * 1e3:.1f} ms "
@@ -185,42 +268,73 @@ def markdown(cross: list[dict], rows: list[dict], env: dict) -> str:
         )
     lines += [
         "",
-        "### (b) ItrSA step (81 tokens, 8 heads, float32), T = 16, k = 16",
+        "### (b) ItrSA step (81 tokens, 8 heads, float32), T = 16, k = 16: the QR spectrum",
         "",
-        "Columns are forward steps per tangent (time / (one forward step * k)) unless marked. "
-        "QR = `lyapunov_spectrum(f, x0, T, k, q0=...)`; 'compiled' = `compile=True` after the "
-        "first call (compilation, whose time is listed; the inductor cache on disk may shorten "
-        "it); FTLE = `finite_time_lyapunov(..., method='subspace')` after a warm-up call, with "
-        "default options (tol 1e-4 in exponent units; block Krylov), its ratio to the eager JVP "
-        "QR spectrum, its sweeps, its error estimate and its actual error against a reference "
-        "run to tol 1e-9; then the same at the probes' tol 1e-3.",
+        "Forward steps per tangent (time / (one forward step * k)). QR = "
+        "`lyapunov_spectrum(f, x0, T, k, q0=...)` eager; 'product compiled' = the tangent "
+        "product alone under `torch.compile` with the QR loop eager around it (the path "
+        "before); 'whole step compiled' = `compile=True` now: product + QR + sign fix + logs "
+        "+ NaN freeze as one graph (both VJP-of-VJP, after their compilation, whose time is "
+        "listed; the inductor cache on disk may shorten it). Break-even: compile time / "
+        "(eager step - compiled step), in steps of k = 16 tangents.",
         "",
-        "| D | n | forward step | QR jvp | QR vjp2 | QR compiled jvp | QR compiled vjp2 "
-        "| compile jvp / vjp2 | break-even steps (best compiled) | FTLE | FTLE / QR jvp "
-        "| sweeps | error est. / actual | FTLE tol 1e-3 / QR jvp (sweeps, est. / actual) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| D | n | forward step | QR jvp | QR vjp2 | product compiled | whole step compiled "
+        "| compile (product / whole) | break-even steps (whole vs eager best) "
+        "| compiled - eager (rel.) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        unit = r["fwd"] * r["k"]  # T forward steps, k times: the cost of k tangents
-        per = {key: r[key] / unit for key in ("qr_jvp", "qr_vjp2", "qrc_jvp", "qrc_vjp2")}
-        fast = min(("jvp", "vjp2"), key=lambda m: r[f"qrc_{m}"])
-        gain = (min(r["qr_jvp"], r["qr_vjp2"]) - r[f"qrc_{fast}"]) / r["T"]
-        breakeven = f"{r[f'compile_{fast}'] / gain:.0f} ({fast})" if gain > 0 else "never"
+        unit = r["fwd"] * r["k"]
+        per = {key: r[key] / unit for key in ("qr_jvp", "qr_vjp2", "qrc_prod", "qrc_whole")}
+        gain = (min(r["qr_jvp"], r["qr_vjp2"]) - r["qrc_whole"]) / r["T"]
+        breakeven = f"{r['compile_whole'] / gain:.0f}" if gain > 0 else "never"
         lines.append(
             f"| {r['D']} | {r['n']} | {r['fwd'] / r['T'] * 1e3:.2f} ms | {per['qr_jvp']:.2f} "
-            f"| {per['qr_vjp2']:.2f} | {per['qrc_jvp']:.2f} | {per['qrc_vjp2']:.2f} "
-            f"| {r['compile_jvp']:.0f} s / {r['compile_vjp2']:.0f} s | {breakeven} "
-            f"| {r['ftle'] / unit:.1f} | {r['ftle'] / r['qr_jvp']:.1f}x | {r['ftle_sweeps']} "
-            f"| {r['ftle_est']:.1e} / {r['ftle_err']:.1e} "
-            f"| {r['ftle3'] / r['qr_jvp']:.1f}x ({r['ftle3_sweeps']}, "
-            f"{r['ftle3_est']:.1e} / {r['ftle3_err']:.1e}) |"
+            f"| {per['qr_vjp2']:.2f} | {per['qrc_prod']:.2f} | **{per['qrc_whole']:.2f}** "
+            f"| {r['compile_prod']:.0f} s / {r['compile_whole']:.0f} s | {breakeven} "
+            f"| {max(r['diff_whole'], r['diff_prod']):.1e} |"
         )
+    has_base = all("base_ftle" in r for r in rows)
     lines += [
         "",
-        "Compiled vs eager exponents differ by at most "
-        + ", ".join(f"D={r['D']}: {max(r['diff_jvp'], r['diff_vjp2']):.1e}" for r in rows)
+        "### (c) ItrSA step, T = 16, k = 16: finite-time exponents",
+        "",
+        "`finite_time_lyapunov(..., method='subspace')` after a warm-up call: time as a "
+        "multiple of the eager JVP QR spectrum of the same map (measured in the same "
+        "process), its sweeps, its error estimate and its actual error against a reference "
+        "run to tol 1e-9. 'now' = default options (tol 1e-4: residual stop, blocks of k/2, "
+        "forward sweeps on kept tapes); 'old rule' = the same code with the previous stop "
+        "(change extrapolation) and block (k + 4)"
+        + (
+            "; 'before' = the previous commit's code (its tree in a subprocess of this run, "
+            "against its own QR spectrum)"
+            if has_base
+            else ""
+        )
         + ".",
+        "",
+        "| D | now: FTLE / QR | sweeps | est. / actual | tol 1e-3: FTLE / QR (sweeps, est. / "
+        "actual) | old rule: FTLE / QR (sweeps, est. / actual) |"
+        + (" before: FTLE / QR (sweeps, est. / actual) | before, tol 1e-3 |" if has_base else ""),
+        "|---|---|---|---|---|---|" + ("---|---|" if has_base else ""),
     ]
+    for r in rows:
+        q = r["qr_jvp"]
+        line = (
+            f"| {r['D']} | **{r['ftle'] / q:.1f}x** | {r['ftle_sweeps']} "
+            f"| {r['ftle_est']:.1e} / {r['ftle_err']:.1e} "
+            f"| {r['ftle3'] / q:.1f}x ({r['ftle3_sweeps']}, {r['ftle3_est']:.1e} / "
+            f"{r['ftle3_err']:.1e}) "
+            f"| {r['ftle_old'] / q:.1f}x ({r['ftle_old_sweeps']}, {r['ftle_old_est']:.1e} / "
+            f"{r['ftle_old_err']:.1e}) |"
+        )
+        if has_base:
+            for key in ("ftle", "ftle3"):
+                line += (
+                    f" {r[f'base_{key}']:.1f}x ({r[f'base_{key}_sweeps']}, "
+                    f"{r[f'base_{key}_est']:.1e} / {r[f'base_{key}_err']:.1e}) |"
+                )
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -232,8 +346,17 @@ def main() -> None:
     ap.add_argument("--dims", default="64,128,512")
     ap.add_argument("--ref-iters", type=int, default=40)
     ap.add_argument("--no-crossover", action="store_true")
+    ap.add_argument(
+        "--baseline-src",
+        help="a source tree of an earlier sadyn (e.g. `git archive <commit> sadyn | tar -x -C "
+        "DIR`): its FTLE is measured in a subprocess of the same run, for before/after",
+    )
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.child:
+        child(args.child, 16, 16, args.repeats)
+        return
     env = {
         "cpu": platform.processor() or platform.machine(),
         "threads": args.threads,
@@ -241,7 +364,9 @@ def main() -> None:
         "cores": os.cpu_count(),
         "load": " / ".join(f"{v:.1f}" for v in os.getloadavg()),
         "cmd": "python benchmarks/bench_dynamics_ftle.py --threads "
-        f"{args.threads} --dims {args.dims}",
+        f"{args.threads} --dims {args.dims}"
+        + (" --no-crossover" if args.no_crossover else "")
+        + (" --baseline-src DIR" if args.baseline_src else ""),
     }
     try:
         with open("/proc/cpuinfo") as fh:
@@ -250,7 +375,10 @@ def main() -> None:
         pass
     t0 = time.perf_counter()
     cross = [] if args.no_crossover else bench_crossover(args.repeats)
-    rows = [bench_itrsa(int(d), 16, 16, args.repeats, args.ref_iters) for d in args.dims.split(",")]
+    rows = [
+        bench_itrsa(int(d), 16, 16, args.repeats, args.ref_iters, args.baseline_src, args.threads)
+        for d in args.dims.split(",")
+    ]
     text = markdown(cross, rows, env) + f"\nWhole benchmark: {time.perf_counter() - t0:.0f} s.\n"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)

@@ -21,9 +21,11 @@ within the cluster, :func:`_ritz`) separates values the plain iteration cannot (
 pair of eigenvalues gives two singular values whose ratio stays O(1) at every T). Values that
 differ by more than ``exp(GAP)`` separate by themselves, by that factor per sweep.
 
-Each sweep gives an estimate; the iteration stops when the estimated remaining error
-(the last change times ``rho / (1 - rho)``, ``rho`` the observed contraction per sweep) is at
-most ``tol`` (exponent units) for every exponent: ``result.converged`` says whether it was.
+Each sweep gives an estimate; the iteration stops when the estimated error is at most ``tol``
+(exponent units) for every exponent: ``result.converged`` says whether it was. Subspace
+iteration estimates it from the last change times ``rho / (1 - rho)`` (``rho`` the observed
+contraction per sweep); the block Krylov phase (short horizons) from each Ritz value's
+residual, which the backward sweep of the same iteration gives (:func:`_residual_error`).
 Methods: "dense" materialises the Jacobians (float64) and starts from the right singular
 vectors of the rescaled product (exact at short T, a warm start at long T); "subspace" is
 matrix-free (one batched JVP pass forward, one VJP pass back per sweep) from a random block;
@@ -574,12 +576,12 @@ def _residual_error(
     by at most ``-log(1 - |r| / theta) / (2 T)``: a bound, not an extrapolation, but
     pessimistic by a wide margin (the eigenvalue error is ``O(|r|^2)``). Where it is smaller,
     the quadratic (Temple) estimate ``|r|^2 / gap`` is used instead, ``gap`` the distance to
-    the nearest other Ritz value (an estimate: it is a bound when that is the nearest
-    eigenvalue, which a converging space makes so).
+    the nearest other Ritz value, once ``|r| <= gap / 2`` (an estimate: it is a bound when
+    that gap is the true one, which a converging space makes so).
     """
     f64 = torch.float64
     pl = fwd.unit.shape[-1]
-    ylast = vh[:, :k, -pl:].mT  # (B, pl, k)
+    ylast = vh[:, :, -pl:].mT  # (B, pl, m): every Ritz vector's last-block coordinates
     ref_r = fwd.scale.amax(-1, keepdim=True)
     ref_s = bwd.scale.amax(-1, keepdim=True)
     Rs = (fwd.scale - ref_r).clamp(min=-700.0).exp()[..., None] * fwd.unit
@@ -588,16 +590,20 @@ def _residual_error(
     K64 = K.to(f64)
     for _ in range(2):
         Z = Z - K64 @ (K64.mT @ Z)
-    log_r = Z.norm(dim=-2).clamp_min(1e-300).log() + ref_r + ref_s  # (B, k)
-    log_theta = 2.0 * logs[:, :k]  # logs = log sigma (not divided by T)
-    rho = (log_r - log_theta).clamp(max=50.0).exp()
+    top = logs[:, :1]
+    # residuals and Ritz values relative to theta_1 (finite), (B, m)
+    r1 = (Z.norm(dim=-2).clamp_min(1e-300).log() + ref_r + ref_s - 2.0 * top).exp()
+    theta = (2.0 * (logs - top)).exp()
+    log_theta = 2.0 * logs[:, :k]
+    rho = (r1[:, :k] / theta[:, :k]).clamp(max=1e30)  # |r_i| / theta_i
     lin = torch.where(rho < 1.0, -torch.log1p(-rho.clamp(max=1.0 - 1e-16)), float("inf"))
-    # quadratic (Temple) estimate |r|^2 / gap, the gap to the nearest other Ritz value
-    theta = (2.0 * (logs - logs[:, :1])).exp()  # theta / theta_1, (B, m)
-    diff = (theta[:, :k, None] - theta[:, None, :]).abs()
-    diff = diff + torch.eye(theta.shape[-1], dtype=f64, device=diff.device)[:k] * 1e300
-    gap = diff.amin(-1) / theta[:, :k]  # relative gap, (B, k)
-    quad = rho.square() / gap.clamp_min(1e-300)
+    # quadratic (Temple) estimate |r|^2 / gap; the gap to every other Ritz value shrunk by
+    # that value's own residual (its eigenvalue may lie that much closer), and only once the
+    # residual is well inside the gap
+    dist = (theta[:, :k, None] - theta[:, None, :]).abs() - r1[:, None, :]
+    dist = dist + torch.eye(theta.shape[-1], dtype=f64, device=dist.device)[:k] * 1e300
+    gap = dist.amin(-1).clamp_min(0.0) / theta[:, :k]  # relative gap, (B, k)
+    quad = torch.where(rho <= 0.5 * gap, rho.square() / gap.clamp_min(1e-300), float("inf"))
     err = torch.minimum(lin, quad)
     err = torch.where(torch.isfinite(log_theta), err / (2.0 * T), float("inf"))
     return err.amax(-1)
@@ -872,7 +878,11 @@ def finite_time_lyapunov(
             ``oversample`` (extra columns in the block; subspace default ``max(4, k // 4)``
             with Krylov, ``max(8, k // 4)`` without), ``krylov`` (subspace only: "auto"
             accelerates with a block Krylov space when the top-``k`` values span less than
-            ``exp(KRYLOV_SPAN)``, i.e. short horizons; True forces it; False never).
+            ``exp(KRYLOV_SPAN)``, i.e. short horizons; True forces it; False never),
+            ``stop`` (Krylov phase: "residual", the default, or "change", the older
+            extrapolation of the last two changes), ``block`` (columns per Krylov block;
+            default ``ceil(k / 2)`` for ``k >= 8`` when ``2 (k + oversample) <= n``, else
+            ``k + oversample``).
         generator: seeds the random start block of the subspace method.
         transient: steps taken before ``x_0``.
         zero_tol: per-step threshold of exact zero directions (see

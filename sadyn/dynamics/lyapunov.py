@@ -468,10 +468,13 @@ def lyapunov_spectrum(
         on_nonfinite: "warn" (NaN exponents + :class:`NonFiniteStateWarning`) or "raise"
             (:class:`~sadyn.errors.DivergenceError`).
         progress: show a progress bar (on a terminal).
-        compile: ``torch.compile`` the tangent step (jvp/vjp2 only): True, False, or "auto"
+        compile: ``torch.compile`` the step (jvp/vjp2 only): True, False, or "auto"
             (compile when the eager run is projected to last over ~2 minutes: compilation
-            costs 10-40 s per shape on CPU; see BENCHMARKS.md for the break-even). Compiled
-            code is cached per map object and shape.
+            costs seconds to a minute per shape on CPU; see BENCHMARKS.md for the
+            break-even). With ``reortho_every=1`` and not ``differentiable`` the whole QR
+            step is one graph (:func:`whole_qr_step`: product, QR, sign fix, logs, NaN
+            freeze); otherwise the tangent product alone. Compiled code is cached per map
+            object, mode, ``zero_tol`` and shape.
         differentiable: keep the autograd graph through the trajectory and the tangents (for
             training penalties, "gradient flossing"); stretches are floored at 1e-30 instead of
             giving ``-inf``.
