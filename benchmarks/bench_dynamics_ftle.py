@@ -1,18 +1,24 @@
 """Benchmark of the tangent step, the QR spectrum and the finite-time exponents (issue 12).
 
 Run: ``.venv/bin/python benchmarks/bench_dynamics_ftle.py --threads 1
-[--out benchmarks/results/dynamics_ftle.md] [--dims 64,128,512]``. Everything is measured
-side by side in one run, with 1 intra-op thread (the machine's 2 cores are shared):
+[--out benchmarks/results/dynamics_ftle.md] [--dims 64,128,512] [--no-crossover]
+[--baseline-src DIR]``. Everything is measured side by side in one run, with 1 intra-op
+thread (the machine's 2 cores are shared):
 
 (a) ``tangent="auto"``: time per QR step of the dense-Jacobian tangent step against the
     forward-mode one on small attention maps (9 tokens x width), for k = n and k = 4: where
     is the crossover?
-(b) the ItrSA step (``build_model({"model": "itrsa", "dim": D, "heads": 8})``, 81 tokens,
-    float32, one puzzle) at D = 64, 128, 512, T = 16, k = 16: T plain forward steps; the QR
-    spectrum eager by JVP and by VJP-of-VJP, and compiled (``compile=True``: first call with
-    compilation, then warm); the finite-time exponents (matrix-free, default options) with
-    their error estimate and their error against a tight reference. Figures are "forward
-    steps per tangent": time / (time of one forward step * k).
+(b) the ItrSA step (``build_model({"model": "itrsa", "dim": D, "heads": 8})`` with
+    ``torch.manual_seed(0)``, 81 tokens, float32, one puzzle) at D = 64, 128, 512, T = 16,
+    k = 16: T plain forward steps; the QR spectrum eager by JVP and by VJP-of-VJP, with the
+    tangent product alone compiled (the QR loop eager around it) and with the whole step
+    compiled (``compile=True``); compile times and the break-even. Figures are "forward steps
+    per tangent": time / (time of one forward step * k).
+(c) the finite-time exponents (matrix-free, default options; tol 1e-3; the old stopping rule
+    and block width) as multiples of the eager JVP QR spectrum, with their error estimates
+    and their errors against a tight reference; with ``--baseline-src DIR`` (a source tree of
+    an earlier sadyn, e.g. ``git archive <commit> sadyn | tar -x -C DIR``) the same calls of
+    that code in a subprocess of the same run, against its own QR spectrum.
 """
 
 from __future__ import annotations
