@@ -22,7 +22,7 @@ def pct(v: float) -> str:
 
 def single_table(root: Path, ood_file: str = "eval-ood.json") -> list[str]:
     lines = [
-        "| run | training (min) | ID T=16 | ID T=32 | OOD T=16 | 32 | 64 | 128 | 256 |",
+        "| run | training wall (min) | ID T=16 | ID T=32 | OOD T=16 | 32 | 64 | 128 | 256 |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for d in sorted(p for p in root.iterdir() if (p / ood_file).is_file()):
@@ -108,39 +108,51 @@ def vote_tables(root: Path) -> tuple[list[str], list[tuple[str, dict]]]:
     return lines, found
 
 
-def plot(found: list[tuple[str, dict]], out: Path) -> None:
+def plot(found: list[tuple[str, dict]], root: Path, out: Path) -> None:
+    """Verifier-vote accuracy (solid) and one restart (dotted) against T for every vote file,
+    with the deterministic single run on the same boards (black) where it exists."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.8))
     for name, res in found:
-        for rule in ("confidence", "verifier", "energy"):
-            if rule in res.get("rules", {}):
-                ax.plot(
-                    res["steps"],
-                    [100 * a for a in res["rules"][rule]["board_accuracy"]],
-                    marker="o",
-                    label=f"{name} {rule}",
-                )
+        line = ax.plot(
+            res["steps"],
+            [
+                100 * a
+                for a in res.get("rules", {})
+                .get("verifier", {})
+                .get("board_accuracy", res["board_accuracy"])
+            ],
+            marker="o",
+            label=f"{name}: verifier",
+        )[0]
         ax.plot(
             res["steps"],
-            [100 * a for a in res["oracle_board_accuracy"]],
-            "--",
-            label=f"{name} oracle",
+            [100 * a for a in res["mean_board_accuracy"]],
+            ":",
+            color=line.get_color(),
+            label=f"{name}: one restart",
         )
+    for f in sorted(root.glob("*/eval-ood_n200.json")):
+        res = read_results(f)["data"]["ood"]
         ax.plot(
-            res["steps"], [100 * a for a in res["mean_board_accuracy"]], ":", label=f"{name} single"
+            res["steps"],
+            [100 * a for a in res["board_accuracy"]],
+            "k--",
+            marker="s",
+            label=f"{f.parent.name}: deterministic single run",
         )
     ax.set_xscale("log", base=2)
     ax.set(
         xlabel="loop budget T",
         ylabel="OOD board accuracy (%)",
-        title="test-time compute: K restarts x T loops",
+        title="test-time compute: K restarts x T loops (200 OOD boards)",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -159,7 +171,7 @@ def main() -> None:
     votes, found = vote_tables(root)
     if votes:
         lines += ["", "## Voting (OOD), board accuracy %", "", *votes]
-        plot(found, root / "accuracy_vs_K_T.png")
+        plot([f for f in found if f[1]["n"] == 200], root, root / "accuracy_vs_K_T.png")
     text = "\n".join(lines) + "\n"
     (root / "tables.md").write_text(text, encoding="utf-8")
     print(text)
