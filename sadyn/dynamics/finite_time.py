@@ -82,6 +82,10 @@ KRYLOV_SPAN = math.log(1e4)
 #: At most this many blocks in the Krylov space (memory: blocks * p vectors of size n); past
 #: it the iteration goes on as subspace iteration from the Ritz vectors.
 KRYLOV_MAX_BLOCKS = 12
+#: The forward sweeps keep each step's VJP-of-VJP tape up to this horizon (the short-horizon,
+#: many-sweep Krylov regime); beyond it they are rebuilt per call, holding memory to the
+#: reverse tapes the backward sweeps keep anyway.
+KEEP_VJP2_MAX_STEPS = 64
 #: The settings of each method (``options=``), with their defaults.
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "dense": {"tol": 1e-12, "max_iter": 50, "oversample": 8},
@@ -194,14 +198,16 @@ class Propagator:
 
     def _vjp2(self, t: int, V: Tensor) -> Tensor:
         """``J(x_t) V`` as the VJP of ``u -> J(x_t)^T u``
-        (:func:`~sadyn.dynamics.tangent.push_forward_vjp2`), its tape recorded once per step
-        and kept: later sweeps run only the double backward."""
+        (:func:`~sadyn.dynamics.tangent.push_forward_vjp2`) on the stored reverse tape; its
+        own tape is kept for horizons up to :data:`KEEP_VJP2_MAX_STEPS` (later sweeps then
+        run only the double backward), rebuilt per call beyond (memory)."""
         pull2 = self._pulls2.get(t)
         if pull2 is None:
             pull = self._tapes()[t]
             zero = torch.zeros_like(self.states[t + 1])
             pull2 = vjp(lambda u: pull(u)[0], zero)[1]
-            self._pulls2[t] = pull2
+            if self.steps <= KEEP_VJP2_MAX_STEPS:
+                self._pulls2[t] = pull2
         return vmap(lambda v: pull2(v)[0], in_dims=-1, out_dims=-1)(V)
 
     def step_t(self, t: int, U: Tensor) -> Tensor:
