@@ -278,8 +278,6 @@ class Fig6PseudoEnergy(Recipe):
         note = (
             ""
             if gate
-            else f"{cfg['judged']} not trained: cut from this run"
-            if r.get("train_status") == "not trained"
             else (
                 f"{cfg['judged']} cell accuracy {cell} below "
                 f"min_cell_accuracy ({cfg['min_cell_accuracy']}), or not "
