@@ -67,7 +67,12 @@ def claims_table(results_dir: str | Path) -> str:
         st = criterion_status(rec, log, current_hash(rec))
         kinds = [k for k, _ in st["flags"]]
         if st["preregistered"]:
-            pre = "yes" + (" (revised after the issue-9 run)" if "revised" in kinds else "")
+            n_rev = kinds.count("revised")
+            pre = "yes" + (
+                f" (revised after {n_rev} earlier recorded run{'s' if n_rev > 1 else ''})"
+                if n_rev
+                else ""
+            )
         else:
             pre = "**no**: " + ", ".join(dict.fromkeys(kinds))
         checks = [c for c in (rec.get("verdict") or {}).get("checks", []) if c.get("required")]
@@ -75,8 +80,7 @@ def claims_table(results_dir: str | Path) -> str:
         cut = len(rec.get("not_trained") or [])
         title = str(rec.get("title", r.name)).replace("|", "\\|")
         lines.append(
-            f"| {title} | **{status_of(rec)}** | `{st['hash']}`; {pre} | "
-            f"{cut or '-'} | {shown} |"
+            f"| {title} | **{status_of(rec)}** | `{st['hash']}`; {pre} | {cut or '-'} | {shown} |"
         )
     lines.append("")
     lines.append(
