@@ -325,20 +325,7 @@ def benettin(
         else:
             Q = Y
 
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=x.device)
-    exponents = torch.where(guard.bad[:, None], nan, acc / steps)
-    loc = None
-    if keep_local and local:
-        loc = torch.where(guard.bad[:, None, None], nan, torch.stack(local, dim=1))
-    return LyapunovResult(
-        exponents=exponents,
-        local=loc,
-        final_state=guard.final_state(x),
-        steps=steps,
-        tangents=Q,
-        zero_tol=zero_tol,
-        info={"nonfinite_rows": sorted(guard.first), "nonfinite_step": dict(guard.first)},
-    )
+    return _result(acc, local, x, Q, steps, zero_tol, guard)
 
 
 def _benettin_whole(
@@ -365,14 +352,26 @@ def _benettin_whole(
             acc = acc + logr
             if keep_local:
                 local.append(logr)
+    return _result(acc, local, x, Q, steps, zero_tol, guard)
+
+
+def _result(
+    acc: Tensor,
+    local: list[Tensor],
+    x: Tensor,
+    Q: Tensor,
+    steps: int,
+    zero_tol: float,
+    guard: NonFiniteGuard,
+) -> LyapunovResult:
+    """The exponents ``acc / steps`` (and the local ones kept, if any) as a result, NaN in the
+    rows that went non-finite."""
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=x.device)
-    exponents = torch.where(guard.bad[:, None], nan, acc / steps)
-    loc = None
-    if keep_local and local:
-        loc = torch.where(guard.bad[:, None, None], nan, torch.stack(local, dim=1))
     return LyapunovResult(
-        exponents=exponents,
-        local=loc,
+        exponents=torch.where(guard.bad[:, None], nan, acc / steps),
+        local=torch.where(guard.bad[:, None, None], nan, torch.stack(local, dim=1))
+        if local
+        else None,
         final_state=guard.final_state(x),
         steps=steps,
         tangents=Q,

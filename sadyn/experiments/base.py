@@ -482,22 +482,6 @@ def append_criteria_log(path: str | Path, entry: Mapping[str, Any]) -> None:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def read_criteria_log(path: str | Path) -> list[dict[str, Any]]:
-    """The entries of a criteria log (unparsable lines skipped); [] when there is none."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict):
-            out.append(entry)
-    return out
-
-
 def apply_overrides(cfg: Any, overrides: Mapping[str, Any], *, where: str = "") -> Any:
     """``dataclasses.replace`` with type coercion and a clear error on an unknown field."""
     hints = typing.get_type_hints(type(cfg))

@@ -18,29 +18,17 @@ before anything is measured, a ``judged`` entry with the data's hash after).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
+
+from sadyn.io import read_jsonl
 
 CRITERIA_LOG = "criteria-log.jsonl"
 SEVERE = ("stale", "post-hoc", "undeclared")
 
 
-def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """The entries of a criteria log; [] when there is none (bad lines are skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict):
-            out.append(entry)
-    return out
+# the criteria log is JSON lines
+read_log = read_jsonl
 
 
 def current_hash(record: Mapping[str, Any]) -> str | None:

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sadyn.io import atomic_write_bytes
+from sadyn.io import atomic_write_bytes, read_jsonl
 
 LOG_NAME = "log.jsonl"
 TB_DIR = "tensorboard"
@@ -65,13 +65,7 @@ def _plain(obj: Any) -> Any:
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
     """All records of a JSONL log (a torn last line, from a kill mid-write, is skipped)."""
-    records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return read_jsonl(path)
 
 
 def truncate_log(path: Path, step: int) -> None:
