@@ -492,10 +492,8 @@ def _prepare_data(jobs: list[Job], n_eval: int) -> dict[str, Any]:
         evals = load_eval_sets(config)
         seen[key] = {"train": len(train), **{k: len(v) for k, v in evals.items()}}
     for spec in ("id", "ood"):
-        seen[f"eval-{spec}"] = {
-            "n": len(resolve_dataset(spec, n=n_eval, seed=0)),
-            "source": resolve_dataset(spec, n=n_eval, seed=0).source,
-        }
+        puzzles = resolve_dataset(spec, n=n_eval, seed=0)
+        seen[f"eval-{spec}"] = {"n": len(puzzles), "source": puzzles.source}
     return seen
 
 
