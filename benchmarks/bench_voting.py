@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 
 from sadyn.models import build_model
-from sadyn.probes.accuracy import evaluate, fused_context
+from sadyn.pretrained import resolve_model
+from sadyn.probes.accuracy import evaluate, fused_context, restart_noise_context
 from sadyn.sudoku import PuzzleSet, get_dataset
 from sadyn.sudoku.metrics import board_correct
-from sadyn.training.checkpoint import load_checkpoint
 from sadyn.training.presets import get_preset
 
 
@@ -63,42 +63,58 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def bench_model(model, boards, ref_boards, votes, steps, configs, rounds, halt="none", seed=0):
+def bench_model(model, boards, ref_boards, votes, steps, configs, rounds, seed=0, noise=None):
     """Interleaved rounds (every method once per round, best round kept: the machine is
-    shared, so the fastest round is the least disturbed one)."""
-    reference_vote(model, ref_boards.subset(range(1)), votes, steps, seed)  # warm-up
-    same = evaluate(
-        model, ref_boards, [steps], votes=votes, vote="energy", batch_size=votes, seed=seed
-    )
-    ref = reference_vote(model, ref_boards, votes, steps, seed)
+    shared, so the fastest round is the least disturbed one). configs: (rows per chunk,
+    fused, halting rule, vote rule). The accuracy column is each method's board accuracy on
+    its own boards (the reference's on ``ref_boards``)."""
+    with restart_noise_context(model, noise):
+        reference_vote(model, ref_boards.subset(range(1)), votes, steps, seed)  # warm-up
+        same = evaluate(
+            model, ref_boards, [steps], votes=votes, vote="energy", batch_size=votes, seed=seed
+        )
+        ref = reference_vote(model, ref_boards, votes, steps, seed)
     agree = abs(same["board_accuracy"][0] - sum(ref) / len(ref)) < 1e-12
     best: dict[str, float] = {}
     acc: dict[str, float] = {}
     loops: dict[str, float] = {}
     for _ in range(rounds):
-        _, t_ref = timed(lambda: reference_vote(model, ref_boards, votes, steps, seed))
+        with restart_noise_context(model, noise):
+            _, t_ref = timed(lambda: reference_vote(model, ref_boards, votes, steps, seed))
         best["ref"] = max(best.get("ref", 0.0), len(ref_boards) / t_ref)
-        for chunk, fused, h in configs:
+        for chunk, fused, h, rule in configs:
             res = evaluate(
                 model,
                 boards,
                 [steps],
                 votes=votes,
-                vote="energy",
+                vote=rule,
                 batch_size=chunk,
                 seed=seed,
                 fused=fused,
                 halt=h,
+                restart_noise=noise,
             )
-            key = f"{chunk}/{fused}/{h}"
+            key = f"{chunk}/{fused}/{h}/{rule}"
             best[key] = max(best.get(key, 0.0), res["boards_per_s"])
             acc[key], loops[key] = res["board_accuracy"][0], res["mean_loops"][0]
     ref_rate = best["ref"]
-    rows = [("reference loop (1 board x K per batch, explicit softmax)", votes, "-", ref_rate, 1.0)]
-    for chunk, fused, h in configs:
-        key = f"{chunk}/{fused}/{h}"
-        label = f"evaluate, {'fused' if fused else 'explicit'} attention, halt {h}"
-        rows.append((label, chunk, f"{loops[key]:.1f}", best[key], best[key] / ref_rate))
+    rows = [
+        (
+            "reference loop (1 board x K per batch, explicit softmax, E-vote)",
+            votes,
+            "-",
+            100 * sum(ref) / len(ref),
+            ref_rate,
+            1.0,
+        )
+    ]
+    for chunk, fused, h, rule in configs:
+        key = f"{chunk}/{fused}/{h}/{rule}"
+        label = f"evaluate, {'fused' if fused else 'explicit'} attention, halt {h}, vote {rule}"
+        rows.append(
+            (label, chunk, f"{loops[key]:.1f}", 100 * acc[key], best[key], best[key] / ref_rate)
+        )
     return rows, agree
 
 
@@ -111,7 +127,20 @@ def main() -> None:
     ap.add_argument("--chunks", default="16,64,256,1024")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (best kept)")
     ap.add_argument("--run", default=None, help="a trained run directory instead of random weights")
-    ap.add_argument("--halt", default="none", help="also time this halting rule")
+    ap.add_argument("--halt", default="none", help="also time this halting rule (E-vote)")
+    ap.add_argument(
+        "--board-halt",
+        action="store_true",
+        help="also time the verifier vote with any-valid halting (a board's K restarts stop "
+        "when one of them is a valid solution)",
+    )
+    ap.add_argument(
+        "--restart-noise",
+        type=float,
+        default=None,
+        help="test-time restart noise for a trained model with a deterministic start",
+    )
+    ap.add_argument("--data", default="rrn", choices=("rrn", "satnet"), help="test boards")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "voting.md"))
     args = ap.parse_args()
@@ -119,14 +148,15 @@ def main() -> None:
     chunks = [int(c) for c in args.chunks.split(",")]
     with fused_context(True):  # fail early if this build has no fused switch
         pass
-    ood = get_dataset("rrn", "test", n=max(args.boards, args.ref_boards), progress=False)
+    ood = get_dataset(args.data, "test", n=max(args.boards, args.ref_boards), progress=False)
     boards = ood.subset(range(args.boards))
     ref_boards = ood.subset(range(args.ref_boards))
     base = get_preset("small").model
     models = {}
     if args.run:
-        model, cfg, meta = load_checkpoint(args.run)
-        models[f"trained run {Path(args.run).name} (step {meta['step']})"] = model
+        model, cfg, meta = resolve_model(args.run)
+        name = meta.get("pretrained") or Path(args.run).name
+        models[f"trained model {name} (step {meta.get('step')})"] = model
     else:
         for name, cfg in {
             "ItrSA small-vote (init_noise 1.0), random weights": {**base, "init_noise": 1.0},
@@ -146,27 +176,41 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f}. Ratios are to the reference loop measured in the same run.",
         "",
     ]
-    configs = [(c, False, "none") for c in chunks] + [(c, True, "none") for c in chunks[:2]]
+    configs = [(c, False, "none", "energy") for c in chunks]
+    configs += [(c, True, "none", "energy") for c in chunks[:2]]
     if args.halt != "none":
-        configs += [(chunks[0], False, args.halt)]
+        configs += [(chunks[0], False, args.halt, "energy")]
+    if args.board_halt:
+        configs += [(c, False, "any-valid", "verifier") for c in chunks[:2]]
     for name, model in models.items():
         model.eval()
         rows, agree = bench_model(
-            model, boards, ref_boards, args.votes, args.steps, configs, args.rounds
+            model,
+            boards,
+            ref_boards,
+            args.votes,
+            args.steps,
+            configs,
+            args.rounds,
+            noise=args.restart_noise,
         )
         lines += [
-            f"### {name}",
+            f"### {name} ({args.data} boards"
+            + (f", restart noise {args.restart_noise}" if args.restart_noise else "")
+            + ")",
             "",
-            "| method | rows per chunk | mean loops | boards/s | vs reference |",
-            "|---|---|---|---|---|",
+            "| method | rows per chunk | mean loops | board acc. (%) | boards/s | vs reference |",
+            "|---|---|---|---|---|---|",
         ]
-        lines += [f"| {m} | {c} | {lp} | {r:.2f} | {x:.2f}x |" for m, c, lp, r, x in rows]
-        fastest = max(rows[1:], key=lambda r: r[3])
+        lines += [
+            f"| {m} | {c} | {lp} | {a:.1f} | {r:.2f} | {x:.2f}x |" for m, c, lp, a, r, x in rows
+        ]
+        fastest = max(rows[1:], key=lambda r: r[4])
         lines += [
             "",
             f"Same restarts, same picks (batch = K, explicit attention, against the reference "
             f"loop): **{'yes' if agree else 'NO'}**. Fastest: {fastest[0]}, {fastest[1]} rows "
-            f"per chunk ({fastest[4]:.2f}x the reference).",
+            f"per chunk ({fastest[5]:.2f}x the reference).",
             "",
         ]
         print("\n".join(lines[-len(rows) - 6 :]), flush=True)

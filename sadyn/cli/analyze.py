@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,13 +221,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("std", "variance"),
         help="whether --sens-eps is the noise's standard deviation or its variance",
     )
-    g = p.add_argument_group("test-time scaling")
+    g = p.add_argument_group("test-time scaling and compute (K restarts x T loops)")
     g.add_argument(
         "--scaling-steps",
         type=int_list,
         default=[16, 32, 64, 128],
         metavar="T,...",
         help="loop counts of the accuracy curve, comma-separated (default 16,32,64,128)",
+    )
+    g.add_argument(
+        "--scaling-data",
+        default="id,ood",
+        metavar="SET,...",
+        help="puzzle sets of the curves: id, ood or puzzle files, comma-separated (default id,ood)",
+    )
+    g.add_argument(
+        "--scaling-n",
+        type=int,
+        default=100,
+        help="boards per set for the curves (default 100)",
+    )
+    g.add_argument(
+        "--votes",
+        type=int_list,
+        default=[1],
+        metavar="K,...",
+        help="restart counts of the test-time compute curves, comma-separated (default 1: the "
+        "single run only; e.g. 1,4,16,64: one run of max K restarts, each K voted over its "
+        "first K)",
+    )
+    g.add_argument(
+        "--vote",
+        default="verifier,confidence,energy",
+        metavar="RULE,...",
+        help="vote rules scored on the restarts, the first drawn "
+        "(default verifier,confidence,energy)",
+    )
+    g.add_argument(
+        "--restart-noise",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="test-time restart noise for a model with a deterministic start (init=cond without "
+        "init_noise; default 0.3 there when K > 1); restart 0 stays the deterministic run",
     )
     p.add_argument(
         "--device",
@@ -259,7 +294,14 @@ def _check(args: argparse.Namespace) -> None:
         "--ftle-iters": args.ftle_iters,
         "--eig-samples": args.eig_samples,
         "--eig-k": args.eig_k,
+        "--scaling-n": args.scaling_n,
     }
+    if "scaling" in args.probes:
+        from sadyn.probes.voting import parse_rules
+
+        parse_rules(args.vote)  # a clear error before any probe runs
+        if not _scaling_sets(args):
+            raise SadynError("--scaling-data names no puzzle set")
     for name, value in positive.items():
         if value < 1:
             raise SadynError(f"{name} must be >= 1, got {value}")
@@ -327,7 +369,12 @@ def estimate_seconds(args: argparse.Namespace, units: Units, n_dim: int) -> dict
         "lyapunov": 0.19 * n * args.k * ftle * j,
         "energy": 0.3 * args.ci_samples * ci_steps * (n_dim * j / 4 + 1.5 * eigh),
         "sensitivity": 2.2 * args.sens_n * (args.sens_warmup + args.sens_steps) * units.step,
-        "scaling": 1.25 * n * max(args.scaling_steps) * units.step,
+        "scaling": 1.25
+        * args.scaling_n
+        * len(_scaling_sets(args))
+        * max(args.votes)
+        * max(args.scaling_steps)
+        * units.step,
     }
     return {name: est[name] for name in args.probes}
 
@@ -460,7 +507,7 @@ def run(args: argparse.Namespace) -> int:
             ),
             figures.plot_sensitivity,
         ),
-        "scaling": lambda: _scaling(model, puzzles, args, probes, figs, out, show),
+        "scaling": lambda: _scaling(model, args, probes, figs, out, show),
     }
     for i, name in enumerate(args.probes, 1):
         if show:
@@ -524,24 +571,70 @@ def pool_record(puzzles: Any) -> str | None:
     return meta.get("pool_sha256")
 
 
+def _scaling_sets(args: argparse.Namespace) -> list[str]:
+    return [d.strip() for d in args.scaling_data.split(",") if d.strip()]
+
+
 def _scaling(
     model: Any,
-    puzzles: Any,
     args: argparse.Namespace,
     probes: dict[str, Any],
     figs: dict[str, Any],
     out: Path,
     show: bool,
 ) -> None:
-    try:
-        from sadyn.probes.accuracy import evaluate, plot_accuracy
-    except ImportError as exc:  # the accuracy probe is optional for the others
-        print(f"sadyn analyze: skipping test-time scaling ({exc})", file=sys.stderr)
-        return
-    res = evaluate(model, puzzles, args.scaling_steps, seed=args.seed, progress=show)
-    probes["scaling"] = res
-    path = plot_accuracy({args.data: res}, out / "scaling.png")
+    """Board accuracy against the loop budget T on each set of ``--scaling-data``; with K > 1
+    restarts, one run of max K restarts per set and every K of ``--votes`` voted over its first
+    K (``evaluate(vote_grid=...)``): the test-time compute curves, one figure per set."""
+    from sadyn.probes.accuracy import (
+        compute_figure,
+        evaluate,
+        plot_accuracy,
+        plot_line_spec,
+        split_by_votes,
+    )
+    from sadyn.sudoku import resolve_dataset
+
+    k_max = max(args.votes)
+    cfg = getattr(model, "cfg", None)
+    cond_start = getattr(cfg, "init", None) == "cond"
+    noise = args.restart_noise
+    if noise is None and k_max > 1 and cond_start and not getattr(cfg, "init_noise", 0):
+        noise = 0.3  # issue 11's measured test-time restart noise for the Norm(C) start
+    results: dict[str, Any] = {}
+    for name in _scaling_sets(args):
+        puzzles = resolve_dataset(name, n=args.scaling_n, seed=args.seed)
+        results[name] = evaluate(
+            model,
+            puzzles,
+            args.scaling_steps,
+            votes=k_max,
+            vote=args.vote if k_max > 1 else "none",
+            vote_grid=args.votes,
+            seed=args.seed,
+            anchor=k_max > 1 and cond_start,
+            restart_noise=noise if k_max > 1 else None,
+            progress=show,
+        )
+        if k_max > 1:
+            spec = compute_figure(
+                split_by_votes(results[name]), title=f"test-time compute ({name})"
+            )
+            path = plot_line_spec(spec, out / f"compute-{_slug(name)}.png")
+            figs[f"compute-{name}"] = {
+                "kind": "png",
+                "path": path.name,
+                "title": f"accuracy vs K restarts and T loops ({name})",
+            }
+    probes["scaling"] = results
+    # the accuracy curve of the fewest restarts (K=1: restart 0, the deterministic run)
+    single = {name: split_by_votes(res)[min(args.votes)] for name, res in results.items()}
+    path = plot_accuracy(single, out / "scaling.png")
     figs["scaling"] = {"kind": "png", "path": path.name, "title": "accuracy vs loop count"}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).name)
 
 
 def summary_text(probes: dict[str, Any], out: Path) -> str:
@@ -594,11 +687,14 @@ def summary_text(probes: dict[str, Any], out: Path) -> str:
             f"{s['l1_final_median']:.3g}; growth rate "
             f"{'n/a' if rate is None else f'{rate:+.4f}'} per step"
         )
-    if "scaling" in probes:
-        res = probes["scaling"]
-        acc = ", ".join(
-            f"T={t}: {100 * a:.1f}%"
-            for t, a in zip(res["steps"], res["board_accuracy"], strict=True)
-        )
-        lines.append(f"  board accuracy: {acc}")
+    for name, res in probes.get("scaling", {}).items():
+        from sadyn.probes.accuracy import split_by_votes
+
+        for k, row in sorted(split_by_votes(res).items()):
+            acc = ", ".join(
+                f"T={t}: {100 * a:.1f}%"
+                for t, a in zip(row["steps"], row["board_accuracy"], strict=True)
+            )
+            what = "single run" if k == 1 else f"K={k} {row['vote']}"
+            lines.append(f"  board accuracy ({name}, {what}): {acc}")
     return "\n".join(lines)

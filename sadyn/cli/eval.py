@@ -3,7 +3,7 @@
     sadyn eval RUN_DIR|CHECKPOINT_DIR|NAME [--data id,ood|FILE] [--steps 16,32,64,128,256]
                [--votes K --vote energy|energy-last|energy-sum|energy-final|confidence|
                                  verifier|stability|all (or a comma list)]
-               [--halt stable:M,valid,residual:TOL] [--anchor] [--restart-noise SIGMA]
+               [--halt stable:M,valid,residual:TOL,any-valid] [--anchor] [--restart-noise SIGMA]
                [--attention auto|fused|explicit] [--n N] [--seed S]
 
 Writes a results JSON (``sadyn.results`` schema) and a PNG of board accuracy against the loop
@@ -83,8 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="none",
         help="adaptive halting per board: comma list of stable:M (decoded board unchanged for "
         "M steps), valid (a valid solution keeping the givens), residual:TOL "
-        "(||X_t - X_{t-1}|| / ||X_t|| <= TOL); each --steps value is then a budget "
-        "(default: none)",
+        "(||X_t - X_{t-1}|| / ||X_t|| <= TOL), any-valid (all K restarts of a board stop once "
+        "one is a valid solution: the verifier vote and the oracle unchanged, fewer loops); "
+        "each --steps value is then a budget (default: none)",
     )
     p.add_argument(
         "--anchor",

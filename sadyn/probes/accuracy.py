@@ -142,12 +142,14 @@ def run_restarts(
     deterministic: bool = False,
     anchor: Tensor | None = None,
     halt: HaltRule | str | None = None,
+    group: int = 1,
 ) -> RestartRecord:
     """Run rows ``quizzes, solutions: (R, 81)`` to ``max(grid)`` loops and score them.
 
     grid: sorted loop counts >= 1. rules: vote rules to score (``none`` scores 0). anchor: (R,)
     bool rows that start from the deterministic initial state (the others draw from
     ``generator``; the generator is consumed for every row either way). halt: a halting rule.
+    group: consecutive rows that are restarts of one board (for ``any-valid`` halting).
     """
     halt = HaltRule.parse(halt)
     grid = list(grid)
@@ -172,7 +174,7 @@ def run_restarts(
     e_prev = torch.full((rows,), math.nan, device=device)
     e_out = torch.zeros(rows, device=device)
     residual = torch.full((rows,), math.inf, device=device)  # ||X_t - X_{t-1}||
-    tracker = HaltTracker(halt, rows, device) if halt.active else None
+    tracker = HaltTracker(halt, rows, device, group=group) if halt.active else None
     idx = torch.arange(rows, device=device)  # rows still running
     grid_index = {t: j for j, t in enumerate(grid)}
 
@@ -287,6 +289,7 @@ def evaluate(
     fused: bool | None = False,
     anchor: bool = False,
     restart_noise: float | None = None,
+    vote_grid: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Board and cell accuracy of ``model`` on ``puzzles`` at each loop count in ``steps``.
 
@@ -302,13 +305,17 @@ def evaluate(
         anchor: restart 0 of every board starts from the deterministic state.
         restart_noise: the ItrSA ``init_noise`` sigma used for this evaluation in place of the
         model's own (test-time restart noise for a model trained without it; ``init="cond"``).
+        vote_grid: restart counts ``K' <= votes`` also voted over, each on the first ``K'``
+        restarts of every board (the same trajectories), for test-time compute curves; not
+        with ``any-valid`` halting, which cuts earlier restarts short when a later one solves.
     Returns a JSON-able dict: ``steps``, ``n``, ``votes``, ``vote``, ``board_accuracy`` and
     ``cell_accuracy`` (lists aligned with ``steps``; of the voted answer when K > 1), with K > 1
     also ``mean_board_accuracy`` (a single restart, averaged over the K), ``oracle_board_accuracy``
     (any restart right) and ``rules`` (``{rule: {board_accuracy, cell_accuracy}}`` for every
     scored rule); ``mean_loops`` (loop steps per row at each budget, = ``steps`` without
     halting), ``halt``, ``by_givens`` (board accuracy per number of givens), ``wall_time_s`` and
-    ``boards_per_s``.
+    ``boards_per_s``; with ``vote_grid``, ``by_votes``: ``{K': {"oracle_board_accuracy",
+    "mean_board_accuracy", "rules": {rule: board accuracy list}}}`` (K' as a string key).
     """
     grid = sorted(set(int(t) for t in steps))
     if not grid or grid[0] < 1:
@@ -323,6 +330,14 @@ def evaluate(
     if len(puzzles) == 0:
         raise SadynError("no puzzles to evaluate")
     halt_rule = HaltRule.parse(halt)
+    ks = sorted({votes, *(int(k) for k in (vote_grid or ()))})
+    if ks[0] < 1 or ks[-1] > votes:
+        raise SadynError(f"vote_grid counts must lie in 1..votes={votes}, got {list(vote_grid)}")
+    if halt_rule.any_valid and len(ks) > 1:
+        raise SadynError(
+            "vote_grid cannot be combined with any-valid halting (a later restart that solves "
+            "the board stops the earlier ones, so a vote over the first K' is not what it says)"
+        )
     cfg = getattr(model, "cfg", None)
     if (
         votes > 1
@@ -345,15 +360,17 @@ def evaluate(
     quizzes, solutions = (t.to(device) for t in puzzles.to_torch())
     n, g = len(quizzes), len(grid)
     gen = torch.Generator(device=device).manual_seed(seed)
+    # per restart count K' and rule: the best score so far, its board right, its cells right
     best = {
-        r: (
+        (kk, r): (
             torch.full((n, g), -math.inf, device=device),
             torch.zeros(n, g, dtype=torch.bool, device=device),
             torch.zeros(n, g, dtype=torch.long, device=device),
         )
+        for kk in ks
         for r in rules
     }
-    right_votes = torch.zeros(n, g, dtype=torch.long, device=device)  # restarts that solve it
+    right = {kk: torch.zeros(n, g, dtype=torch.long, device=device) for kk in ks}  # solving
     distinct = torch.zeros(g, dtype=torch.float64, device=device)  # distinct answers, summed
     distinct_boards = 0
     loop_sum = torch.zeros(g, dtype=torch.float64, device=device)
@@ -382,8 +399,8 @@ def evaluate(
                 deterministic=deterministic,
                 anchor=first,
                 halt=halt_rule,
+                group=k,
             )
-            right_votes[boards] += rec.ok.view(b, k, g).sum(1)
             if k == votes:  # all restarts of these boards in this chunk
                 codes = rec.answer.view(b, k, g).sort(1).values
                 distinct += ((codes[:, 1:] != codes[:, :-1]).sum(1) + 1).sum(0).double()
@@ -392,28 +409,34 @@ def evaluate(
             rows = torch.arange(b, device=device)[:, None]
             cols = torch.arange(g, device=device)[None, :]
             ok, cells = rec.ok.view(b, k, g), rec.cells.view(b, k, g)
-            for rule in rules:
-                score = (
-                    rec.scores[rule].view(b, k, g)
-                    if rule != "none"
-                    else torch.zeros(b, k, g, device=device)
-                )
-                pick = select_votes(score.transpose(1, 2).reshape(b * g, k)).view(b, g)
-                top = score.transpose(1, 2)[rows, cols, pick]
-                b_score, b_ok, b_cells = best[rule]
-                better = top > b_score[boards]  # strict: earlier restarts win ties
-                b_score[boards] = torch.where(better, top, b_score[boards])
-                b_ok[boards] = torch.where(
-                    better, ok.transpose(1, 2)[rows, cols, pick], b_ok[boards]
-                )
-                b_cells[boards] = torch.where(
-                    better, cells.transpose(1, 2)[rows, cols, pick], b_cells[boards]
-                )
+            for kk in ks:
+                m = min(v1, kk) - v0  # this chunk's restarts among the first kk
+                if m <= 0:
+                    continue
+                right[kk][boards] += ok[:, :m].sum(1)
+                for rule in rules:
+                    score = (
+                        rec.scores[rule].view(b, k, g)[:, :m]
+                        if rule != "none"
+                        else torch.zeros(b, m, g, device=device)
+                    )
+                    pick = select_votes(score.transpose(1, 2).reshape(b * g, m)).view(b, g)
+                    top = score.transpose(1, 2)[rows, cols, pick]
+                    b_score, b_ok, b_cells = best[kk, rule]
+                    better = top > b_score[boards]  # strict: earlier restarts win ties
+                    b_score[boards] = torch.where(better, top, b_score[boards])
+                    b_ok[boards] = torch.where(
+                        better, ok[:, :m].transpose(1, 2)[rows, cols, pick], b_ok[boards]
+                    )
+                    b_cells[boards] = torch.where(
+                        better, cells[:, :m].transpose(1, 2)[rows, cols, pick], b_cells[boards]
+                    )
     model.train(was_training)
     wall = time.perf_counter() - start
 
     head = rules[0]
-    best_board, best_cells = best[head][1], best[head][2]
+    best_board, best_cells = best[votes, head][1], best[votes, head][2]
+    right_votes = right[votes]
     n_blank = blank.sum().clamp(min=1)
     result: dict[str, Any] = {
         "steps": grid,
@@ -431,10 +454,19 @@ def evaluate(
             result["distinct_answers"] = (distinct / distinct_boards).tolist()
         result["rules"] = {
             r: {
-                "board_accuracy": best[r][1].float().mean(0).tolist(),
-                "cell_accuracy": (best[r][2].sum(0).float() / n_blank).tolist(),
+                "board_accuracy": best[votes, r][1].float().mean(0).tolist(),
+                "cell_accuracy": (best[votes, r][2].sum(0).float() / n_blank).tolist(),
             }
             for r in rules
+        }
+    if len(ks) > 1:
+        result["by_votes"] = {
+            str(kk): {
+                "oracle_board_accuracy": (right[kk] > 0).float().mean(0).tolist(),
+                "mean_board_accuracy": (right[kk].float() / kk).mean(0).tolist(),
+                "rules": {r: best[kk, r][1].float().mean(0).tolist() for r in rules},
+            }
+            for kk in ks
         }
     result["halt"] = str(halt_rule)
     result["mean_loops"] = (loop_sum / (n * votes)).tolist()
@@ -486,6 +518,26 @@ def accuracy_figure(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def split_by_votes(result: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """An :func:`evaluate` result with ``by_votes`` -> ``{K': result-like dict}`` (``steps``,
+    ``vote``, ``board_accuracy`` of the headline rule, ``rules``, the oracle and the mean), the
+    form :func:`compute_figure` draws."""
+    if "by_votes" not in result:
+        return {int(result["votes"]): result}
+    out = {}
+    for key, row in result["by_votes"].items():
+        out[int(key)] = {
+            "steps": result["steps"],
+            "votes": int(key),
+            "vote": result["vote"],
+            "board_accuracy": row["rules"][result["vote"]],
+            "rules": {r: {"board_accuracy": acc} for r, acc in row["rules"].items()},
+            "oracle_board_accuracy": row["oracle_board_accuracy"],
+            "mean_board_accuracy": row["mean_board_accuracy"],
+        }
+    return out
+
+
 def compute_figure(
     results: dict[int, dict[str, Any]], *, rule: str | None = None, title: str | None = None
 ) -> dict[str, Any]:
@@ -494,19 +546,29 @@ def compute_figure(
     voted accuracy of ``rule`` (default: each result's headline rule) solid and the oracle
     dashed."""
     series = []
-    for k in sorted(results):
+    for i, k in enumerate(sorted(results)):
         res = results[k]
         name = rule or res["vote"]
         acc = res.get("rules", {}).get(name, {}).get("board_accuracy", res["board_accuracy"])
         label = "single run" if k == 1 else f"K={k} {name}"
-        series.append({"label": label, "x": res["steps"], "y": [100 * a for a in acc]})
-        if "oracle_board_accuracy" in res:
+        color = f"C{i}"  # one colour per K: the vote solid, its oracle dashed
+        series.append(
+            {
+                "label": label,
+                "x": res["steps"],
+                "y": [100 * a for a in acc],
+                "color": color,
+                "marker": "o",
+            }
+        )
+        if "oracle_board_accuracy" in res and k > 1:
             series.append(
                 {
                     "label": f"K={k} oracle",
                     "x": res["steps"],
                     "y": [100 * a for a in res["oracle_board_accuracy"]],
                     "linestyle": "--",
+                    "color": color,
                 }
             )
     return {
@@ -541,6 +603,7 @@ def plot_line_spec(spec: dict[str, Any], out_png: str | Path, *, title: str | No
             s["y"],
             marker=s.get("marker"),
             linestyle=s.get("linestyle", "-"),
+            color=s.get("color"),
             label=s["label"],
         )
     ax.set_xscale("log", base=2)

@@ -8,7 +8,12 @@ first loop count ``t >= 1`` where any of its criteria holds:
 - ``valid``: the decoded board of ``X_t`` is a valid Sudoku solution that keeps the givens
   (:func:`sadyn.probes.voting.board_conflicts` is 0);
 - ``residual:tol``: the relative state residual ``||X_t - X_{t-1}|| / ||X_t||`` (Frobenius over
-  the board's ``(S, D)`` state) is below ``tol``.
+  the board's ``(S, D)`` state) is below ``tol``;
+- ``any-valid``: one of the board's K restarts (a group of consecutive rows) decodes to a valid
+  solution: every restart of that board stops at ``t``. For boards with a unique solution the
+  verifier vote and the oracle are then decided (the valid restart is the solution and has no
+  conflicts), so their accuracy equals that of running every restart to the budget, at a
+  fraction of the loops; the other rules are scored on the shortened trajectories.
 
 A halted row keeps ``X_t``: its answer at every larger loop budget is the answer at ``t``, and
 its loop count is ``min(t, budget)``. :class:`HaltTracker` applies a rule step by step inside the
@@ -35,6 +40,7 @@ class HaltRule:
     stable: int | None = None
     valid: bool = False
     residual: float | None = None
+    any_valid: bool = False
 
     def __post_init__(self) -> None:
         if self.stable is not None and self.stable < 1:
@@ -44,12 +50,12 @@ class HaltRule:
 
     @property
     def active(self) -> bool:
-        return self.stable is not None or self.valid or self.residual is not None
+        return self.stable is not None or self.valid or self.any_valid or self.residual is not None
 
     @property
     def needs_decode(self) -> bool:
         """Whether the rule reads the decoded board at every step."""
-        return self.stable is not None or self.valid
+        return self.stable is not None or self.valid or self.any_valid
 
     def __str__(self) -> str:
         parts = []
@@ -59,16 +65,19 @@ class HaltRule:
             parts.append("valid")
         if self.residual is not None:
             parts.append(f"residual:{self.residual:g}")
+        if self.any_valid:
+            parts.append("any-valid")
         return ",".join(parts) or "none"
 
     @classmethod
     def parse(cls, spec: str | HaltRule | None) -> HaltRule:
-        """``None``/``"none"``, or comma-separated ``stable:M``, ``valid``, ``residual:TOL``."""
+        """``None``/``"none"``, or comma-separated ``stable:M``, ``valid``, ``residual:TOL``,
+        ``any-valid``."""
         if isinstance(spec, HaltRule):
             return spec
         if spec is None or spec.strip().lower() in ("", "none"):
             return cls()
-        stable, valid, residual = None, False, None
+        stable, valid, residual, any_valid = None, False, None, False
         for item in (s.strip() for s in spec.split(",")):
             name, _, value = item.partition(":")
             try:
@@ -78,14 +87,16 @@ class HaltRule:
                     valid = True
                 elif name == "residual":
                     residual = float(value)
+                elif name == "any-valid" and not value:
+                    any_valid = True
                 else:
                     raise ValueError(item)
             except ValueError:
                 raise SadynError(
                     f"halting: cannot read {item!r} in {spec!r} "
-                    "(expected stable:M, valid, residual:TOL, comma-separated, or none)"
+                    "(expected stable:M, valid, residual:TOL, any-valid, comma-separated, or none)"
                 ) from None
-        return cls(stable, valid, residual)
+        return cls(stable, valid, residual, any_valid)
 
 
 class HaltTracker:
@@ -93,11 +104,17 @@ class HaltTracker:
 
     Call :meth:`update` once per loop count ``t = 0, 1, ...`` with the rows still running
     (``idx``), their decoded boards (when the rule needs them) and residuals; it returns the
-    mask (over ``idx``) of rows that halt at ``t``. Rows never halt at ``t = 0``.
+    mask (over ``idx``) of rows that halt at ``t``. Rows never halt at ``t = 0``. group: the
+    number of consecutive rows that are restarts of one board (``any-valid``).
     """
 
-    def __init__(self, rule: HaltRule, rows: int, device: torch.device | str = "cpu"):
+    def __init__(
+        self, rule: HaltRule, rows: int, device: torch.device | str = "cpu", group: int = 1
+    ):
+        if group < 1:
+            raise SadynError(f"halting: group must be >= 1, got {group}")
         self.rule = rule
+        self.group = group
         self.prev: Tensor | None = None  # (rows, 81) decoded board at t-1
         self.same = torch.zeros(rows, dtype=torch.long, device=device)
 
@@ -129,9 +146,13 @@ class HaltTracker:
             halt |= self.same[idx] >= rule.stable
         if t == 0:
             return torch.zeros_like(halt)
-        if rule.valid:
+        if rule.valid or rule.any_valid:
             assert pred is not None and quizzes is not None
-            halt |= board_conflicts(pred, quizzes) == 0
+            valid = board_conflicts(pred, quizzes) == 0
+            halt |= valid
+            if rule.any_valid and bool(valid.any()):
+                board = torch.div(idx, self.group, rounding_mode="floor")
+                halt |= torch.isin(board, board[valid])
         if rule.residual is not None:
             if residual is None or norm is None:
                 raise SadynError(f"halting rule {rule} needs the state residuals")
@@ -145,18 +166,20 @@ def halting_steps(
     preds: Tensor | None = None,
     quizzes: Tensor | None = None,
     states: Tensor | None = None,
+    group: int = 1,
 ) -> Tensor:
     """The loop count at which each row halts, from whole trajectories.
 
     preds: (T+1, R, 81) decoded boards of X_0..X_T; quizzes: (R, 81); states: (T+1, R, S, D)
-    (residual rule). Returns (R,) long: the first ``t`` in 1..T where the rule fires, else T.
+    (residual rule); group: consecutive rows per board (``any-valid``). Returns (R,) long: the
+    first ``t`` in 1..T where the rule fires, else T.
     """
     rule = HaltRule.parse(rule)
     ref = preds if preds is not None else states
     if ref is None:
         raise SadynError("halting_steps needs preds or states")
     steps, rows = ref.shape[0] - 1, ref.shape[1]
-    tracker = HaltTracker(rule, rows, ref.device)
+    tracker = HaltTracker(rule, rows, ref.device, group=group)
     out = torch.full((rows,), steps, dtype=torch.long, device=ref.device)
     running = torch.ones(rows, dtype=torch.bool, device=ref.device)
     for t in range(steps + 1):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from sadyn.errors import SadynError
 from sadyn.models import build_model
 from sadyn.probes.accuracy import accuracy_figure, evaluate, format_table, plot_accuracy
 from sadyn.sudoku import PuzzleSet, board_accuracy, cell_accuracy, get_dataset
@@ -136,3 +137,53 @@ def test_compute_figure_series_per_k(model, easy_puzzles, tmp_path):
         100 * a for a in by_k[4]["rules"]["verifier"]["board_accuracy"]
     ]
     assert plot_line_spec(spec, tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_vote_grid_votes_over_the_first_restarts():
+    """``by_votes[K']`` is the vote over restarts 0..K'-1 of the same trajectories: recomputed
+    here from the per-restart record of one ``run_restarts`` call with the same noise (the
+    pretrained small ItrSA, restart noise 0.6, so restarts differ and some solve)."""
+    from sadyn.pretrained import load_pretrained
+    from sadyn.probes.accuracy import restart_noise_context, run_restarts, split_by_votes
+
+    model, _, _ = load_pretrained("small-itrsa")
+    puzzles = get_dataset("satnet", "test", n=24, seed=1, progress=False)
+    k, grid, rules = 4, [8, 16], ("confidence", "verifier")
+    res = evaluate(
+        model,
+        puzzles,
+        grid,
+        votes=k,
+        vote=",".join(rules),
+        seed=5,
+        vote_grid=[1, 2],
+        restart_noise=0.6,
+    )
+    q, s = (t.long() for t in puzzles.to_torch())
+    with restart_noise_context(model, 0.6):
+        rec = run_restarts(
+            model,
+            q.repeat_interleave(k, 0),
+            s.repeat_interleave(k, 0),
+            grid,
+            rules=rules,
+            generator=torch.Generator().manual_seed(5),
+        )
+    ok = rec.ok.view(len(q), k, len(grid)).numpy()
+    for kk in (1, 2, 4):
+        row = res["by_votes"][str(kk)]
+        assert row["oracle_board_accuracy"] == pytest.approx(ok[:, :kk].any(1).mean(0))
+        assert row["mean_board_accuracy"] == pytest.approx(ok[:, :kk].mean((0, 1)))
+        for rule in rules:
+            sc = rec.scores[rule].view(len(q), k, len(grid))[:, :kk].numpy()
+            pick = sc.argmax(1)  # (boards, G): first maximum
+            want = np.take_along_axis(ok[:, :kk], pick[:, None], 1)[:, 0].mean(0)
+            assert row["rules"][rule] == pytest.approx(want)
+    assert res["by_votes"]["4"]["rules"]["verifier"] == res["rules"]["verifier"]["board_accuracy"]
+    assert res["by_votes"]["1"]["rules"]["verifier"] == res["by_votes"]["1"]["mean_board_accuracy"]
+    oracles = [res["by_votes"][str(kk)]["oracle_board_accuracy"][-1] for kk in (1, 2, 4)]
+    assert oracles[0] < oracles[2]  # non-degenerate: more restarts, more boards within reach
+    split = split_by_votes(res)
+    assert sorted(split) == [1, 2, 4] and split[2]["vote"] == "confidence"
+    with pytest.raises(SadynError, match="vote_grid"):
+        evaluate(model, puzzles, grid, votes=k, vote="verifier", vote_grid=[8])

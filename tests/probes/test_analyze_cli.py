@@ -76,6 +76,12 @@ def test_analyze_writes_results_and_figures(workspace, capsys):
             "4",
             "--scaling-steps",
             "1,3",
+            "--scaling-data",
+            str(csv),
+            "--scaling-n",
+            "3",
+            "--votes",
+            "1,2",
         ]
     )
     assert rc == 0
@@ -86,11 +92,17 @@ def test_analyze_writes_results_and_figures(workspace, capsys):
     assert len(probes["lyapunov"]["max_ftle"]) == 3
     assert np.array(probes["energy"]["energy"]).shape == (4, 3)
     assert probes["jacobian"]["summary"]["t=3"]["bound_holds"] is True
+    scaling = probes["scaling"][str(csv)]
+    assert scaling["votes"] == 2 and sorted(scaling["by_votes"]) == ["1", "2"]
+    cond_start = record["data"]["model_config"].get("init") == "cond"
+    assert scaling["steps"] == [1, 3] and scaling["anchor"] is cond_start
+    assert f"compute-{csv}" in record["figures"] and "scaling" in record["figures"]
     for name, spec in record["figures"].items():
         assert spec["kind"] == "png"
         assert (out / spec["path"]).read_bytes().startswith(PNG), name
     text = capsys.readouterr().out
     assert "max FTLE (T=3)" in text and "Prop 5.1 bound" in text
+    assert "single run" in text and "K=2 verifier" in text
     assert "estimated" in text.splitlines()[0]  # the estimate comes first
     assert all(f"analyze: {name} took" in text for name in probes)
     data = record["data"]

@@ -153,3 +153,43 @@ def test_halted_rows_sit_at_their_state_for_the_energy_rules(setup):
                 rec.scores[rule][:, j].double(), expect[rule], rtol=1e-5, atol=1e-4
             )
         assert torch.equal(rec.loops[:, j], u)
+
+
+def test_any_valid_stops_every_restart_of_a_solved_board():
+    sol = _grid()
+    quiz = torch.where(torch.arange(81) % 2 == 0, sol, torch.zeros_like(sol))
+    wrong = sol.clone()
+    wrong[1] = sol[2]
+    t_max = 8
+    preds = wrong.expand(t_max + 1, 6, 81).clone()  # boards of K=3 restarts: rows 0-2, 3-5
+    preds[5:, 1] = sol  # board 0: its restart 1 solves at t=5
+    preds[7:, 2] = sol  # ... and restart 2 at t=7 (too late to matter)
+    q = quiz.expand(6, 81)
+    assert halting_steps("valid", preds=preds, quizzes=q).tolist() == [8, 5, 7, 8, 8, 8]
+    got = halting_steps("any-valid", preds=preds, quizzes=q, group=3)
+    assert got.tolist() == [5, 5, 5, 8, 8, 8]
+    rule = HaltRule.parse("stable:2,any-valid")
+    assert rule.any_valid and rule.needs_decode and str(rule) == "stable:2,any-valid"
+    assert HaltRule.parse(str(rule)) == rule
+    with pytest.raises(SadynError, match="group"):
+        halting_steps("any-valid", preds=preds, quizzes=q, group=0)
+
+
+def test_any_valid_keeps_the_verifier_and_oracle_at_fewer_loops():
+    """On a trained model, stopping a board's K restarts when one solves it leaves the verifier
+    vote and the oracle exactly as with per-restart ``valid`` halting, at every budget, with
+    fewer loops."""
+    from sadyn.pretrained import load_pretrained
+
+    model, _, _ = load_pretrained("small-itrsa")
+    ps = get_dataset("satnet", "test", n=24, seed=0, progress=False)
+    kw = {"votes": 4, "vote": "verifier,confidence", "seed": 3, "restart_noise": 0.5}
+    valid = evaluate(model, ps, [2, 4, 8, 16], halt="valid", **kw)
+    anyv = evaluate(model, ps, [2, 4, 8, 16], halt="any-valid", **kw)
+    assert anyv["rules"]["verifier"] == valid["rules"]["verifier"]
+    assert anyv["oracle_board_accuracy"] == valid["oracle_board_accuracy"]
+    assert 0 < valid["oracle_board_accuracy"][-1]  # some boards are solved
+    assert anyv["mean_loops"][-1] < valid["mean_loops"][-1]
+    assert all(a <= b for a, b in zip(anyv["mean_loops"], valid["mean_loops"], strict=True))
+    with pytest.raises(SadynError, match="vote_grid"):
+        evaluate(model, ps, [4], halt="any-valid", vote_grid=[1, 4], **kw)
