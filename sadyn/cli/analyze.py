@@ -258,6 +258,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default verifier,confidence,energy)",
     )
     g.add_argument(
+        "--halt",
+        default="none",
+        help="adaptive halting of each restart (sadyn eval --halt: stable:M, valid, "
+        "residual:TOL; not any-valid, which would cut the first K' restarts short)",
+    )
+    g.add_argument(
         "--restart-noise",
         type=float,
         default=None,
@@ -297,9 +303,12 @@ def _check(args: argparse.Namespace) -> None:
         "--scaling-n": args.scaling_n,
     }
     if "scaling" in args.probes:
+        from sadyn.probes.halting import HaltRule
         from sadyn.probes.voting import parse_rules
 
-        parse_rules(args.vote)  # a clear error before any probe runs
+        parse_rules(args.vote)  # clear errors before any probe runs
+        if HaltRule.parse(args.halt).any_valid and len(set(args.votes)) > 1:
+            raise SadynError("--halt any-valid cannot be combined with several --votes counts")
         if not _scaling_sets(args):
             raise SadynError("--scaling-data names no puzzle set")
     for name, value in positive.items():
@@ -613,6 +622,7 @@ def _scaling(
             vote_grid=args.votes,
             seed=args.seed,
             anchor=k_max > 1 and cond_start,
+            halt=args.halt,
             restart_noise=noise if k_max > 1 else None,
             progress=show,
         )
