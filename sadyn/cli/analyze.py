@@ -620,6 +620,7 @@ def _scaling(
             votes=k_max,
             vote=args.vote if k_max > 1 else "none",
             vote_grid=args.votes,
+            batch_size=None,  # the measured chunk size of the device
             seed=args.seed,
             anchor=k_max > 1 and cond_start,
             halt=args.halt,

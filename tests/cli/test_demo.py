@@ -44,6 +44,30 @@ def test_demo_with_pretrained_models(weights, tmp_path, monkeypatch, capsys):
     assert read_results(out / "eval-voting" / "results.json")["config"]["votes"] == 2
 
 
+@pytest.mark.slow
+def test_demo_votes_with_small_vote_by_test_time_restarts(weights, tmp_path, monkeypatch, capsys):
+    """With ``small-vote`` shipped (a Norm(C) start), the demo draws restarts at test time and
+    votes with the verifier, halting each board at its first valid restart."""
+    import shutil
+
+    from sadyn.pretrained.export import export
+
+    folder = tmp_path / "weights"
+    shutil.copytree(weights, folder)
+    run = tmp_path / "vote-run"
+    argv = ["train", "--preset", "tiny", "--model", "itrsa", "--model.init", "cond"]
+    assert main([*argv, "--out", str(run), "-q", "--tensorboard", "false"]) == 0
+    export(run, "small-vote", out=folder, trained_on="cpu (test)")
+    monkeypatch.setenv("SADYN_PRETRAINED_DIR", str(folder))
+    out = tmp_path / "demo"
+    assert main(["demo", *FAST, "--out", str(out), "--threads", "1", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "small-vote OOD, K=2 verifier vote" in text
+    config = read_results(out / "eval-voting" / "results.json")["config"]
+    assert config["votes"] == 2 and config["restart_noise"] == 0.3
+    assert config["halt"] == "any-valid" and config["anchor"] is True
+
+
 def test_demo_does_not_vote_with_deterministic_starts(capsys):
     from sadyn.cli.demo import restarts_differ
     from sadyn.pretrained import available
