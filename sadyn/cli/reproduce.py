@@ -66,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         default=None,
         help="write the models the recipes may use as a JSON job list (one per distinct "
-        "training config, most decisive first: {name, config, priority, labels}); train nothing",
+        "training config, most decisive first: {name, config, priority, labels}); with --cache, "
+        "only those the cache does not hold yet; train nothing",
     )
     p.add_argument(
         "--max-jobs",
@@ -207,9 +208,13 @@ def run(args: argparse.Namespace) -> int:
         print_plan(names, args.preset, overrides, args.cache, args.out)
         return 0
     if args.export_jobs:
+        from sadyn.experiments.cache import CheckpointCache
         from sadyn.experiments.jobs import export_jobs, write_jobs
 
-        jobs = export_jobs(names, args.preset, overrides=overrides)[: args.max_jobs]
+        held = CheckpointCache(args.cache) if args.cache else None  # left out of the list
+        jobs = export_jobs(
+            names, args.preset, overrides=overrides, cache=held, include_cached=held is None
+        )[: args.max_jobs]
         path = write_jobs(args.export_jobs, jobs)
         print(f"{len(jobs)} job(s), most decisive first: {path}")
         return 0

@@ -63,6 +63,14 @@ def test_import_installs_a_finished_run_and_refuses_a_tampered_one(tiny_jobs, tm
     # importing again changes nothing
     again = {r.source.name: r for r in import_runs(runs / job["name"], cache)}
     assert again[job["name"]].action == "cached"
+    # the CLI's export with --cache lists only the models the cache does not hold
+    from sadyn.cli import main
+
+    out = tmp_path / "left.json"
+    assert main(["reproduce", "all", "--preset", "tiny", "--cache", str(cache.root),
+                 "--export-jobs", str(out)]) == 0  # fmt: skip
+    left = [j["name"] for j in json.loads(out.read_text())]
+    assert job["name"] not in left and len(left) == len(tiny_jobs) - 1
 
 
 def test_import_refuses_an_edited_config(tiny_jobs, tmp_path):
