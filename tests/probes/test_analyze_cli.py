@@ -97,6 +97,11 @@ def test_analyze_writes_results_and_figures(workspace, capsys):
     cond_start = record["data"]["model_config"].get("init") == "cond"
     assert scaling["steps"] == [1, 3] and scaling["anchor"] is cond_start
     assert f"compute-{csv}" in record["figures"] and "scaling" in record["figures"]
+    from sadyn.report import build_report
+
+    summary = build_report(out, out / "report.html")  # the report draws every probe's figure
+    assert summary.figures == len(record["figures"]) and not summary.figure_errors
+    assert f'data-figure="compute-{csv}"' in (out / "report.html").read_text()
     for name, spec in record["figures"].items():
         assert spec["kind"] == "png"
         assert (out / spec["path"]).read_bytes().startswith(PNG), name
