@@ -596,6 +596,7 @@ def _scaling(
     restarts, one run of max K restarts per set and every K of ``--votes`` voted over its first
     K (``evaluate(vote_grid=...)``): the test-time compute curves, one figure per set."""
     from sadyn.probes.accuracy import (
+        DEFAULT_RESTART_NOISE,
         compute_figure,
         evaluate,
         plot_accuracy,
@@ -609,7 +610,7 @@ def _scaling(
     cond_start = getattr(cfg, "init", None) == "cond"
     noise = args.restart_noise
     if noise is None and k_max > 1 and cond_start and not getattr(cfg, "init_noise", 0):
-        noise = 0.3  # issue 11's measured test-time restart noise for the Norm(C) start
+        noise = DEFAULT_RESTART_NOISE
     results: dict[str, Any] = {}
     for name in _scaling_sets(args):
         puzzles = resolve_dataset(name, n=args.scaling_n, seed=args.seed)
@@ -698,9 +699,9 @@ def summary_text(probes: dict[str, Any], out: Path) -> str:
             f"{s['l1_final_median']:.3g}; growth rate "
             f"{'n/a' if rate is None else f'{rate:+.4f}'} per step"
         )
-    for name, res in probes.get("scaling", {}).items():
-        from sadyn.probes.accuracy import split_by_votes
+    from sadyn.probes.accuracy import split_by_votes
 
+    for name, res in probes.get("scaling", {}).items():
         for k, row in sorted(split_by_votes(res).items()):
             acc = ", ".join(
                 f"T={t}: {100 * a:.1f}%"

@@ -301,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sadyn.pretrained import available, load_pretrained
+    from sadyn.probes.accuracy import DEFAULT_RESTART_NOISE
     from sadyn.report import build_report
     from sadyn.results import write_results
 
@@ -397,7 +398,11 @@ def run(args: argparse.Namespace) -> int:
         rule = "confidence" if noisy else "verifier"
         # a deterministic start gets test-time restarts; any-valid halting decides the verifier
         # vote exactly and stops a solved board's restarts (BENCHMARKS.md, "Voting")
-        extra = () if noisy else ("--restart-noise", "0.3", "--anchor", "--halt", "any-valid")
+        extra = (
+            ()
+            if noisy
+            else ("--restart-noise", str(DEFAULT_RESTART_NOISE), "--anchor", "--halt", "any-valid")
+        )
         steps = "16,64" if noisy else "16,64,128"
         t0 = header(
             f"voting: {voter} (pretrained), K={args.votes} restarts"

@@ -174,14 +174,7 @@ class NonFiniteGuard:
     ) -> tuple[Tensor, Tensor]:
         """Check step ``t``'s outputs; return them with the frozen rows' old values."""
         ok = torch.isfinite(x_next).all(-1) & torch.isfinite(Y).flatten(1).all(-1)
-        new_bad = ~ok & ~self.bad
-        if bool(new_bad.any()):
-            rows = new_bad.nonzero().flatten().tolist()
-            report_nonfinite(self.name, rows, t + 1, self.batched, self.on_nonfinite)
-            for r in rows:
-                self.first[r] = t + 1
-            self.bad_state[new_bad] = x_next[new_bad].detach()
-            self.bad = self.bad | new_bad
+        self.note(t, ok, x_next)
         if bool(self.bad.any()):
             x_next = torch.where(self.bad[:, None], x, x_next)
             Y = torch.where(self.bad[:, None, None], Q, Y)
