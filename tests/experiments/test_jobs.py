@@ -111,3 +111,30 @@ def test_exported_weights_are_a_cache_that_loads_the_ema_weights(tiny_jobs, tmp_
     other = CheckpointCache(tmp_path / "other")
     (res,) = import_runs(tmp_path / "models", other)
     assert res.action == "installed" and other.contains(config)
+
+
+def test_train_jobs_script_trains_skips_finished_and_names_unknown_jobs(tiny_jobs, tmp_path):
+    """scripts/train-jobs.py: the CPU runner of a job list, whose output imports as is."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "train-jobs.py"
+    job = next(j for j in tiny_jobs if j["config"]["epochs"] == 1)
+    jobfile = write_jobs(tmp_path / "jobs.json", [job])
+    runs = tmp_path / "runs"
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, str(script), str(jobfile), str(runs), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+    first = call("--first", "1")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (runs / job["name"] / "summary.json").is_file()
+    again = call(job["name"])
+    assert again.returncode == 0 and "1 finished job(s) skipped" in again.stdout
+    unknown = call("no-such-job")
+    assert unknown.returncode != 0 and "no job named no-such-job" in unknown.stderr
+    cache = CheckpointCache(tmp_path / "cache")
+    assert [r.action for r in import_runs(runs, cache)] == ["installed"]
+    assert cache.contains(TrainConfig.from_dict(job["config"]))
