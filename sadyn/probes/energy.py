@@ -8,8 +8,9 @@ Definitions, with ``x_t = vec(X_t)`` (row-major), ``n = S*D``:
 * the cosine between ``vec(MSA(X_t))`` and ``J_t x_t`` (Fig. 6: how good that reading is);
 * the **contribution index** ``Σ_{k<=m} (a_k)^2 / Σ_k (a_k)^2``, ``a = V^T x_t`` in the
   eigenbasis of ``S_t`` sorted by descending eigenvalue, ``m = floor(0.02 n)``: the share of
-  the state in the top 2% eigenspace. Dense ``eigh`` for small n; otherwise ARPACK ``eigsh``
-  (largest algebraic) on a LinearOperator whose matvec is one JVP plus one VJP of ``MSA``;
+  the state in the top 2% eigenspace. Dense ``eigh`` for small n (LAPACK on the CPU, the
+  device's own on a GPU); otherwise ARPACK ``eigsh`` (largest algebraic) on a LinearOperator
+  whose matvec is one JVP plus one VJP of ``MSA``;
 * the **PV approximation** ``J ≈ Σ_h P_h ⊗ (W^V_h W^O_h)^T`` (the softmax-derivative term
   dropped), with ``P_h`` from ``model.attention_probs`` at ``X_t`` (Eq. 107) or frozen at
   ``X_0`` (Eq. 108, "time-independent"), giving approximate contribution indices and the
@@ -102,7 +103,7 @@ def _cosine(a: Tensor, b: Tensor) -> Tensor:
 
 
 def top_eigenspace(
-    op: np.ndarray | LinearOperator,
+    op: np.ndarray | Tensor | LinearOperator,
     m: int,
     *,
     tol: float = 1e-6,
@@ -111,15 +112,21 @@ def top_eigenspace(
     """Orthonormal ``(n, m)`` basis of the eigenvectors of the m largest (algebraic)
     eigenvalues of a symmetric ``(n, n)`` matrix or LinearOperator.
 
-    A matrix goes to LAPACK ``syevr`` for the top m only (``scipy.linalg.eigh`` with
-    ``subset_by_index``), in its own precision; an operator to ARPACK ``eigsh``. The spectra of
-    ``J + J^T`` here are strongly clustered near 0, where Krylov methods converge slowly
-    (measured at n = 10,368, m = 207: ``eigsh`` 15 min, LOBPCG wrong at its iteration cap,
-    dense 1 min), which is why the dense path is the default up to ``DENSE_MAX_SYM``.
+    A NumPy matrix goes to LAPACK ``syevr`` for the top m only (``scipy.linalg.eigh`` with
+    ``subset_by_index``), in its own precision; a torch matrix to ``torch.linalg.eigh`` on its
+    device (cuSOLVER on a GPU, where the full decomposition at n = 5,184 takes well under a
+    second against about 8 s for ``syevr`` on one CPU core); an operator to ARPACK
+    ``eigsh``. The spectra of ``J + J^T`` here are strongly clustered near 0, where Krylov
+    methods converge slowly (measured at n = 10,368, m = 207: ``eigsh`` 15 min, LOBPCG wrong
+    at its iteration cap, dense 1 min), which is why the dense path is the default up to
+    ``DENSE_MAX_SYM``.
     """
     n = op.shape[0]
     if not 1 <= m < n:
         raise ValueError(f"need 1 <= m < n, got m={m}, n={n}")
+    if isinstance(op, Tensor):
+        _, vecs = torch.linalg.eigh(op)  # ascending eigenvalues
+        return vecs[:, n - m :].flip(1).cpu().numpy()
     if isinstance(op, np.ndarray):
         _, vecs = scipy.linalg.eigh(
             op, subset_by_index=[n - m, n - 1], driver="evr", check_finite=False
@@ -135,15 +142,18 @@ def _share(basis: np.ndarray, x: np.ndarray) -> float:
     return float(a @ a / (x @ x))
 
 
-def _symmetrized_msa(model: nn.Module, x: Tensor, dense: bool) -> np.ndarray | LinearOperator:
-    """``S = J + J^T`` of one board's MSA at ``x: (S, D)``, dense or as a LinearOperator."""
+def _symmetrized_msa(
+    model: nn.Module, x: Tensor, dense: bool
+) -> np.ndarray | Tensor | LinearOperator:
+    """``S = J + J^T`` of one board's MSA at ``x: (S, D)``: dense (a NumPy matrix, or a
+    tensor left on ``x``'s device when that is not the CPU) or a LinearOperator."""
     from sadyn.dynamics import JacobianOperator, jacobian
 
     f = single_msa_map(model, tuple(x.shape))
     flat = x.reshape(-1)
     if dense:  # in the model's precision: at n = 10^4 a float32 S is 0.4 GB, float64 0.9 GB
-        j = jacobian(f, flat).detach().cpu().numpy()
-        return j + j.T
+        j = jacobian(f, flat).detach()
+        return _on_host_or_device(j + j.T, x.device)
     a = JacobianOperator(f, flat).to_scipy()
     return a + a.H
 
@@ -178,6 +188,12 @@ def contribution_index(
             basis = top_eigenspace(_symmetrized_msa(model, x[b], dense), m, tol=tol, seed=seed)
             out.append(_share(basis, to_numpy(x[b]).reshape(-1)))
     return np.array(out)
+
+
+def _on_host_or_device(a: Tensor, device: torch.device) -> np.ndarray | Tensor:
+    """A dense symmetric matrix for :func:`top_eigenspace`: NumPy (LAPACK's top-m ``syevr``)
+    when the model runs on the CPU, a tensor on ``device`` (its ``eigh``) otherwise."""
+    return a.cpu().numpy() if device.type == "cpu" else a.to(device)
 
 
 def _top_count(n: int, fraction: float) -> int:
@@ -509,5 +525,5 @@ def energy_probe(
 def _pv_basis(pv: PVForm, probs: Tensor, m: int, dense: bool, tol: float, seed: int) -> np.ndarray:
     if dense:
         j = pv.dense(probs)
-        return top_eigenspace(j + j.T, m)
+        return top_eigenspace(_on_host_or_device(torch.from_numpy(j + j.T), probs.device), m)
     return top_eigenspace(pv.operator(probs), m, tol=tol, seed=seed)

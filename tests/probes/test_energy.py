@@ -60,6 +60,20 @@ def test_matrix_free_contribution_index_matches_dense_on_attention():
     assert dense[0] == pytest.approx(a @ a / (x.numpy() @ x.numpy()), abs=1e-10)
 
 
+def test_top_eigenspace_of_a_tensor_spans_the_lapack_subspace():
+    """The device path (``torch.linalg.eigh`` on the tensor's device, the GPU one in use)
+    returns the same top-m eigenspace as LAPACK's top-m ``syevr``, in descending order."""
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((60, 60)))
+    eigs = np.concatenate([np.linspace(5, 3, 6), rng.uniform(-2, 2, 54)])  # gap after the 6th
+    s = (q * eigs) @ q.T
+    host = top_eigenspace(s, 6)
+    device = top_eigenspace(torch.from_numpy(s), 6)
+    assert device.shape == (60, 6) and isinstance(device, np.ndarray)
+    np.testing.assert_allclose(device @ device.T, host @ host.T, atol=1e-10)
+    np.testing.assert_allclose(np.abs(device.T @ host), np.eye(6), atol=1e-8)  # same order
+
+
 def test_top_eigenspace_validation():
     with pytest.raises(ValueError, match="m < n"):
         top_eigenspace(np.eye(3), 3)
