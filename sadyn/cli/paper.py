@@ -166,26 +166,40 @@ def read_jobs(path: str | Path, root: Path) -> list[Job]:
     return jobs
 
 
-def _start(job: Job, deadline: float, device: str, logs: Path) -> None:
-    """Launch ``job`` as ``python -m sadyn.cli.paper _train``, told to stop by ``deadline``."""
-    minutes = max((deadline - time.time()) / 60.0, 0.05)
-    config = {**job.config, "device": device, "max_minutes": minutes, "tensorboard": False}
+def start_job(
+    job: Job,
+    logs: Path,
+    *,
+    device: str,
+    deadline: float | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> None:
+    """Launch ``job`` as ``python -m sadyn.cli.paper _train`` into ``job.out`` (a run folder
+    there resumes), its console appended to ``logs/<name>.log``; told to stop by ``deadline``
+    (a ``time.time()``) if one is given; ``overrides`` replace config fields (e.g. threads)."""
+    config = {**job.config, "device": device, "tensorboard": False, **(overrides or {})}
+    if deadline is not None:
+        config["max_minutes"] = max((deadline - time.time()) / 60.0, 0.05)
     job.out.parent.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
     spec = logs / f"{job.name}.config.json"
     spec.write_text(json.dumps(config), encoding="utf-8")
     job.attempts += 1
     job.returncode = job.ended = None
     job.log = (logs / f"{job.name}.log").open("a", encoding="utf-8")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if config.get("threads"):
+        env["OMP_NUM_THREADS"] = str(config["threads"])
     job.proc = subprocess.Popen(
         [sys.executable, "-m", "sadyn.cli.paper", "_train", str(spec), str(job.out)],
         stdout=job.log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=env,
     )
     job.started = time.time()
 
 
-def _poll(job: Job) -> bool:
+def poll_job(job: Job) -> bool:
     """Whether ``job`` has ended (recording its exit)."""
     if job.proc is None or job.returncode is not None:
         return job.returncode is not None
@@ -509,23 +523,23 @@ def _train_all(
     """Run the main jobs at once and the extra ones ``workers`` at a time until ``deadline``
     (a job not started 60 s before it is skipped); print progress every 15 s."""
     for job in mains:
-        _start(job, deadline, device, logs)
+        start_job(job, logs, device=device, deadline=deadline)
     queue, running, skipped = list(extra), [], []
     last_print = 0.0
     while True:
         for job in [*mains, *running]:
-            if _poll(job) and job.returncode != 0:
+            if poll_job(job) and job.returncode != 0:
                 _retry(job, deadline, device, logs, clock)
-        running = [j for j in running if not _poll(j)]
+        running = [j for j in running if not poll_job(j)]
         while queue and len(running) < workers:
             job = queue.pop(0)
             if deadline - time.time() < JOB_MIN_S:
                 skipped.append(job.name)
                 job.notes.append(f"skipped: under {JOB_MIN_S} s of training time left")
                 continue
-            _start(job, deadline, device, logs)
+            start_job(job, logs, device=device, deadline=deadline)
             running.append(job)
-        mains_done = all(_poll(j) for j in mains)
+        mains_done = all(poll_job(j) for j in mains)
         if mains_done and not running and not queue:
             break
         if time.time() - last_print > 15:
@@ -545,7 +559,7 @@ def _train_all(
                     j.notes.append("killed 120 s past the training deadline")
             time.sleep(1)
             for j in mains + running:
-                _poll(j)
+                poll_job(j)
             break
         time.sleep(1)
     return {"skipped": skipped}
@@ -560,7 +574,7 @@ def _retry(job: Job, deadline: float, device: str, logs: Path, clock: Clock) -> 
     job.notes.append(note)
     print(f"{clock.stamp()} {job.name}: {note}", flush=True)
     job.config["compile"] = False
-    _start(job, deadline, device, logs)
+    start_job(job, logs, device=device, deadline=deadline)
 
 
 def _run_record(job: Job) -> dict[str, Any]:
