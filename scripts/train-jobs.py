@@ -1,24 +1,38 @@
 #!/usr/bin/env python3
-"""Train jobs of a sadyn job list on this CPU, one thread per process.
+"""Train jobs of a sadyn job list, one process (one CPU thread) per job.
 
-    scripts/train-jobs.py JOBFILE OUT [NAME ...] [--first N] [--workers W]
+    scripts/train-jobs.py JOBFILE OUT [NAME ...] [--first N] [--workers W] [--device D]
+                          [--minutes M]
 
 JOBFILE is a list written by ``sadyn reproduce --export-jobs`` (most decisive first). Without
 names the first ``--first`` jobs run. Each job trains as ``python -m sadyn.cli.paper _train``
-into ``OUT/NAME`` (a killed job resumes from its checkpoint on the next call; a finished one,
-with ``summary.json``, is skipped), its console in ``OUT/logs/NAME.log``. Then install them:
+into ``OUT/NAME`` (a killed or stopped job resumes from its checkpoint on the next call; a
+completed one is skipped), its console in ``OUT/logs/NAME.log``. With ``--minutes`` every job
+stops, checkpointed, that many minutes after this script started (a lent GPU's call limit).
+Then install them:
 ``sadyn reproduce --import-runs OUT --cache CACHE``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
 from sadyn.cli.paper import poll_job, read_jobs, start_job
 from sadyn.errors import SadynError
+
+
+def completed(run: Path) -> bool:
+    """Whether ``run`` finished its schedule (a time-budget stop also writes a summary)."""
+    try:
+        return json.loads((run / "summary.json").read_text(encoding="utf-8"))["status"] == (
+            "completed"
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def main() -> int:
@@ -28,7 +42,10 @@ def main() -> int:
     p.add_argument("names", nargs="*", help="job names (default: the first --first jobs)")
     p.add_argument("--first", type=int, default=None, help="run the first N jobs of the list")
     p.add_argument("--workers", type=int, default=1, help="processes at a time (1 thread each)")
+    p.add_argument("--device", default="cpu", help="torch device of every job (e.g. cuda)")
+    p.add_argument("--minutes", type=float, default=None, help="stop every job by then")
     args = p.parse_args()
+    deadline = None if args.minutes is None else time.time() + 60.0 * args.minutes
     out = args.out.resolve()
     try:
         jobs = {j.name: j for j in read_jobs(args.jobfile, out)}
@@ -38,14 +55,20 @@ def main() -> int:
     unknown = [n for n in names if n not in jobs]
     if unknown:
         sys.exit(f"{args.jobfile}: no job named {', '.join(unknown)}")
-    todo = [jobs[n] for n in names if not (out / n / "summary.json").is_file()]
+    todo = [jobs[n] for n in names if not completed(out / n)]
     if len(todo) < len(names):
         print(f"{len(names) - len(todo)} finished job(s) skipped", flush=True)
     running, failed = [], 0
     while todo or running:
         while todo and len(running) < args.workers:
             job = todo.pop(0)
-            start_job(job, out / "logs", device="cpu", overrides={"threads": 1})
+            if deadline is not None and deadline - time.time() < 60.0:
+                print(f"{len(todo) + 1} job(s) not started: under a minute left", flush=True)
+                todo.clear()
+                break
+            start_job(
+                job, out / "logs", device=args.device, deadline=deadline, overrides={"threads": 1}
+            )
             running.append(job)
             print(f"{time.strftime('%H:%M:%S')} start {job.name}", flush=True)
         time.sleep(5)
