@@ -9,7 +9,6 @@ recipe and every later run that trains the same config. The report is written to
 from __future__ import annotations
 
 import argparse
-import sys
 
 from sadyn.errors import SadynError
 
@@ -100,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--quiet",
         action="store_true",
-        help="no progress output (bars appear only on a terminal anyway)",
+        help="no progress output (a bar on a terminal, lines with rate and ETA in a log)",
     )
     p.set_defaults(func=run)
 
@@ -218,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         path = write_jobs(args.export_jobs, jobs)
         print(f"{len(jobs)} job(s), most decisive first: {path}")
         return 0
-    progress = not args.quiet and sys.stderr.isatty()
+    progress = not args.quiet  # a bar on a terminal, periodic lines in a log
     records = reproduce(
         names,
         args.preset,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, TypeVar
@@ -199,10 +198,11 @@ def report_nonfinite(
 
 
 def progress_bar(it: Iterable[T], total: int, enable: bool, desc: str) -> Iterator[T]:
-    """A tqdm bar over ``it`` when ``enable`` and stderr is a terminal; else ``it`` itself."""
-    if not enable or total < 2 or not sys.stderr.isatty():
+    """Progress over ``it`` when ``enable`` (:func:`sadyn.progress.progress`: a bar on a
+    terminal, periodic lines with rate and ETA in a log); else ``it`` itself."""
+    if not enable or total < 2:
         yield from it
         return
-    from tqdm.auto import tqdm
+    from sadyn.progress import progress
 
-    yield from tqdm(it, total=total, desc=desc, leave=False)
+    yield from progress(it, total=total, desc=desc)

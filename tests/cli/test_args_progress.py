@@ -120,6 +120,19 @@ def test_progress_off_terminal_is_lines_and_silent_when_disabled():
     assert format_seconds(float("nan")) == "?"
 
 
+def test_dynamics_progress_reaches_a_log(capsys, monkeypatch):
+    """Long dynamics loops (Lyapunov, divergence) report to a log file too, not only to a
+    terminal: with stderr captured (no terminal) they print lines with count and rate."""
+    from sadyn.dynamics._common import progress_bar
+
+    monkeypatch.setenv("SADYN_PROGRESS_SECONDS", "0")  # a line at every step
+    assert list(progress_bar(range(5), 5, True, "lyapunov")) == list(range(5))
+    err = capsys.readouterr().err
+    assert "lyapunov: 1/5" in err and "lyapunov: 4/5" in err and "ETA" in err
+    assert list(progress_bar(range(5), 5, False, "lyapunov")) == list(range(5))
+    assert capsys.readouterr().err == ""
+
+
 def test_fallback_warning_is_one_line(monkeypatch, tmp_path, capsys):
     import warnings
 
