@@ -338,16 +338,22 @@ class Fig5Regularization(Recipe):
             return row
 
         # 1. the Spec sweep at sweep_seed, scored on the validation split only
+        # (a lambda is chosen only once every lambda of the declared sweep has been trained:
+        # the best of a partial sweep is not the selection the criterion describes; a model
+        # that diverged is a trained candidate that scores nothing)
         chosen: dict[str, float | None] = {}
         for family in cfg.families:
             run(family, cfg.sweep_seed, validate=True)
-            scores = []
+            scores, trained = [], 0
             for lam in cfg.spec_lambdas:
                 r = run(spec_label(family, lam), cfg.sweep_seed, validate=True)
+                trained += r["train_status"] != "not trained"
                 if "val_board_accuracy" in r:
                     scores.append(((r["val_board_accuracy"], r["val_cell_accuracy"]), lam))
-            chosen[family] = max(scores)[1] if scores else None
-            ctx.log(f"{family}: Spec lambda chosen on {cfg.val_data}: {chosen[family]}")
+            complete = trained == len(cfg.spec_lambdas)
+            chosen[family] = max(scores)[1] if complete and scores else None
+            why = "" if complete else f" (sweep incomplete: {trained} of {len(cfg.spec_lambdas)})"
+            ctx.log(f"{family}: Spec lambda chosen on {cfg.val_data}: {chosen[family]}{why}")
         # 2. baselines, chosen lambdas and the fixed-lambda regularizers at every seed
         for seed in cfg.seeds:
             for family in cfg.families:

@@ -7,7 +7,7 @@ import pytest
 
 from sadyn.experiments.base import STATUSES
 from sadyn.experiments.cache import CheckpointCache
-from sadyn.experiments.registry import get_recipe, recipe_names
+from sadyn.experiments.registry import get_recipe, recipe_names, reproduce
 from sadyn.report.figures import render_png
 from sadyn.results import read_results
 
@@ -73,3 +73,28 @@ def test_models_are_shared_through_the_cache(tiny_run):
     )
     assert again["checkpoints"] and all(c["reused"] for c in again["checkpoints"])
     assert again["data"] == records["fig4-test-time-scaling"]["data"]  # same seeds, same numbers
+
+
+def test_fig5_chooses_no_lambda_from_a_partial_sweep(tiny_run, tmp_path):
+    """With one Spec lambda of the declared sweep untrained, fig5 records no chosen lambda
+    (rather than the best of the others), and the Spec check stays inconclusive."""
+    import json
+    import shutil
+
+    out, records = tiny_run
+    assert records["fig5-regularization"]["data"]["chosen_lambda"]["ItrSA"] is not None
+    cache = tmp_path / "cache"
+    shutil.copytree(out / "cache", cache)
+    dropped = []
+    for cfg_file in cache.glob("itrsa-*/config.json"):
+        cfg = json.loads(cfg_file.read_text())
+        if cfg.get("reg_spec") == 1e-2 and cfg.get("seed") == 0:
+            shutil.rmtree(cfg_file.parent)
+            dropped.append(cfg_file.parent.name)
+    assert len(dropped) == 1
+    (rec,) = reproduce(
+        "fig5-regularization", "tiny", tmp_path / "out", cache_dir=cache, train=False
+    )
+    assert rec["data"]["chosen_lambda"]["ItrSA"] is None
+    spec = [c for c in rec["verdict"]["checks"] if c["name"] == "Spec helps ItrSA"]
+    assert spec and spec[0]["status"] == "inconclusive"
