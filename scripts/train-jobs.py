@@ -8,8 +8,10 @@ JOBFILE is a list written by ``sadyn reproduce --export-jobs`` (most decisive fi
 names the first ``--first`` jobs run. Each job trains as ``python -m sadyn.cli.paper _train``
 into ``OUT/NAME`` (a killed or stopped job resumes from its checkpoint on the next call; a
 completed one is skipped), its console in ``OUT/logs/NAME.log``. With ``--minutes`` every job
-stops, checkpointed, that many minutes after this script started (a lent GPU's call limit).
-Then install them:
+stops, checkpointed, that many minutes after this script started (a lent GPU's call limit);
+the training loop counts a resumed run's earlier training time against that budget too, so a
+job that already trained longer stops at once: give resumed jobs no ``--minutes``. Then install
+them:
 ``sadyn reproduce --import-runs OUT --cache CACHE``.
 """
 
