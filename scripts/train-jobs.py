@@ -8,10 +8,8 @@ JOBFILE is a list written by ``sadyn reproduce --export-jobs`` (most decisive fi
 names the first ``--first`` jobs run. Each job trains as ``python -m sadyn.cli.paper _train``
 into ``OUT/NAME`` (a killed or stopped job resumes from its checkpoint on the next call; a
 completed one is skipped), its console in ``OUT/logs/NAME.log``. With ``--minutes`` every job
-stops, checkpointed, that many minutes after this script started (a lent GPU's call limit);
-the training loop counts a resumed run's earlier training time against that budget too, so a
-job that already trained longer stops at once: give resumed jobs no ``--minutes``. Then install
-them:
+stops, checkpointed, that many minutes after this script started (a lent GPU's call limit),
+resumed ones included. Then install them:
 ``sadyn reproduce --import-runs OUT --cache CACHE``.
 """
 
@@ -23,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from sadyn.cli.paper import poll_job, read_jobs, start_job
+from sadyn.cli.paper import JOB_MIN_S, poll_job, read_jobs, start_job
 from sadyn.errors import SadynError
 
 
@@ -64,8 +62,8 @@ def main() -> int:
     while todo or running:
         while todo and len(running) < args.workers:
             job = todo.pop(0)
-            if deadline is not None and deadline - time.time() < 60.0:
-                print(f"{len(todo) + 1} job(s) not started: under a minute left", flush=True)
+            if deadline is not None and deadline - time.time() < JOB_MIN_S:
+                print(f"{len(todo) + 1} job(s) not started: under {JOB_MIN_S} s left", flush=True)
                 todo.clear()
                 break
             start_job(

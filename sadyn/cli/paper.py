@@ -179,7 +179,7 @@ def start_job(
     (a ``time.time()``) if one is given; ``overrides`` replace config fields (e.g. threads)."""
     config = {**job.config, "device": device, "tensorboard": False, **(overrides or {})}
     if deadline is not None:
-        config["max_minutes"] = max((deadline - time.time()) / 60.0, 0.05)
+        config["max_minutes"] = budget_minutes(job.out, deadline)
     job.out.parent.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     spec = logs / f"{job.name}.config.json"
@@ -197,6 +197,18 @@ def start_job(
         env=env,
     )
     job.started = time.time()
+
+
+def budget_minutes(run: Path, deadline: float) -> float:
+    """``max_minutes`` that stops a run in ``run`` by ``deadline`` (a ``time.time()``): the
+    training loop counts the run's earlier training time (a resumed run) against it."""
+    from sadyn.training.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        before = float(read_checkpoint(run, "latest", files=()).meta.get("elapsed_s", 0.0))
+    except CheckpointError:
+        before = 0.0  # a fresh run
+    return before / 60.0 + max((deadline - time.time()) / 60.0, 0.05)
 
 
 def poll_job(job: Job) -> bool:

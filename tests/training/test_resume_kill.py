@@ -99,3 +99,20 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path, cli_data_args, make_con
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["kind"] == "train"] == list(range(1, TOTAL + 1))
     assert any(r.get("event") == "resumed" for r in log)
+
+
+def test_budget_minutes_counts_a_resumed_runs_training_time(tiny_run, tmp_path):
+    """A deadline given to a resumed run (``sadyn paper`` retries, ``scripts/train-jobs.py
+    --minutes``) adds the run's earlier training time: the loop's max_minutes is cumulative."""
+    import time
+
+    from sadyn.cli.paper import budget_minutes
+    from sadyn.training.checkpoint import read_checkpoint
+
+    _, out, _ = tiny_run
+    before = read_checkpoint(out, "latest", files=()).meta["elapsed_s"]
+    assert before > 0
+    deadline = time.time() + 120.0
+    fresh = budget_minutes(tmp_path / "none", deadline)
+    assert 1.9 < fresh <= 2.0
+    assert abs(budget_minutes(out, deadline) - (fresh + before / 60.0)) < 0.01
