@@ -24,13 +24,14 @@ import time
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from sadyn.errors import SadynError
-from sadyn.experiments.cache import CacheEntry, CheckpointCache, default_cache_dir
+from sadyn.experiments.cache import CacheEntry, CheckpointCache, default_cache_dir, file_lock
+from sadyn.progress import progress
 from sadyn.results import write_results
 
 STATUSES = ("pass", "fail", "no effect", "inconclusive")
@@ -169,27 +170,68 @@ class RunContext:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     code: str = ""  # hash of the measuring code (set by Recipe.run), part of every memo key
 
-    def memo(self, what: Mapping[str, Any], compute: Callable[[], Any]) -> Any:
+    def memo(
+        self, what: Mapping[str, Any], compute: Callable[[], Any], *, code: str | None = None
+    ) -> Any:
         """The JSON-able result of ``compute()`` for the measurement described by ``what``
         (the model's cache name, the sizes and seeds used), stored beside the checkpoint
-        cache (``<cache>/.measure/``) under a hash of ``what`` and of the recipe's code, so a
-        rerun with more models (``--resume`` after an import) measures only the new ones.
-        Without a cache it just computes."""
+        cache (``<cache>/.measure/``) under a hash of ``what`` and of the code it depends on,
+        so a rerun with more models (``--resume`` after an import) measures only the new ones.
+        ``code`` is that code's hash (e.g. :func:`source_hash` of the probe modules, for a
+        costly piece that should outlive edits to the recipe); by default the recipe's
+        measuring code. A measurement another process is computing is waited for, not
+        repeated. Without a cache it just computes."""
         if self.cache is None:
             return compute()
-        key = json_hash({**dict(what), "__code__": self.code})
-        path = self.cache.root / ".measure" / f"{key}.json"
-        if path.is_file():
-            try:
-                return json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                pass
-        value = to_jsonable(compute())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(value), encoding="utf-8")
-        os.replace(tmp, path)
+        path = self._memo_path(what, code)
+        found = _read_memo(path)
+        if found is not _MISSING:
+            return found
+        with file_lock(path.with_name(f".{path.stem}.lock")):
+            found = _read_memo(path)  # written while this process waited
+            if found is not _MISSING:
+                return found
+            value = to_jsonable(compute())
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(value), encoding="utf-8")
+            os.replace(tmp, path)
         return value
+
+    def memo_all(
+        self,
+        items: Sequence[tuple[Mapping[str, Any], Callable[[], Any]]],
+        *,
+        code: str | None = None,
+        desc: str = "measurements",
+    ) -> list[Any]:
+        """:meth:`memo` of each ``(what, compute)``, in order, with a progress bar; ones
+        another process (a second run on the same cache) is computing are taken last, then
+        waited for, so several runs share the work. Returns the values in ``items``' order."""
+        values: dict[int, Any] = {}
+        todo = list(range(len(items)))
+        with progress(total=len(items), desc=desc, unit="item", enable=self.progress) as bar:
+            while todo:
+                i = next((j for j in todo if not self._memo_busy(items[j][0], code)), todo[0])
+                todo.remove(i)
+                values[i] = self.memo(items[i][0], items[i][1], code=code)
+                bar.update(1)
+        return [values[i] for i in range(len(items))]
+
+    def _memo_path(self, what: Mapping[str, Any], code: str | None) -> Path:
+        assert self.cache is not None
+        key = json_hash({**dict(what), "__code__": self.code if code is None else code})
+        root = self.cache.root / ".measure"
+        root.mkdir(parents=True, exist_ok=True)
+        return root / f"{key}.json"
+
+    def _memo_busy(self, what: Mapping[str, Any], code: str | None) -> bool:
+        if self.cache is None:
+            return False
+        path = self._memo_path(what, code)
+        if path.is_file():
+            return False
+        with file_lock(path.with_name(f".{path.stem}.lock"), blocking=False) as held:
+            return not held
 
     def train(self, label: str, config: Any) -> CacheEntry:
         """Train ``config`` (a TrainConfig) through the cache, or reuse a cached run; record
@@ -432,6 +474,17 @@ def _nan_to_none(obj: Any) -> Any:
     return obj
 
 
+_MISSING = object()
+
+
+def _read_memo(path: Path) -> Any:
+    """The memoized value at ``path``, or ``_MISSING`` (absent or unreadable: recomputed)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return _MISSING
+
+
 def json_hash(obj: Any) -> str:
     """16 hex digits of SHA-256 over the canonical JSON of ``obj`` (sorted keys; NaN kept)."""
     canonical = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
@@ -447,18 +500,24 @@ def _code_hash(cls: type) -> str:
     return hashlib.sha256(" ".join(src.split()).encode("utf-8")).hexdigest()[:16]
 
 
+def source_hash(*modules: Any) -> str:
+    """16 hex digits of SHA-256 over the source of ``modules`` (a module's repr where its
+    source is unavailable): the code part of a :meth:`RunContext.memo` key."""
+    parts = []
+    for mod in modules:
+        try:
+            parts.append(inspect.getsource(mod))
+        except (OSError, TypeError):
+            parts.append(repr(mod))
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
 def _measure_code_hash(cls: type) -> str:
     """Hash of the source of the recipe's module and of ``sadyn.experiments.common`` (what a
     measurement memo depends on besides its inputs)."""
     import sadyn.experiments.common as common
 
-    parts = []
-    for mod in (sys.modules.get(cls.__module__), common):
-        try:
-            parts.append(inspect.getsource(mod))  # type: ignore[arg-type]
-        except (OSError, TypeError):
-            parts.append(repr(mod))
-    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+    return source_hash(sys.modules.get(cls.__module__), common)
 
 
 def _now() -> str:

@@ -62,6 +62,22 @@ def _sweep() -> dict[str, dict[str, Any]]:
     }
 
 
+def _extras() -> dict[str, dict[str, Any]]:
+    """Members added after the declared sweep was judged (issue 10, round 5), reported beside
+    it and never judged: symmetric SA for 1 epoch, the paper's protocol for it ("full
+    training was unstable"); the declared sweep trains it for the whole schedule, where it
+    learns nothing."""
+    sym = {"model": "symsa", "heads": 1}
+    return {
+        "symmetric (1 epoch)": {"kind": "symmetric", "model": sym, "epochs": 1},
+        "symmetric eta 0.25 (fixed, 1 epoch)": {
+            "kind": "symmetric",
+            "model": {**sym, "eta0": 0.25, "eta_learnable": False},
+            "epochs": 1,
+        },
+    }
+
+
 def _tiny_sweep() -> dict[str, dict[str, Any]]:
     return {
         "normalized": {"kind": "normalized"},
@@ -79,6 +95,8 @@ class Fig3Config:
     names the plain normalized model. Every member gets its test board and cell accuracy at
     T = ``loop`` (``acc_puzzles``) and its finite-time exponents (horizon ``loop``, top
     ``le_k``) on ``le_puzzles`` puzzles; a member's numbers are means over its seeds.
+    ``extras`` are measured the same way and reported beside the members, never judged (they
+    were added after the design was declared).
 
     Criterion: the most accurate quartile (``top_fraction`` of the measured members, at least
     one) has its median max exponent inside ``le_band`` (the paper: about +0.1); every
@@ -91,6 +109,7 @@ class Fig3Config:
     train_preset: str = "small"
     train_overrides: dict = field(default_factory=lambda: {"max_minutes": None})
     members: dict = field(default_factory=_sweep)
+    extras: dict = field(default_factory=_extras)
     reference: str = "normalized"
     seeds: tuple[int, ...] = (0,)
     loop: int = 16
@@ -157,6 +176,12 @@ class Fig3Criticality(Recipe):
             train_preset="tiny",
             train_overrides=TINY_TRAIN,
             members=_tiny_sweep(),
+            extras={
+                "symmetric (1 epoch)": {
+                    "kind": "symmetric",
+                    "model": {"model": "symsa", "heads": 1},
+                }
+            },
             loop=4,
             acc_puzzles=20,
             le_puzzles=2,
@@ -177,18 +202,19 @@ class Fig3Criticality(Recipe):
         ),
     }
 
-    def family(self, cfg: Fig3Config) -> dict[str, tuple[str, Any]]:
-        """The trained members: label -> (kind, unseeded TrainConfig)."""
+    def family(self, cfg: Fig3Config, *, extras: bool = False) -> dict[str, tuple[str, Any]]:
+        """The trained members (or the extras): label -> (kind, unseeded TrainConfig)."""
         base = base_config(cfg.train_preset, cfg.train_overrides)
         return {
             label: (spec.get("kind", "normalized"), derive(base, spec, drop=("kind",)))
-            for label, spec in cfg.members.items()
+            for label, spec in (cfg.extras if extras else cfg.members).items()
         }
 
     def models(self, cfg: Fig3Config) -> dict[str, Any]:
         return {
             seeded(label, s): at_seed(tc, s)
-            for label, (_, tc) in self.family(cfg).items()
+            for extra in (False, True)
+            for label, (_, tc) in self.family(cfg, extras=extra).items()
             for s in cfg.seeds
         }
 
@@ -197,7 +223,8 @@ class Fig3Criticality(Recipe):
         1-epoch unnormalized members, nearly free, early); further seeds (here or the
         ``paper`` preset's) last."""
         jobs = []
-        for i, (label, (_, tc)) in enumerate(self.family(cfg).items()):
+        family = {**self.family(cfg), **self.family(cfg, extras=True)}
+        for i, (label, (_, tc)) in enumerate(family.items()):
             for s in dict.fromkeys((*cfg.seeds, 0, 1, 2)):
                 rank = list(dict.fromkeys((*cfg.seeds, 0, 1, 2))).index(s)
                 if rank == 0:
@@ -212,13 +239,19 @@ class Fig3Criticality(Recipe):
         le_quizzes = torch.as_tensor(acc_set.quizzes[: cfg.le_puzzles], dtype=torch.long)
         acc_set = acc_set.subset(np.arange(cfg.acc_puzzles))
         runs: dict[str, Any] = {}
-        for label, (kind, tc) in self.family(cfg).items():
+        family = [
+            (label, kind, tc, extra)
+            for extra in (False, True)
+            for label, (kind, tc) in self.family(cfg, extras=extra).items()
+        ]
+        for label, kind, tc, extra in family:
             for s in cfg.seeds:
                 key = seeded(label, s)
                 tr = train_and_load(ctx, key, at_seed(tc, s))
                 row: dict[str, Any] = {
                     "member": label,
                     "kind": kind,
+                    "extra": extra,
                     "seed": s,
                     "train_status": tr.status,
                     "note": tr.note,
@@ -253,9 +286,10 @@ class Fig3Criticality(Recipe):
                 ctx.log(
                     f"{key}: board {row.get('board_accuracy')} max LE {row.get('max_le_median')}"
                 )
-        members = _members(runs)
+        members = _members({k: r for k, r in runs.items() if not r["extra"]})
+        extras = _members({k: r for k, r in runs.items() if r["extra"]})
         figures = {
-            f"accuracy_vs_{which}": self._scatter(members, which, cfg)
+            f"accuracy_vs_{which}": self._scatter(members, extras, which, cfg)
             for which in ("max_le", "mean_le")
         }
         table = {
@@ -273,7 +307,7 @@ class Fig3Criticality(Recipe):
             "rows": [
                 [
                     m["member"],
-                    m["kind"],
+                    m["kind"] + (" (extra, not judged)" if m in extras else ""),
                     m["seeds"],
                     m["epochs"],
                     m["board_accuracy"],
@@ -282,24 +316,31 @@ class Fig3Criticality(Recipe):
                     m["mean_le"],
                     m["eta"],
                 ]
-                for m in members
+                for m in members + extras
             ],
         }
         return {
-            "data": {"runs": runs, "members": members},
+            "data": {"runs": runs, "members": members, "extras": extras},
             "figures": figures,
             "tables": {"family": table},
         }
 
     @staticmethod
-    def _scatter(members: list[dict[str, Any]], which: str, cfg: Fig3Config) -> dict[str, Any]:
+    def _scatter(
+        members: list[dict[str, Any]],
+        extras: list[dict[str, Any]],
+        which: str,
+        cfg: Fig3Config,
+    ) -> dict[str, Any]:
         series = []
-        for kind in KINDS:
-            pts = [m for m in members if m["kind"] == kind and m[which] is not None]
-            if pts:
+        for prefix, group in (("", members), ("extra, not judged: ", extras)):
+            for kind in KINDS:
+                pts = [m for m in group if m["kind"] == kind and m[which] is not None]
+                if not pts:
+                    continue
                 series.append(
                     {
-                        "label": kind,
+                        "label": prefix + kind,
                         "x": [m[which] for m in pts],
                         "y": [m["board_accuracy"] for m in pts],
                         "text": [m["member"] for m in pts],

@@ -284,6 +284,54 @@ def test_memo_measures_once_per_inputs_and_code(tmp_path):
     assert len(calls) == 3
 
 
+def test_memo_code_override_keys_on_the_given_code(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    cache = CheckpointCache(tmp_path / "c")
+    a = RunContext(tmp_path, cache=cache, code="recipe-v1").memo({"p": 0}, compute, code="probe")
+    b = RunContext(tmp_path, cache=cache, code="recipe-v2").memo({"p": 0}, compute, code="probe")
+    assert a == b == 1  # the recipe's code changed, the given code did not: reused
+    RunContext(tmp_path, cache=cache, code="recipe-v2").memo({"p": 0}, compute, code="probe-2")
+    assert len(calls) == 2
+
+
+def test_memo_all_leaves_busy_items_to_the_end_and_reads_their_values(tmp_path):
+    """Another process holding item 0's lock: this one measures item 1 first, then waits for
+    item 0 and reads what the other wrote instead of measuring it again."""
+    import threading
+
+    from sadyn.experiments.cache import file_lock
+
+    ctx = RunContext(tmp_path, cache=CheckpointCache(tmp_path / "c"), code="v1")
+    items_what = [{"puzzle": 0}, {"puzzle": 1}]
+    path = ctx._memo_path(items_what[0], None)
+    held, order = threading.Event(), []
+
+    def other_process():
+        with file_lock(path.with_name(f".{path.stem}.lock")):
+            held.set()
+            while not order:  # until this process has measured item 1
+                threading.Event().wait(0.01)
+            path.write_text(json.dumps({"by": "other"}), encoding="utf-8")
+
+    t = threading.Thread(target=other_process)
+    t.start()
+    held.wait(5)
+
+    def compute(i):
+        order.append(i)
+        return {"by": "this", "i": i}
+
+    values = ctx.memo_all([(w, lambda i=w["puzzle"]: compute(i)) for w in items_what])
+    t.join(5)
+    assert order == [1]
+    assert values == [{"by": "other"}, {"by": "this", "i": 1}]
+
+
 def test_context_without_cache_refuses_to_train(tmp_path):
     with pytest.raises(ExperimentError, match="no checkpoint cache"):
         RunContext(tmp_path).train("m", {"model": {"model": "itrsa"}})

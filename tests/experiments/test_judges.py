@@ -179,6 +179,11 @@ def test_fig3_pass_fail_no_effect_and_gate():
     assert _status(FIG3.judge(cut), "symmetric") == "inconclusive"  # cut, not diverged
     weak = _fig3(ref_acc=0.6)  # no accurate model: (a) cannot be judged
     assert _status(weak, "most accurate quartile near criticality") == "inconclusive"
+    # extras (added after the declaration) are reported, never judged: a symmetric extra
+    # above the band and a perfect one at LE 5 change nothing
+    extras = [_member("sym 1 epoch", "symmetric", 0.0, 0.9), _member("x", "normalized", 1.0, 5)]
+    with_extras = _record(FIG3, {"members": _fig3_members(), "extras": extras}, boot=300)
+    assert FIG3.judge(with_extras).to_dict() == _fig3().to_dict()
 
 
 # ------------------------------------------------------------------------------ fig4

@@ -98,3 +98,78 @@ def test_fig5_chooses_no_lambda_from_a_partial_sweep(tiny_run, tmp_path):
     assert rec["data"]["chosen_lambda"]["ItrSA"] is None
     spec = [c for c in rec["verdict"]["checks"] if c["name"] == "Spec helps ItrSA"]
     assert spec and spec[0]["status"] == "inconclusive"
+
+
+def test_fig6_contribution_index_is_memoized_puzzle_by_puzzle(tiny_run, tmp_path, monkeypatch):
+    """fig6's contribution index is computed one puzzle at a time, each memoized under the
+    probe's code: the assembled arrays equal the probe run on all puzzles at once, and a
+    rerun after an edit to the recipe (its per-model memo gone) recomputes no puzzle."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    import sadyn.experiments.base as base
+    import sadyn.experiments.fig6_pseudo_energy as fig6
+    from sadyn.probes.energy import energy_probe
+    from sadyn.probes.stepmap import rollout
+    from sadyn.training.checkpoint import load_checkpoint
+
+    out, _ = tiny_run
+    cache = tmp_path / "cache"
+    shutil.copytree(out / "cache", cache, ignore=shutil.ignore_patterns(".measure"))
+    overrides = {"ci_puzzles": 2, "energy_puzzles": 3}
+    first = fig6.RECIPE.run(
+        "tiny", tmp_path / "a", cache=CheckpointCache(cache), overrides=overrides
+    )
+    got = first["data"]["models"]["AKOrN"]
+    assert np.shape(got["contribution"]) == (2, 2) and got["samples"] == [0, 1]
+
+    # the reference: the probe on the whole rollout, both puzzles in one call
+    cfg = fig6.RECIPE.config("tiny", overrides)
+    model, _, _ = load_checkpoint(CheckpointCache(cache).path(fig6.RECIPE.models(cfg)["AKOrN"]))
+    model.eval()
+    puzzles = fig6.eval_puzzles("id", max(cfg.acc_puzzles, cfg.energy_puzzles))
+    quizzes = torch.as_tensor(puzzles.quizzes[: cfg.energy_puzzles], dtype=torch.long)
+    run = rollout(model, quizzes, cfg.steps, seed=cfg.seed)
+    ref = energy_probe(
+        model, run, ci_steps=list(cfg.ci_steps), samples=2, seed=cfg.seed, show_progress=False
+    )
+    np.testing.assert_allclose(got["contribution"], ref.contribution, rtol=1e-6, atol=1e-9)
+    for key in ("contribution_pv", "contribution_pv0"):
+        want = getattr(ref, key)
+        assert (got[key] is None) == (want is None)
+        if want is not None:
+            np.testing.assert_allclose(got[key], want, rtol=1e-6, atol=1e-9)
+
+    # an edited recipe: its per-model memo misses, the puzzles' memos still hit
+    monkeypatch.setattr(base, "_measure_code_hash", lambda cls: "edited")
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("a memoized puzzle was recomputed")
+
+    monkeypatch.setattr(fig6, "_contribution_shard", recomputed)
+    again = fig6.RECIPE.run(
+        "tiny", tmp_path / "b", cache=CheckpointCache(cache), overrides=overrides
+    )
+    assert again["data"]["models"]["AKOrN"]["contribution"] == got["contribution"]
+    # a third puzzle is new work
+    with pytest.raises(AssertionError, match="recomputed"):
+        fig6.RECIPE.run(
+            "tiny",
+            tmp_path / "c",
+            cache=CheckpointCache(cache),
+            overrides={**overrides, "ci_puzzles": 3},
+        )
+
+
+def test_fig3_extras_are_reported_beside_the_members_not_judged(tiny_run):
+    _, records = tiny_run
+    rec = records["fig3-criticality"]
+    extras = rec["data"]["extras"]
+    assert [m["member"] for m in extras] == ["symmetric (1 epoch)"]
+    assert extras[0]["measured"] and extras[0]["max_le"] is not None
+    assert "symmetric (1 epoch)" not in {m["member"] for m in rec["data"]["members"]}
+    kinds = {row[0]: row[1] for row in rec["tables"]["family"]["rows"]}
+    assert kinds["symmetric (1 epoch)"] == "symmetric (extra, not judged)"
+    assert kinds["symmetric"] == "symmetric"
