@@ -171,7 +171,12 @@ class RunContext:
     code: str = ""  # hash of the measuring code (set by Recipe.run), part of every memo key
 
     def memo(
-        self, what: Mapping[str, Any], compute: Callable[[], Any], *, code: str | None = None
+        self,
+        what: Mapping[str, Any],
+        compute: Callable[[], Any],
+        *,
+        code: str | None = None,
+        exclusive: bool = False,
     ) -> Any:
         """The JSON-able result of ``compute()`` for the measurement described by ``what``
         (the model's cache name, the sizes and seeds used), stored beside the checkpoint
@@ -179,23 +184,21 @@ class RunContext:
         so a rerun with more models (``--resume`` after an import) measures only the new ones.
         ``code`` is that code's hash (e.g. :func:`source_hash` of the probe modules, for a
         costly piece that should outlive edits to the recipe); by default the recipe's
-        measuring code. A measurement another process is computing is waited for, not
-        repeated. Without a cache it just computes."""
+        measuring code. ``exclusive``: hold the measurement's lock while computing, so a
+        second process waits for it and reads it instead of repeating it (only for leaves: a
+        lock held around nested memos would serialize them; :meth:`memo_all` uses it).
+        Without a cache it just computes."""
         if self.cache is None:
             return compute()
         path = self._memo_path(what, code)
         found = _read_memo(path)
         if found is not _MISSING:
             return found
-        with file_lock(path.with_name(f".{path.stem}.lock")):
+        if not exclusive:
+            return _write_memo(path, compute())
+        with file_lock(_lock_path(path)):
             found = _read_memo(path)  # written while this process waited
-            if found is not _MISSING:
-                return found
-            value = to_jsonable(compute())
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(value), encoding="utf-8")
-            os.replace(tmp, path)
-        return value
+            return found if found is not _MISSING else _write_memo(path, compute())
 
     def memo_all(
         self,
@@ -204,16 +207,17 @@ class RunContext:
         code: str | None = None,
         desc: str = "measurements",
     ) -> list[Any]:
-        """:meth:`memo` of each ``(what, compute)``, in order, with a progress bar; ones
-        another process (a second run on the same cache) is computing are taken last, then
-        waited for, so several runs share the work. Returns the values in ``items``' order."""
+        """:meth:`memo` of each ``(what, compute)`` (exclusive: each a leaf), in order, with a
+        progress bar; ones another process (a second run on the same cache) is computing are
+        taken last, then waited for and read, so several runs share the work. Returns the
+        values in ``items``' order."""
         values: dict[int, Any] = {}
         todo = list(range(len(items)))
         with progress(total=len(items), desc=desc, unit="item", enable=self.progress) as bar:
             while todo:
                 i = next((j for j in todo if not self._memo_busy(items[j][0], code)), todo[0])
                 todo.remove(i)
-                values[i] = self.memo(items[i][0], items[i][1], code=code)
+                values[i] = self.memo(items[i][0], items[i][1], code=code, exclusive=True)
                 bar.update(1)
         return [values[i] for i in range(len(items))]
 
@@ -230,7 +234,7 @@ class RunContext:
         path = self._memo_path(what, code)
         if path.is_file():
             return False
-        with file_lock(path.with_name(f".{path.stem}.lock"), blocking=False) as held:
+        with file_lock(_lock_path(path), blocking=False) as held:
             return not held
 
     def train(self, label: str, config: Any) -> CacheEntry:
@@ -475,6 +479,19 @@ def _nan_to_none(obj: Any) -> Any:
 
 
 _MISSING = object()
+
+
+def _lock_path(memo: Path) -> Path:
+    return memo.with_name(f".{memo.stem}.lock")
+
+
+def _write_memo(path: Path, value: Any) -> Any:
+    """Write ``value`` (made JSON-able) to ``path`` atomically; return what was written."""
+    value = to_jsonable(value)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value), encoding="utf-8")
+    os.replace(tmp, path)
+    return value
 
 
 def _read_memo(path: Path) -> Any:

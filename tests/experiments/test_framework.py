@@ -332,6 +332,23 @@ def test_memo_all_leaves_busy_items_to_the_end_and_reads_their_values(tmp_path):
     assert values == [{"by": "other"}, {"by": "this", "i": 1}]
 
 
+def test_a_memo_holds_no_lock_around_nested_memos(tmp_path):
+    """A model's memo (not exclusive) computes its per-puzzle memos without holding its own
+    lock, so a second process on the same cache reaches those puzzles instead of waiting."""
+    from sadyn.experiments.base import _lock_path
+    from sadyn.experiments.cache import file_lock
+
+    ctx = RunContext(tmp_path, cache=CheckpointCache(tmp_path / "c"), code="v1")
+    outer = ctx._memo_path({"model": "m"}, None)
+
+    def measure_model():
+        with file_lock(_lock_path(outer), blocking=False) as free:
+            assert free  # another process could take it: nothing is held here
+        return ctx.memo_all([({"puzzle": i}, lambda i=i: i * i) for i in range(3)])
+
+    assert ctx.memo({"model": "m"}, measure_model) == [0, 1, 4]
+
+
 def test_context_without_cache_refuses_to_train(tmp_path):
     with pytest.raises(ExperimentError, match="no checkpoint cache"):
         RunContext(tmp_path).train("m", {"model": {"model": "itrsa"}})
