@@ -113,9 +113,10 @@ class Fig6PseudoEnergy(Recipe):
             acc_puzzles=20,
         ),
         # the contribution index at every loop step of the training depth (0..16) for 32
-        # puzzles (issue 10): two 5,184 x 5,184 eigenproblems per step and puzzle, about 6 min
-        # per puzzle on one free CPU core (3+ core-hours in all; minutes on a GPU). Each puzzle
-        # is memoized on its own, so an interrupted run resumes and runs on one cache share it
+        # puzzles (issue 10): two 5,184 x 5,184 eigenproblems per step and puzzle, 14 s per
+        # step and 4 min per puzzle on one CPU core (measured, two runs on two cores), about 2
+        # core-hours in all (minutes on a GPU). Each puzzle is memoized on its own, so an
+        # interrupted run resumes and two runs on one cache share the puzzles
         "small": Fig6Config(ci_steps=tuple(range(17)), ci_puzzles=32),
         "paper": Fig6Config(
             train_preset="paper",
