@@ -202,19 +202,19 @@ class Fig3Criticality(Recipe):
         ),
     }
 
-    def family(self, cfg: Fig3Config, *, extras: bool = False) -> dict[str, tuple[str, Any]]:
-        """The trained members (or the extras): label -> (kind, unseeded TrainConfig)."""
+    def family(self, cfg: Fig3Config) -> list[tuple[str, str, Any, bool]]:
+        """The trained members, then the extras: (label, kind, unseeded TrainConfig, extra)."""
         base = base_config(cfg.train_preset, cfg.train_overrides)
-        return {
-            label: (spec.get("kind", "normalized"), derive(base, spec, drop=("kind",)))
-            for label, spec in (cfg.extras if extras else cfg.members).items()
-        }
+        return [
+            (label, spec.get("kind", "normalized"), derive(base, spec, drop=("kind",)), extra)
+            for extra, specs in ((False, cfg.members), (True, cfg.extras))
+            for label, spec in specs.items()
+        ]
 
     def models(self, cfg: Fig3Config) -> dict[str, Any]:
         return {
             seeded(label, s): at_seed(tc, s)
-            for extra in (False, True)
-            for label, (_, tc) in self.family(cfg, extras=extra).items()
+            for label, _, tc, _ in self.family(cfg)
             for s in cfg.seeds
         }
 
@@ -223,8 +223,7 @@ class Fig3Criticality(Recipe):
         1-epoch unnormalized members, nearly free, early); further seeds (here or the
         ``paper`` preset's) last."""
         jobs = []
-        family = {**self.family(cfg), **self.family(cfg, extras=True)}
-        for i, (label, (_, tc)) in enumerate(family.items()):
+        for i, (label, _, tc, _) in enumerate(self.family(cfg)):
             for s in dict.fromkeys((*cfg.seeds, 0, 1, 2)):
                 rank = list(dict.fromkeys((*cfg.seeds, 0, 1, 2))).index(s)
                 if rank == 0:
@@ -239,12 +238,7 @@ class Fig3Criticality(Recipe):
         le_quizzes = torch.as_tensor(acc_set.quizzes[: cfg.le_puzzles], dtype=torch.long)
         acc_set = acc_set.subset(np.arange(cfg.acc_puzzles))
         runs: dict[str, Any] = {}
-        family = [
-            (label, kind, tc, extra)
-            for extra in (False, True)
-            for label, (kind, tc) in self.family(cfg, extras=extra).items()
-        ]
-        for label, kind, tc, extra in family:
+        for label, kind, tc, extra in self.family(cfg):
             for s in cfg.seeds:
                 key = seeded(label, s)
                 tr = train_and_load(ctx, key, at_seed(tc, s))
@@ -307,7 +301,7 @@ class Fig3Criticality(Recipe):
             "rows": [
                 [
                     m["member"],
-                    m["kind"] + (" (extra, not judged)" if m in extras else ""),
+                    m["kind"] + (" (extra, not judged)" if extra else ""),
                     m["seeds"],
                     m["epochs"],
                     m["board_accuracy"],
@@ -316,7 +310,8 @@ class Fig3Criticality(Recipe):
                     m["mean_le"],
                     m["eta"],
                 ]
-                for m in members + extras
+                for group, extra in ((members, False), (extras, True))
+                for m in group
             ],
         }
         return {

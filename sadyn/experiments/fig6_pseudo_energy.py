@@ -428,6 +428,10 @@ def bias_free_cosines(model: Any, run: Any) -> np.ndarray:
     return np.stack(out)
 
 
+# the exact, PV and PV(T=0) contribution indices: EnergyProbe fields and a shard's keys
+CI_KEYS = ("contribution", "contribution_pv", "contribution_pv0")
+
+
 def _contribution_shard(
     model: Any, run: Any, puzzle: int, cfg: Fig6Config, show_progress: bool
 ) -> dict[str, Any]:
@@ -445,14 +449,7 @@ def _contribution_shard(
         seed=cfg.seed,
         show_progress=show_progress,
     )
-    return {
-        key: None if a is None else a[:, 0].tolist()
-        for key, a in (
-            ("contribution", one.contribution),
-            ("contribution_pv", one.contribution_pv),
-            ("contribution_pv0", one.contribution_pv0),
-        )
-    }
+    return {key: None if (a := getattr(one, key)) is None else a[:, 0].tolist() for key in CI_KEYS}
 
 
 def _with_contribution(probe: Any, steps: tuple[int, ...], shards: list[Mapping[str, Any]]) -> Any:
@@ -470,9 +467,7 @@ def _with_contribution(probe: Any, steps: tuple[int, ...], shards: list[Mapping[
         probe,
         ci_steps=list(steps),
         samples=list(range(len(shards))),
-        contribution=stack("contribution"),
-        contribution_pv=stack("contribution_pv"),
-        contribution_pv0=stack("contribution_pv0"),
+        **{key: stack(key) for key in CI_KEYS},
     )
 
 
