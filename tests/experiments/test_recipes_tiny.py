@@ -3,6 +3,8 @@ verdict, and says "inconclusive" (not pass) where the claim needs a trained mode
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sadyn.experiments.base import STATUSES
@@ -173,3 +175,37 @@ def test_fig3_extras_are_reported_beside_the_members_not_judged(tiny_run):
     kinds = {row[0]: row[1] for row in rec["tables"]["family"]["rows"]}
     assert kinds["symmetric (1 epoch)"] == "symmetric (extra, not judged)"
     assert kinds["symmetric"] == "symmetric"
+
+
+def test_fig3_extras_train_at_their_own_seeds_and_count_only_measured_seeds():
+    from sadyn.experiments.fig3_criticality import _members
+
+    recipe = get_recipe("fig3-criticality")
+    cfg = replace(recipe.presets["tiny"], seeds=(0,), extra_seeds=(0, 1, 2))
+    keys = set(recipe.models(cfg))
+    members = {label for label, _, _, extra in recipe.family(cfg) if not extra}
+    assert keys == {f"{m} | seed 0" for m in members} | {
+        f"symmetric (1 epoch) | seed {s}" for s in (0, 1, 2)
+    }
+    assert {j.label for j in recipe.jobs(cfg)} >= keys  # every model is a job
+    # a member with one of three seeds trained reports one seed and that seed's numbers
+    rows = [
+        {
+            "member": "m",
+            "kind": "normalized",
+            "epochs": 1,
+            "seed": 0,
+            "board_accuracy": 0.5,
+            "cell_accuracy": 0.9,
+            "max_le_median": 0.1,
+            "mean_le_median": -0.2,
+            "eta": 0.5,
+        },
+        {"member": "m", "kind": "normalized", "epochs": 1, "seed": 1, "train_status": "missing"},
+        {"member": "m", "kind": "normalized", "epochs": 1, "seed": 2, "train_status": "missing"},
+    ]
+    (row,) = _members({str(i): r for i, r in enumerate(rows)})
+    assert row["seeds"] == 1 and row["board_accuracy"] == 0.5 and row["max_le"] == 0.1
+    # the default (None) keeps the extras at the members' seeds
+    plain = replace(cfg, extra_seeds=None)
+    assert recipe.seeds(plain, True) == recipe.seeds(plain, False) == (0,)
