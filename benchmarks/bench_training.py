@@ -1,13 +1,16 @@
 """Training and evaluation throughput at the ``small`` preset sizes, and K-vote throughput.
 
     .venv/bin/python benchmarks/bench_training.py [--threads 2] [--repeats 3] [--quick]
+                                                  [--compile]
 
 Per model at the ``small`` preset (ItrSA and AKOrN with the preset's whole model config; the
 other kinds at its width and heads; batch 100, T=16, the preset's loss): training boards/s (one
 full update: unroll, CE, backward, clip, Adam, EMA, exactly the training loop's objective),
 and evaluation boards/s (no grad, T=16). Then voting throughput of ItrSA,
-boards x votes per second at K = 1, 8, 32 (T=16, confidence vote). Writes
-``benchmarks/results/training.md``.
+boards x votes per second at K = 1, 8, 32 (T=16, confidence vote). With ``--compile``, also
+the training update with the loop step under ``torch.compile`` (``compile=True``) against
+eager, for ItrSA and AKOrN: compile time, time per update, break-even and the largest gradient
+difference. Writes ``benchmarks/results/training.md``.
 """
 
 from __future__ import annotations
@@ -88,6 +91,55 @@ def bench_model(name: str, quizzes, solutions, repeats: int) -> dict[str, float]
     }
 
 
+def bench_compile(name: str, quizzes, solutions, repeats: int) -> dict[str, float]:
+    """Eager against compiled loop step (``TrainConfig.compile``) for one training update
+    (unroll, loss, backward) from the same weights and noise; the two are timed alternately so
+    a shared CPU's load falls on both alike."""
+    spec = model_config(name)
+    q, s = quizzes[:BATCH], solutions[:BATCH]
+    runs = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = build_model(spec)
+        config = TrainConfig(
+            model=spec,
+            batch_size=BATCH,
+            train_steps=T,
+            loss_steps=SMALL["loss_steps"],
+            compile=compiled,
+        )
+        runs[compiled] = (model, Objective(model, config))
+
+    def update(compiled: bool) -> torch.Tensor:
+        model, objective = runs[compiled]
+        loss, _ = objective(q, s, slice(0, BATCH), T, torch.Generator().manual_seed(0))
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    grads, first = {}, {}
+    for compiled in (False, True):  # the first call compiles
+        t0 = time.perf_counter()
+        grads[compiled] = update(compiled)
+        first[compiled] = time.perf_counter() - t0
+    times = {False: [], True: []}
+    for _ in range(repeats):
+        for compiled in (False, True):
+            t0 = time.perf_counter()
+            update(compiled)
+            times[compiled].append(time.perf_counter() - t0)
+    eager, comp = statistics.median(times[False]), statistics.median(times[True])
+    diff = (grads[True] - grads[False]).abs().max() / grads[False].abs().max()
+    return {
+        "eager_s": eager,
+        "compiled_s": comp,
+        "compile_s": first[True] - comp,
+        "speedup": eager / comp,
+        "break_even": (first[True] - comp) / (eager - comp) if eager > comp else float("inf"),
+        "grad_rel_diff": float(diff),
+    }
+
+
 def bench_votes(puzzles, repeats: int) -> dict[int, float]:
     torch.manual_seed(0)
     model = build_model({**model_config("itrsa"), "init": "akorn"}).eval()  # noise: votes differ
@@ -108,6 +160,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="itrsa and akorn only")
+    parser.add_argument("--compile", action="store_true", help="eager vs compiled loop step")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -122,6 +175,11 @@ def main() -> None:
         print(name, {k: round(v, 3) for k, v in rows[name].items()}, flush=True)
     votes = bench_votes(puzzles, args.repeats)
     print("votes", {k: round(v, 1) for k, v in votes.items()}, flush=True)
+    compiled = {}
+    if args.compile:
+        for name in FULL_PRESET:
+            compiled[name] = bench_compile(name, quizzes, solutions, args.repeats)
+            print(name, "compile", {k: round(v, 3) for k, v in compiled[name].items()}, flush=True)
 
     load_after = os.getloadavg()[0]
     base = rows["itrsa"]["train_boards_per_s"]
@@ -164,6 +222,25 @@ def main() -> None:
     ]
     for k, v in votes.items():
         lines.append(f"| {k} | {v:.1f} | {v / votes[1]:.2f}x |")
+    if compiled:
+        lines += [
+            "",
+            "Compiled loop step (`compile=True`: `torch.compile(model.step, dynamic=False)`), one "
+            "update without the optimizer (unroll, loss, backward), eager and compiled timed "
+            "alternately; compile time = first call minus a compiled update (inductor's "
+            "on-disk cache may hold an earlier compilation, which shortens it); break-even = "
+            "compile time / time saved per update; gradient "
+            "difference = max |g_compiled - g_eager| / max |g_eager|:",
+            "",
+            "| model | eager s / update | compiled s / update | speed-up | compile s "
+            "| break-even updates | gradient difference |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, r in compiled.items():
+            lines.append(
+                f"| {name} | {r['eager_s']:.2f} | {r['compiled_s']:.2f} | {r['speedup']:.2f}x | "
+                f"{r['compile_s']:.1f} | {r['break_even']:.0f} | {r['grad_rel_diff']:.1e} |"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

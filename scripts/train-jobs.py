@@ -2,14 +2,16 @@
 """Train jobs of a sadyn job list, one process (one CPU thread) per job.
 
     scripts/train-jobs.py JOBFILE OUT [NAME ...] [--first N] [--workers W] [--device D]
-                          [--minutes M]
+                          [--minutes M] [--compile]
 
 JOBFILE is a list written by ``sadyn reproduce --export-jobs`` (most decisive first). Without
 names the first ``--first`` jobs run. Each job trains as ``python -m sadyn.cli.paper _train``
 into ``OUT/NAME`` (a killed or stopped job resumes from its checkpoint on the next call; a
 completed one is skipped), its console in ``OUT/logs/NAME.log``. With ``--minutes`` every job
 stops, checkpointed, that many minutes after this script started (a lent GPU's call limit),
-resumed ones included. Then install them:
+resumed ones included. ``--compile`` compiles each job's loop step (``compile`` does not change
+a job's identity; on this CPU it saves 5-30% of an AKOrN step and nothing measurable for
+ItrSA, see BENCHMARKS.md). Then install them:
 ``sadyn reproduce --import-runs OUT --cache CACHE``.
 """
 
@@ -44,6 +46,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=1, help="processes at a time (1 thread each)")
     p.add_argument("--device", default="cpu", help="torch device of every job (e.g. cuda)")
     p.add_argument("--minutes", type=float, default=None, help="stop every job by then")
+    p.add_argument("--compile", action="store_true", help="torch.compile each job's loop step")
     args = p.parse_args()
     deadline = None if args.minutes is None else time.time() + 60.0 * args.minutes
     out = args.out.resolve()
@@ -67,7 +70,11 @@ def main() -> int:
                 todo.clear()
                 break
             start_job(
-                job, out / "logs", device=args.device, deadline=deadline, overrides={"threads": 1}
+                job,
+                out / "logs",
+                device=args.device,
+                deadline=deadline,
+                overrides={"threads": 1, "compile": args.compile},
             )
             running.append(job)
             print(f"{time.strftime('%H:%M:%S')} start {job.name}", flush=True)

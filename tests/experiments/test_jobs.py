@@ -128,9 +128,12 @@ def test_train_jobs_script_trains_skips_finished_and_names_unknown_jobs(tiny_job
         cmd = [sys.executable, str(script), str(jobfile), str(runs), *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
-    first = call("--first", "1")
+    first = call("--first", "1", "--compile")
     assert first.returncode == 0, first.stdout + first.stderr
     assert (runs / job["name"] / "summary.json").is_file()
+    # --compile reaches the job's config, which still installs under the job's name (below)
+    spec = json.loads((runs / "logs" / f"{job['name']}.config.json").read_text())
+    assert spec["compile"] is True and spec["threads"] == 1
     again = call(job["name"])
     assert again.returncode == 0 and "1 finished job(s) skipped" in again.stdout
     unknown = call("no-such-job")
