@@ -303,7 +303,8 @@ class Fig4TestTimeScaling(Recipe):
                             name,
                             c[name]["n"],
                             *[
-                                f"{m:.3f} +- {sd:.3f}"
+                                # one seed has no spread to show (its error bar is drawn as 0)
+                                f"{m:.3f} +- {sd:.3f}" if c[name]["n"] > 1 else f"{m:.3f}"
                                 for m, sd in zip(c[name]["mean"], c[name]["sd"], strict=True)
                             ],
                         ]

@@ -165,6 +165,14 @@ def test_fig6_contribution_index_is_memoized_puzzle_by_puzzle(tiny_run, tmp_path
         )
 
 
+def test_fig4_table_shows_a_spread_only_over_several_seeds(tiny_run):
+    _, records = tiny_run
+    rows = records["fig4-test-time-scaling"]["tables"]["accuracy"]["rows"]
+    assert {row[2] for row in rows} == {1, 2}  # tiny: primary at 2 seeds, deep supervision at 1
+    for row in rows:
+        assert all(("+-" in cell) == (row[2] > 1) for cell in row[3:]), row
+
+
 def test_fig3_extras_are_reported_beside_the_members_not_judged(tiny_run):
     _, records = tiny_run
     rec = records["fig3-criticality"]
