@@ -171,6 +171,10 @@ class Fig3Criticality(Recipe):
         "vo_scale s multiplies MSA(X) by s (W^O and b_O scaled), i.e. ||W^V W^O|| as a "
         "hyperparameter; the paper scales ||W^V|| and ||W^O|| without saying how.",
         "Exponents are medians over le_puzzles test puzzles, not one random puzzle.",
+        "Seeds: at the small preset each sweep member is trained at one seed (`seeds`), a cut "
+        "under issue 10's budget rule (seeds 1 and 2 of the 13 members are about 13 more "
+        "single-core hours); spread across seeds is therefore not in this verdict. The "
+        "1-epoch extras have three (`extra_seeds`), the paper preset declares three.",
     )
     Config = Fig3Config
     presets: ClassVar[dict[str, Fig3Config]] = {
