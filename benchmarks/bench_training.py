@@ -56,14 +56,23 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_model(name: str, quizzes, solutions, repeats: int) -> dict[str, float]:
+def small_objective(name: str, *, compile: bool = False) -> tuple[torch.nn.Module, Objective]:
+    """A fresh model (seed 0) and its training objective at the small preset's sizes."""
     torch.manual_seed(0)
     spec = model_config(name)
     model = build_model(spec)
     config = TrainConfig(
-        model=spec, batch_size=BATCH, train_steps=T, loss_steps=SMALL["loss_steps"]
+        model=spec,
+        batch_size=BATCH,
+        train_steps=T,
+        loss_steps=SMALL["loss_steps"],
+        compile=compile,
     )
-    objective = Objective(model, config)
+    return model, Objective(model, config)
+
+
+def bench_model(name: str, quizzes, solutions, repeats: int) -> dict[str, float]:
+    model, objective = small_objective(name)
     optim = torch.optim.Adam(model.parameters(), lr=1e-3)
     ema = EMA(model, every=1, start=0)
     gen = torch.Generator().manual_seed(0)
@@ -95,20 +104,8 @@ def bench_compile(name: str, quizzes, solutions, repeats: int) -> dict[str, floa
     """Eager against compiled loop step (``TrainConfig.compile``) for one training update
     (unroll, loss, backward) from the same weights and noise; the two are timed alternately so
     a shared CPU's load falls on both alike."""
-    spec = model_config(name)
     q, s = quizzes[:BATCH], solutions[:BATCH]
-    runs = {}
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        model = build_model(spec)
-        config = TrainConfig(
-            model=spec,
-            batch_size=BATCH,
-            train_steps=T,
-            loss_steps=SMALL["loss_steps"],
-            compile=compiled,
-        )
-        runs[compiled] = (model, Objective(model, config))
+    runs = {compiled: small_objective(name, compile=compiled) for compiled in (False, True)}
 
     def update(compiled: bool) -> torch.Tensor:
         model, objective = runs[compiled]
