@@ -214,6 +214,17 @@ def test_fig3_extras_train_at_their_own_seeds_and_count_only_measured_seeds():
     ]
     (row,) = _members({str(i): r for i, r in enumerate(rows)})
     assert row["seeds"] == 1 and row["board_accuracy"] == 0.5 and row["max_le"] == 0.1
+    assert row["board_accuracy_sd"] is None and row["max_le_sd"] is None  # one seed: no spread
+    # with all three seeds: means, and the sample sd across seeds (ddof 1)
+    accs, les = (0.5, 0.7, 0.9), (0.1, 0.3, 0.2)
+    rows = [
+        {**rows[0], "seed": s, "board_accuracy": a, "max_le_median": le}
+        for s, a, le in zip((0, 1, 2), accs, les, strict=True)
+    ]
+    (row,) = _members({str(i): r for i, r in enumerate(rows)})
+    assert row["seeds"] == 3
+    assert row["board_accuracy"] == pytest.approx(0.7) and row["max_le"] == pytest.approx(0.2)
+    assert row["board_accuracy_sd"] == pytest.approx(0.2) and row["max_le_sd"] == pytest.approx(0.1)
     # the default (None) keeps the extras at the members' seeds
     plain = replace(cfg, extra_seeds=None)
     assert recipe.seeds(plain, True) == recipe.seeds(plain, False) == (0,)
