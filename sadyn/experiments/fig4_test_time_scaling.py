@@ -16,7 +16,7 @@ import numpy as np
 
 from sadyn.errors import DivergenceError
 from sadyn.experiments import stats
-from sadyn.experiments.base import Check, Recipe, RunContext, Verdict, check
+from sadyn.experiments.base import Check, Recipe, RunContext, Verdict, check, source_hash
 from sadyn.experiments.common import (
     TINY_TRAIN,
     eval_puzzles,
@@ -135,6 +135,10 @@ class Fig4TestTimeScaling(Recipe):
         "rms_unit (gamma y/||y||) and the standard sqrt(N)-scaled rms.",
         "Every model inherits the small preset's CPU-scale choices (positions, readout, input "
         "scale, initial state) and its full schedule (30 epochs).",
+        "Reported, not judged (added 2026-11-26, after the sqrt(N)-form collapse was seen): the "
+        "relative state change of each loop step, ||X_t - X_(t-1)|| / ||X_(t-1)||, median "
+        "over the ID puzzles, up to the largest T: a loop that settles has it near 0; one that "
+        "keeps moving is a cycle or a drift, readable only at the depths it was trained at.",
     )
     Config = Fig4Config
     presets: ClassVar[dict[str, Fig4Config]] = {
@@ -208,12 +212,14 @@ class Fig4TestTimeScaling(Recipe):
 
     def measure(self, cfg: Fig4Config, ctx: RunContext) -> dict[str, Any]:
         from sadyn.probes.accuracy import evaluate
+        from sadyn.probes.stepmap import step_changes
 
         sets = {
             "id": eval_puzzles("id", cfg.id_puzzles),
             "ood": eval_puzzles("ood", cfg.ood_puzzles),
         }
         designs = self.designs(cfg)
+        t_max = max(cfg.eval_steps)
         runs: dict[str, Any] = {}
         for label, d in designs.items():
             for s in d["seeds"]:
@@ -253,7 +259,20 @@ class Fig4TestTimeScaling(Recipe):
                         "steps": list(cfg.eval_steps),
                         "seed": cfg.seed,
                     }
-                    row.update(ctx.memo(what, measure_one))
+                    # keyed on the probes' code, not this module's: editing a table or a note
+                    # here re-measures nothing (change "what" when measure_one's output changes)
+                    row.update(ctx.memo(what, measure_one, code=_probe_code()))
+
+                    def changes_one(model: Any = tr.model) -> dict:
+                        try:
+                            ch = step_changes(model, sets["id"], t_max, seed=cfg.seed)
+                        except DivergenceError as exc:
+                            return {"step_change_error": str(exc)}
+                        return {"step_change": ch.median(dim=1).values.tolist()}
+
+                    row.update(
+                        ctx.memo({**what, "probe": "step_change"}, changes_one, code=_probe_code())
+                    )
                 runs[key] = row
                 ctx.log(f"{key}: OOD {row.get('ood', {}).get('board')}")
         curves = {label: _curve_stats(runs, label, d["seeds"]) for label, d in designs.items()}
@@ -313,10 +332,50 @@ class Fig4TestTimeScaling(Recipe):
             "columns": ["model [objective]", "test", "seeds", *[f"T={t}" for t in cfg.eval_steps]],
             "rows": rows,
         }
+        changes = {label: _change_stats(runs, label) for label in designs}
+        at = sorted(
+            {1, cfg.train_loop, cfg.train_loop + 2, *cfg.eval_steps} & set(range(t_max + 1))
+        )
+        change_table = {
+            "columns": ["model [objective]", "seeds", *[f"t={t}" for t in at]],
+            "rows": [
+                [label, c["n"], *[c["mean"][t - 1] for t in at]]
+                for label, c in changes.items()
+                if c
+            ],
+        }
+        change_figure = {
+            "kind": "panels",
+            "panels": [
+                {
+                    "kind": "line",
+                    "title": obj + (" (primary)" if obj == cfg.primary else ""),
+                    "xscale": "log",
+                    "yscale": "log",
+                    "xlabel": "loop step t",
+                    "ylabel": "||X_t - X_(t-1)|| / ||X_(t-1)||",
+                    "vlines": [{"x": cfg.train_loop, "label": "training T"}],
+                    "series": [
+                        {
+                            "label": f"{d['model']} (n={changes[label]['n']})",
+                            "x": list(range(1, t_max + 1)),
+                            "y": changes[label]["mean"],
+                        }
+                        for label, d in designs.items()
+                        if d["objective"] == obj and changes[label]
+                    ],
+                }
+                for obj in cfg.objectives
+            ],
+            "ncols": 2,
+            "caption": "Relative state change of each loop step (median over the ID puzzles, "
+            "mean over seeds; reported, not judged): near 0 the loop has settled; a change "
+            "that stays large is a cycle or drift.",
+        }
         return {
-            "data": {"runs": runs, "curves": curves},
-            "figures": {"test_time_scaling": figure},
-            "tables": {"accuracy": table},
+            "data": {"runs": runs, "curves": curves, "step_change": changes},
+            "figures": {"test_time_scaling": figure, "state_change": change_figure},
+            "tables": {"accuracy": table, "state_change": change_table},
         }
 
     def judge(self, record: Mapping[str, Any]) -> Verdict:
@@ -485,6 +544,27 @@ def _curve_stats(runs: Mapping[str, Any], design: str, seeds: Any) -> dict[str, 
         if out[name]["steps"] is None:
             out[name]["steps"] = next(r[name]["steps"] for r in rows if r.get(name))
     return out
+
+
+def _probe_code() -> str:
+    """Hash of the code fig4's measurements run (accuracy with its voting and halting rules,
+    the step loop), the code part of their memo keys."""
+    import sadyn.probes.accuracy
+    import sadyn.probes.halting
+    import sadyn.probes.stepmap
+    import sadyn.probes.voting
+
+    return source_hash(
+        sadyn.probes.accuracy, sadyn.probes.halting, sadyn.probes.stepmap, sadyn.probes.voting
+    )
+
+
+def _change_stats(runs: Mapping[str, Any], design: str) -> dict[str, Any]:
+    """Mean over seeds of the per-step median state change (``{}`` when no seed has one)."""
+    curves = [r["step_change"] for r in _seed_rows(runs, design) if r.get("step_change")]
+    if not curves:
+        return {}
+    return {"mean": np.asarray(curves, dtype=float).mean(axis=0).tolist(), "n": len(curves)}
 
 
 RECIPE = Fig4TestTimeScaling()

@@ -39,6 +39,7 @@ from sadyn.probes.stepmap import (
     rollout,
     single_msa_map,
     single_step_map,
+    step_changes,
     step_map,
 )
 
@@ -67,6 +68,7 @@ __all__ = [
     "sensitivity_probe",
     "single_msa_map",
     "single_step_map",
+    "step_changes",
     "step_map",
     "top_eigenspace",
 ]

@@ -228,3 +228,22 @@ def test_fig3_extras_train_at_their_own_seeds_and_count_only_measured_seeds():
     # the default (None) keeps the extras at the members' seeds
     plain = replace(cfg, extra_seeds=None)
     assert recipe.seeds(plain, True) == recipe.seeds(plain, False) == (0,)
+
+
+def test_fig4_state_change_is_the_seed_mean_of_each_run_and_is_not_judged(tiny_run):
+    _, records = tiny_run
+    rec = records["fig4-test-time-scaling"]
+    cfg, runs = rec["config"], rec["data"]["runs"]
+    t_max = max(cfg["eval_steps"])
+    table = rec["tables"]["state_change"]
+    at = [int(c.removeprefix("t=")) for c in table["columns"][2:]]
+    assert at == sorted({1, cfg["train_loop"], cfg["train_loop"] + 2, t_max})
+    assert len(table["rows"]) == len(rec["tables"]["accuracy"]["rows"]) // 2  # one per design
+    for label, n, *values in table["rows"]:
+        curves = [r["step_change"] for r in runs.values() if r["design"] == label]
+        assert n == len(curves) and all(len(c) == t_max for c in curves)
+        mean = [sum(c[t - 1] for c in curves) / n for t in at]
+        assert values == pytest.approx(mean)
+        assert all(v >= 0 for v in values)
+    names = {c["name"] for c in rec["verdict"]["checks"]}
+    assert not any("change" in n for n in names)  # a diagnostic, never a check
