@@ -138,7 +138,7 @@ class Fig4TestTimeScaling(Recipe):
         "Reported, not judged (added 2026-11-26, after the sqrt(N)-form collapse was seen): the "
         "relative state change of each loop step, ||X_t - X_(t-1)|| / ||X_(t-1)||, median "
         "over the ID puzzles, up to the largest T: a loop that settles has it near 0; one that "
-        "keeps moving is a cycle or a drift, readable only at the depths it was trained at.",
+        "keeps moving is on a cycle or a drift, which the readout may or may not see.",
     )
     Config = Fig4Config
     presets: ClassVar[dict[str, Fig4Config]] = {
@@ -212,7 +212,7 @@ class Fig4TestTimeScaling(Recipe):
 
     def measure(self, cfg: Fig4Config, ctx: RunContext) -> dict[str, Any]:
         from sadyn.probes.accuracy import evaluate
-        from sadyn.probes.stepmap import step_changes
+        from sadyn.probes.settling import step_changes
 
         sets = {
             "id": eval_puzzles("id", cfg.id_puzzles),
@@ -548,14 +548,14 @@ def _curve_stats(runs: Mapping[str, Any], design: str, seeds: Any) -> dict[str, 
 
 def _probe_code() -> str:
     """Hash of the code fig4's measurements run (accuracy with its voting and halting rules,
-    the step loop), the code part of their memo keys."""
+    the state-change loop), the code part of their memo keys."""
     import sadyn.probes.accuracy
     import sadyn.probes.halting
-    import sadyn.probes.stepmap
+    import sadyn.probes.settling
     import sadyn.probes.voting
 
     return source_hash(
-        sadyn.probes.accuracy, sadyn.probes.halting, sadyn.probes.stepmap, sadyn.probes.voting
+        sadyn.probes.accuracy, sadyn.probes.halting, sadyn.probes.settling, sadyn.probes.voting
     )
 
 

@@ -32,6 +32,7 @@ from sadyn.probes.jacobian import (
 )
 from sadyn.probes.lyapunov import LyapunovProbe, distribution, lyapunov_probe
 from sadyn.probes.sensitivity import SensitivityProbe, growth_rate, sensitivity_probe
+from sadyn.probes.settling import step_changes
 from sadyn.probes.stepmap import (
     Rollout,
     analysis_mode,
@@ -39,7 +40,6 @@ from sadyn.probes.stepmap import (
     rollout,
     single_msa_map,
     single_step_map,
-    step_changes,
     step_map,
 )
 

@@ -40,7 +40,6 @@ __all__ = [
     "rollout",
     "single_msa_map",
     "single_step_map",
-    "step_changes",
     "step_map",
     "to_numpy",
 ]
@@ -163,9 +162,13 @@ def rollout(
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    device, dtype = _model_device_dtype(model)
+    quizzes = as_puzzle_tensor(puzzles, device)
+    gen = torch.Generator(device=device).manual_seed(seed)
     with torch.no_grad(), analysis_mode(model):
-        quizzes, cond, x = _start(model, puzzles, seed, deterministic)
-        states = [x]
+        cond = model.encode(quizzes).to(dtype)
+        x = model.init_state(cond, quizzes > 0, generator=gen, deterministic=deterministic)
+        states = [x.to(dtype)]
         for _ in range(steps):
             states.append(model.step(states[-1], cond))
     out = torch.stack(states)
@@ -173,55 +176,6 @@ def rollout(
         bad = int((~torch.isfinite(out)).flatten(1).any(1).nonzero()[0])
         raise DivergenceError(f"the loop produced non-finite states at step {bad}")
     return Rollout(quizzes, cond, out, seed)
-
-
-def step_changes(
-    model: nn.Module,
-    puzzles: Any,
-    steps: int,
-    *,
-    seed: int = 0,
-    deterministic: bool = False,
-) -> Tensor:
-    """The relative state change of every loop step, ``||X_t - X_{t-1}||_F / ||X_{t-1}||_F``
-    per puzzle, without keeping the trajectory (memory O(B S D) at any horizon).
-
-    Near 0 the loop has settled on a fixed point; a change that stays large while the answer
-    is right at one depth marks a cycle or drift that is only read correctly there.
-
-    Args and initial state as :func:`rollout`.
-
-    Returns:
-        ``(steps, B)``: row ``t - 1`` is step ``t``.
-
-    Raises:
-        DivergenceError: the trajectory became non-finite.
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    with torch.no_grad(), analysis_mode(model):
-        _, cond, x = _start(model, puzzles, seed, deterministic)
-        out = x.new_empty(steps, x.shape[0])
-        for t in range(steps):
-            nxt = model.step(x, cond)
-            if not torch.isfinite(nxt).all():
-                raise DivergenceError(f"the loop produced non-finite states at step {t + 1}")
-            out[t] = (nxt - x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
-            x = nxt
-    return out
-
-
-def _start(
-    model: nn.Module, puzzles: Any, seed: int, deterministic: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``(puzzles (B, 81), C (B, S, D), X_0 (B, S, D))`` in the model's device and dtype, the
-    initial-state noise drawn from a generator seeded with ``seed``."""
-    device, dtype = _model_device_dtype(model)
-    quizzes = as_puzzle_tensor(puzzles, device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    cond = model.encode(quizzes).to(dtype)
-    x = model.init_state(cond, quizzes > 0, generator=gen, deterministic=deterministic)
-    return quizzes, cond, x.to(dtype)
 
 
 def step_map(model: nn.Module, cond: Tensor) -> Map:

@@ -3,6 +3,7 @@ import torch
 from probes_toys import LinearToy, ToyItrSA, puzzles
 
 from sadyn.errors import DataFormatError, DivergenceError, ShapeError
+from sadyn.probes.settling import step_changes
 from sadyn.probes.stepmap import (
     analysis_mode,
     as_puzzle_tensor,
@@ -10,7 +11,6 @@ from sadyn.probes.stepmap import (
     rollout,
     single_msa_map,
     single_step_map,
-    step_changes,
     step_map,
 )
 
