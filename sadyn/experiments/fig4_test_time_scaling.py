@@ -220,6 +220,7 @@ class Fig4TestTimeScaling(Recipe):
         }
         designs = self.designs(cfg)
         t_max = max(cfg.eval_steps)
+        code = _probe_code()
         runs: dict[str, Any] = {}
         for label, d in designs.items():
             for s in d["seeds"]:
@@ -261,7 +262,7 @@ class Fig4TestTimeScaling(Recipe):
                     }
                     # keyed on the probes' code, not this module's: editing a table or a note
                     # here re-measures nothing (change "what" when measure_one's output changes)
-                    row.update(ctx.memo(what, measure_one, code=_probe_code()))
+                    row.update(ctx.memo(what, measure_one, code=code))
 
                     def changes_one(model: Any = tr.model) -> dict:
                         try:
@@ -270,9 +271,7 @@ class Fig4TestTimeScaling(Recipe):
                             return {"step_change_error": str(exc)}
                         return {"step_change": ch.median(dim=1).values.tolist()}
 
-                    row.update(
-                        ctx.memo({**what, "probe": "step_change"}, changes_one, code=_probe_code())
-                    )
+                    row.update(ctx.memo({**what, "probe": "step_change"}, changes_one, code=code))
                 runs[key] = row
                 ctx.log(f"{key}: OOD {row.get('ood', {}).get('board')}")
         curves = {label: _curve_stats(runs, label, d["seeds"]) for label, d in designs.items()}
