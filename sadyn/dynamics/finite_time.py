@@ -51,7 +51,7 @@ from sadyn.dynamics._common import (
     unbatch,
 )
 from sadyn.dynamics.attention import attention_safe
-from sadyn.dynamics.finite_time_dense import DENSE_CHAIN_BYTES, DenseChain, dense_chain_bytes
+from sadyn.dynamics.finite_time_dense import DenseChain, dense_chain_bytes, keeps_jacobians
 from sadyn.dynamics.lyapunov import LyapunovResult
 from sadyn.dynamics.product_svd import SVDResult, product_svd
 from sadyn.dynamics.product_svd_krylov import (
@@ -95,14 +95,14 @@ def choose_method(n: int, steps: int, k: int, b: int = 1) -> str:
 
     Dense for ``n <= DENSE_MAX`` when all ``n`` exponents are asked for, at short horizons
     (``T <= SHORT_HORIZON``: the dense start is exact, the spectrum too dense for subspace
-    iteration) or while the ``T`` Jacobians fit in ``DENSE_CHAIN_BYTES`` (one Jacobian per
+    iteration) or while the ``T`` Jacobians fit in memory (``DENSE_CHAIN_BYTES``: one Jacobian per
     step, once); otherwise subspace (``k + oversample`` products per step and sweep; at
     long horizons the values separate by ``exp(-T gap)`` per sweep), with the dense method
     as the fallback when it does not converge (:func:`dense_fits`).
     """
     if n > DENSE_MAX:
         return "subspace"
-    fits = dense_chain_bytes(b, n, steps) <= DENSE_CHAIN_BYTES
+    fits = keeps_jacobians(b, n, steps)
     return "dense" if (k == n or steps <= SHORT_HORIZON or fits) else "subspace"
 
 
@@ -206,7 +206,7 @@ def _solve(
     max_sweeps = 2 * opts["max_iter"] + 1
     chain: Any = prop
     if plan.method == "dense":
-        keep = dense_chain_bytes(b, n, T) <= DENSE_CHAIN_BYTES
+        keep = keeps_jacobians(b, n, T)
         chain = DenseChain(prop, bad, on_nonfinite, batched, keep=keep, progress=progress)
         bad, V, warm = chain.bad, chain.start_vectors(plan.p), True
     elif plan.method == "svds":
@@ -402,17 +402,17 @@ def finite_time_lyapunov(
     chosen = choose_method(n, prop.steps, k, b) if auto else method
     ztol = rounding_zero_tol(prop.dtype, n) if zero_tol is None else zero_tol
     legacy = {"tol": tol, "max_iter": max_iter, "oversample": oversample}
-    plan = _plan(chosen, n, k, options if not auto else None, legacy, ztol,
-                 default_generator(generator))  # fmt: skip
-    if auto and options:
-        plan.opts = _options(chosen, options, legacy)
+    plan = _plan(chosen, n, k, options, legacy, ztol, default_generator(generator))
     reported = prop.nonfinite.clone()
     out = _solve(prop, plan, on_nonfinite, batched, keep_local, progress)
     info: dict[str, Any] = {"fallback": None}
     if auto and chosen == "subspace" and not bool((out.converged | out.bad).all()):
         if dense_fits(b, n):  # subspace did not converge: the dense method does
             info["fallback"] = f"subspace stopped at error {float(out.error.max()):.1e}: dense"
-            plan = _plan("dense", n, k, None, {}, ztol, plan.gen)
+            # the user's tolerance and iteration limit carry over; the rest is subspace-only
+            given = {**legacy, **(options or {})}
+            given = {key: given[key] for key in ("tol", "max_iter") if given.get(key) is not None}
+            plan = _plan("dense", n, k, given, {}, ztol, plan.gen)
             reported = out.bad.clone()
             out = _solve(prop, plan, on_nonfinite, batched, keep_local, progress)
     late = out.bad & ~reported

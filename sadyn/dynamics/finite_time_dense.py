@@ -28,6 +28,11 @@ def dense_chain_bytes(b: int, n: int, steps: int) -> int:
     return 8 * b * n * n * steps
 
 
+def keeps_jacobians(b: int, n: int, steps: int) -> bool:
+    """Whether the dense chain keeps all its Jacobians (they fit in ``DENSE_CHAIN_BYTES``)."""
+    return dense_chain_bytes(b, n, steps) <= DENSE_CHAIN_BYTES
+
+
 class DenseChain:
     """The Jacobians ``J(x_t): (B, n, n)`` along the trajectory, float64, as sweep factors.
 
