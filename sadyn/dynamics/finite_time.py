@@ -321,6 +321,20 @@ def _result(
     )
 
 
+def _resolve_k(method: str, k: int | None, n: int) -> tuple[str, int]:
+    """``k`` checked (None: all ``n``, which only the dense method gives)."""
+    if k is None:
+        if method not in ("auto", "dense") or (method == "auto" and n > DENSE_MAX):
+            raise ShapeError(
+                f"k=None asks for all n = {n} exponents, which needs method='dense'; pass k"
+            )
+        return "dense", n
+    k = check_int(k, "k")
+    if not 1 <= k <= n:
+        raise ShapeError(f"k must lie in 1..n = {n}, got {k}")
+    return method, k
+
+
 @attention_safe
 @torch.no_grad()
 def finite_time_lyapunov(
@@ -389,15 +403,7 @@ def finite_time_lyapunov(
         zero_tol = check_positive(zero_tol, "zero_tol", allow_zero=True)
     prop = Propagator(f, x0, steps, batched=batched, transient=transient, on_nonfinite=on_nonfinite)
     b, n = prop.states[0].shape
-    if k is None:
-        if method not in ("auto", "dense") or (method == "auto" and n > DENSE_MAX):
-            raise ShapeError(
-                f"k=None asks for all n = {n} exponents, which needs method='dense'; pass k"
-            )
-        method, k = "dense", n
-    k = check_int(k, "k")
-    if not 1 <= k <= n:
-        raise ShapeError(f"k must lie in 1..n = {n}, got {k}")
+    method, k = _resolve_k(method, k, n)
     auto = method == "auto"
     chosen = choose_method(n, prop.steps, k, b) if auto else method
     ztol = rounding_zero_tol(prop.dtype, n) if zero_tol is None else zero_tol
@@ -408,7 +414,8 @@ def finite_time_lyapunov(
     info: dict[str, Any] = {"fallback": None}
     if auto and chosen == "subspace" and not bool((out.converged | out.bad).all()):
         if dense_fits(b, n):  # subspace did not converge: the dense method does
-            info["fallback"] = f"subspace stopped at error {float(out.error.max()):.1e}: dense"
+            err = float(torch.where(out.bad, 0.0, out.error).max())
+            info["fallback"] = f"subspace stopped at error {err:.1e}: dense"
             # the user's tolerance and iteration limit carry over; the rest is subspace-only
             given = {**legacy, **(options or {})}
             given = {key: given[key] for key in ("tol", "max_iter") if given.get(key) is not None}
