@@ -5,7 +5,6 @@ top pair, ARPACK on eigenvalues of one modulus. Before: a silent unconverged num
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import numpy as np
@@ -43,8 +42,8 @@ def orthogonal(n: int) -> systems.ReferenceSystem:
 
 
 def test_unconverged_power_iteration_warns():
-    m = near_degenerate(60)
-    res, caught = record(lambda: spectral_norm(m.f, m.x0, method="power", max_iter=50))
+    m = near_degenerate(20)
+    res, caught = record(lambda: spectral_norm(m.f, m.x0, method="power", max_iter=20))
     assert (
         res.converged is False and len(caught) == 1 and "did not converge" in str(caught[0].message)
     )
@@ -61,14 +60,13 @@ def test_auto_falls_back_to_the_exact_norm(monkeypatch):
 
 
 def test_arnoldi_on_one_modulus_falls_back_to_dense():
-    """Old: a raw ArpackNoConvergence (after 10 n restarts: 647 s at n = 1100)."""
+    """Old: a raw ArpackNoConvergence after scipy's 10 n restarts (647 s at n = 1100; the
+    default bound of 300 is exercised at that size by the slow test). Here 20 restarts."""
     m = orthogonal(60)
-    t = time.perf_counter()
     vals, caught = record(lambda: eigenvalues(m.f, m.x0, 4, method="arnoldi", max_iter=20))
     assert len(caught) == 1 and "ARPACK" in str(caught[0].message)
     # an orthogonal matrix is normal: its computed eigenvalues lie within ~n eps of the circle
     np.testing.assert_allclose(np.abs(vals), 1.0, rtol=0, atol=60 * 2.3e-16)
-    assert time.perf_counter() - t < 60  # bounded: 20 restarts, then one dense eigvals
 
 
 def test_arnoldi_without_room_for_dense_raises_a_sadyn_error(monkeypatch):
