@@ -266,8 +266,9 @@ def _warn(out: SVDResult, plan: _Plan, fallback: str | None) -> None:
     if bool((~out.converged & ok).any()):
         err = float(torch.where(ok, out.error, 0.0).max())
         why = (
-            "the forward and backward readings disagree (rounding amplified by a strongly "
-            "non-normal chain: more sweeps cannot help, see docs/dynamics.md)"
+            "the forward and backward readings have settled apart (rounding amplified by a "
+            "strongly non-normal chain, or convergence slower than 0.9 per sweep: more sweeps "
+            "will not help, see docs/dynamics.md)"
             if out.rounding is not None and bool(out.rounding.any())
             else "raise options['max_iter'] or use method='dense'"
         )

@@ -43,8 +43,12 @@ SPAN = math.log(1e6)
 #: Sweeps of at least this many steps show a progress bar (when asked for).
 PROGRESS_MIN_STEPS = 100
 #: Rounding floor: a direction has "settled" when its reading moved by at most this fraction
-#: of the forward-backward disagreement since its previous reading (a converging iteration
-#: moves each reading by about the disagreement itself).
+#: of the forward-backward disagreement since its previous reading. A converging iteration
+#: moves each reading by about the disagreement itself; readings converging from both sides
+#: at contraction ``rho`` per sweep move by ``(1 - rho) / rho`` of it, so only ``rho > 0.9``
+#: can pass for a floor: 200 sweeps from 1e-3 to 1e-12, past any ``max_iter`` default, and
+#: twice the disagreement still bounds the forward reading's error then. (At 0.01 a chaotic
+#: tanh RNN's full spectrum at its floor ran all 101 sweeps again, as before.)
 SETTLED = 0.1
 
 
