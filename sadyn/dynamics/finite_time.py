@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import svds
+from scipy.sparse.linalg import ArpackNoConvergence, svds
 from torch import Tensor
 
 from sadyn.dynamics._common import (
@@ -62,7 +62,8 @@ from sadyn.dynamics.product_svd_krylov import (
     ritz_precise,
 )
 from sadyn.dynamics.propagator import Propagator
-from sadyn.errors import ArgumentError, ShapeError
+from sadyn.dynamics.spectra import ARPACK_MAX_ITER
+from sadyn.errors import ArgumentError, ConvergenceError, ShapeError
 
 __all__ = ["DEFAULT_OPTIONS", "Propagator", "choose_method", "finite_time_lyapunov"]
 
@@ -120,7 +121,14 @@ def _svds_vectors(prop: Propagator, k: int, generator: torch.Generator) -> Tenso
     v0 = torch.randn(n, generator=generator, dtype=torch.float64, device=generator.device)
     rows = []
     for r in range(b):
-        _, s, vt = svds(prop.to_scipy(row=r), k=k, which="LM", v0=v0.cpu().numpy(), tol=0.0)
+        try:
+            _, s, vt = svds(prop.to_scipy(row=r), k=k, which="LM", v0=v0.cpu().numpy(), tol=0.0,
+                            maxiter=ARPACK_MAX_ITER)  # fmt: skip
+        except ArpackNoConvergence as err:
+            raise ConvergenceError(
+                f"finite_time_lyapunov(method='svds'): ARPACK did not converge in "
+                f"{ARPACK_MAX_ITER} restarts; use method='dense' or 'subspace'"
+            ) from err
         order = np.argsort(-s)
         rows.append(torch.as_tensor(vt[order].T.copy()))
     return torch.stack(rows).to(device=x0.device, dtype=x0.dtype)
