@@ -42,3 +42,7 @@ class ShapeError(SadynError, ValueError):
 
 class ArgumentError(SadynError, ValueError):
     """An argument has the wrong type or lies outside its range (the message names it)."""
+
+
+class ConvergenceError(SadynError, RuntimeError):
+    """An iterative method (e.g. ARPACK) did not converge and no exact fallback fits in memory."""

@@ -10,7 +10,12 @@ states, and results gain a leading ``B`` axis. Nothing here knows about models o
 """
 
 from sadyn.dynamics import systems
-from sadyn.dynamics._common import DENSE_MAX, NonFiniteStateWarning
+from sadyn.dynamics._common import (
+    DENSE_MAX,
+    ConvergenceWarning,
+    ExactZeroWarning,
+    NonFiniteStateWarning,
+)
 from sadyn.dynamics.attention import math_attention
 from sadyn.dynamics.checks import CheckResult, StepMapError, StepMapReport, check_step_map
 from sadyn.dynamics.divergence import DivergenceResult, divergence, max_lyapunov_two_trajectory
@@ -27,7 +32,9 @@ from sadyn.dynamics.spectra import (
 __all__ = [
     "DENSE_MAX",
     "CheckResult",
+    "ConvergenceWarning",
     "DivergenceResult",
+    "ExactZeroWarning",
     "JacobianOperator",
     "LyapunovResult",
     "NonFiniteStateWarning",

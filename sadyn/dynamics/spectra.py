@@ -4,20 +4,26 @@ Attention Jacobians are strongly non-normal, so eigenvalues (stability of a fixe
 oscillation) and singular values (worst-case one-step amplification) differ: report both.
 Small ``n`` is handled densely; large ``n`` matrix-free: power iteration on ``J^T J`` for the
 norm, ARPACK (``scipy.sparse.linalg.eigs`` / ``svds``) on :class:`JacobianOperator` for top-k.
+An iterative method that does not converge (power iteration past ``max_iter``, ARPACK past its
+bounded restarts) says so with a :class:`~sadyn.dynamics.ConvergenceWarning`; under "auto"
+(and for ARPACK always) the dense method takes over where the Jacobian fits in memory
+(:data:`DENSE_FALLBACK_BYTES`), else ARPACK raises :class:`~sadyn.errors.ConvergenceError`.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import eigs, svds
+from scipy.sparse.linalg import ArpackNoConvergence, eigs, svds
 from torch import Tensor
 
 from sadyn.dynamics._common import (
     DENSE_MAX,
+    ConvergenceWarning,
     Map,
     OnNonFinite,
     as_batched,
@@ -31,7 +37,20 @@ from sadyn.dynamics._common import (
 )
 from sadyn.dynamics.attention import attention_safe
 from sadyn.dynamics.jacobian import JacobianOperator, value_and_jacobian
-from sadyn.errors import ShapeError
+from sadyn.errors import ArgumentError, ConvergenceError, ShapeError
+
+#: A fallback to the dense method runs where the batch's float64 Jacobians (and LAPACK's
+#: workspace, about as much again) fit in this many bytes.
+DENSE_FALLBACK_BYTES = 2**30
+#: ARPACK restarts at most (scipy's default is ``10 n``: 647 s on an orthogonal map of
+#: n = 1100, whose eigenvalues share one modulus and never separate).
+ARPACK_MAX_ITER = 300
+
+
+def dense_fits(b: int, n: int) -> bool:
+    """Whether ``b`` dense float64 ``n x n`` Jacobians (twice, for the workspace) fit in
+    :data:`DENSE_FALLBACK_BYTES`."""
+    return 2 * 8 * b * n * n <= DENSE_FALLBACK_BYTES
 
 
 class _NonFiniteProduct(Exception):
@@ -100,7 +119,7 @@ class SpectralNormResult:
 
 def _pick(method: str, n: int, allowed: tuple[str, ...], dense_max: int = DENSE_MAX) -> str:
     if method not in ("auto", *allowed):
-        raise ValueError(f"method must be one of {('auto', *allowed)}, got {method!r}")
+        raise ArgumentError(f"method must be one of {('auto', *allowed)}, got {method!r}")
     if method == "auto":
         return allowed[0] if n <= dense_max else allowed[1]
     return method
@@ -126,7 +145,11 @@ def spectral_norm(
     "power" iterates ``v <- J^T J v / ||J^T J v||`` (one JVP and one VJP per iteration) until
     the residual ``||J^T J v - s^2 v|| <= tol s^2`` in every row, ``s = ||J v||``: then some
     singular value lies within ``tol/2`` (relative) of ``s``, and typically much closer (the
-    error is second order). Power iteration converges as ``(sigma_2 / sigma_1)^2`` per step.
+    error is second order). Power iteration converges as ``(sigma_2 / sigma_1)^2`` per step,
+    which can be next to nothing: "auto" above ``DENSE_MAX`` runs it and, when it stops
+    unconverged after ``max_iter``, takes the dense SVD where the Jacobian fits in memory
+    (:func:`dense_fits`; at n = 1296 that is seconds); an unconverged result (explicit
+    "power", or no room for dense) comes with one :class:`~sadyn.dynamics.ConvergenceWarning`.
 
     Args:
         f, x: the map and the point (``(n,)``, or ``(B, n)`` with ``batched``).
@@ -141,23 +164,52 @@ def spectral_norm(
     max_iter = check_int(max_iter, "max_iter", 1)
     F, X = as_batched(f, x, batched)
     b, n = X.shape
-    method = _pick(method, n, ("dense", "power"))
-    if method == "dense":
-        J, bad = _guard_dense(
-            value_and_jacobian(F, X)[1].to(torch.float64), "spectral_norm", batched, on_nonfinite
-        )
-        _, s, vh = torch.linalg.svd(J)
-        value = torch.where(bad, float("nan"), s[:, 0])
-        vec = vh[:, 0, :].to(X.dtype)
-        vec = torch.where(bad[:, None], float("nan"), vec)
-        conv = ~bad
-        return SpectralNormResult(
-            _scalar(value, batched),
-            unbatch(vec, batched),
-            0,
-            conv if batched else bool(conv[0]),
-        )
+    chosen = _pick(method, n, ("dense", "power"))
+    if chosen == "dense":
+        return _norm_dense(F, X, batched, on_nonfinite)
+    res = _norm_power(F, X, tol, max_iter, v0, generator, batched, on_nonfinite)
+    conv = torch.as_tensor(res.converged)
+    if bool(conv.all()) or bool(torch.isnan(torch.as_tensor(res.value)).all()):
+        return res
+    if method == "auto" and dense_fits(b, n):
+        return _norm_dense(F, X, batched, on_nonfinite)
+    warnings.warn(
+        f"spectral_norm: power iteration did not converge in max_iter = {max_iter} "
+        f"iterations (tol {tol:.0e}); the value is a lower bound. Use method='dense' "
+        "(exact) or raise max_iter",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
+    return res
 
+
+def _norm_dense(F: Map, X: Tensor, batched: bool, on_nonfinite: OnNonFinite) -> SpectralNormResult:
+    """The exact norm from the SVD of the materialised float64 Jacobian."""
+    J, bad = _guard_dense(
+        value_and_jacobian(F, X)[1].to(torch.float64), "spectral_norm", batched, on_nonfinite
+    )
+    _, s, vh = torch.linalg.svd(J)
+    value = torch.where(bad, float("nan"), s[:, 0])
+    vec = vh[:, 0, :].to(X.dtype)
+    vec = torch.where(bad[:, None], float("nan"), vec)
+    conv = ~bad
+    return SpectralNormResult(
+        _scalar(value, batched), unbatch(vec, batched), 0, conv if batched else bool(conv[0])
+    )
+
+
+def _norm_power(
+    F: Map,
+    X: Tensor,
+    tol: float,
+    max_iter: int,
+    v0: Tensor | None,
+    generator: torch.Generator | None,
+    batched: bool,
+    on_nonfinite: OnNonFinite,
+) -> SpectralNormResult:
+    """Power iteration on ``J^T J`` (see :func:`spectral_norm`)."""
+    b, n = X.shape
     op = JacobianOperator(F, X, batched=True, on_nonfinite=None)
     tiny = torch.finfo(X.dtype).tiny
     if v0 is None:
@@ -165,7 +217,7 @@ def spectral_norm(
     else:
         v = torch.as_tensor(v0, dtype=X.dtype, device=X.device)
         if v.numel() != b * n:
-            raise ShapeError(f"v0 must have shape {tuple(x.shape)}, got {tuple(v.shape)}")
+            raise ShapeError(f"v0 must have shape {(b, n)[1 - batched :]}, got {tuple(v.shape)}")
         v = v.reshape(b, n).clone()
     v = v / v.norm(dim=-1, keepdim=True).clamp_min(tiny)
     converged = torch.zeros(b, dtype=torch.bool, device=X.device)
@@ -224,6 +276,7 @@ def eigenvalues(
     method: Literal["auto", "dense", "arnoldi"] = "auto",
     batched: bool = False,
     tol: float = 0.0,
+    max_iter: int = ARPACK_MAX_ITER,
     generator: torch.Generator | None = None,
     on_nonfinite: OnNonFinite = "warn",
 ) -> np.ndarray:
@@ -234,6 +287,11 @@ def eigenvalues(
     implicitly restarted Arnoldi) on the matrix-free :class:`JacobianOperator`. "auto" is dense
     when ``k`` is None or ``n <= DENSE_MAX``. ARPACK needs ``k < n - 1``; larger ``k`` is dense.
 
+    ARPACK cannot separate eigenvalues that share one modulus (an orthogonal map): it stops
+    after ``max_iter`` restarts, and then the dense method answers (with a
+    :class:`~sadyn.dynamics.ConvergenceWarning`) where the Jacobians fit in memory
+    (:func:`dense_fits`), else :class:`~sadyn.errors.ConvergenceError` is raised.
+
     Batched Arnoldi runs ARPACK row by row, and each product pushes the whole batch through
     the map (an opaque batched map cannot evaluate one row alone): ``B`` times the cost of
     ``B`` unbatched calls' products. Prefer a loop over unbatched maps when you have one.
@@ -241,6 +299,7 @@ def eigenvalues(
     Args:
         k: how many (None: all, dense only).
         tol: ARPACK's relative accuracy (0: machine precision).
+        max_iter: ARPACK restarts at most (each about ``2k`` products).
         generator: draws ARPACK's start vector (reproducible runs).
         on_nonfinite: a row whose Jacobian is NaN/inf gives NaN with one
             :class:`~sadyn.dynamics.NonFiniteStateWarning` ("warn") or raises ("raise");
@@ -250,6 +309,7 @@ def eigenvalues(
     """
     check_on_nonfinite(on_nonfinite)
     tol = check_positive(tol, "tol", allow_zero=True)
+    max_iter = check_int(max_iter, "max_iter", 1)
     F, X = as_batched(f, x, batched)
     b, n = X.shape
     k = _check_k(k, n)
@@ -257,37 +317,65 @@ def eigenvalues(
     if method == "arnoldi" and k >= n - 1:
         method = "dense"
     nan = complex(float("nan"), float("nan"))
-    if method == "dense":
-        J, bad = _guard_dense(
-            value_and_jacobian(F, X)[1].to(torch.float64), "eigenvalues", batched, on_nonfinite
-        )
-        ev = torch.linalg.eigvals(J).cpu().numpy()
-        rows = [
-            np.full(k or n, nan) if bad[i] else _sorted_by_modulus(r)[: k or n]
-            for i, r in enumerate(ev)
-        ]
-    else:
-        op = JacobianOperator(F, X, batched=True, on_nonfinite=None)
+    if method == "arnoldi":
+        assert k is not None
         v0 = _start_vector(n, generator)
-        rows, bad_rows = [], []
-        for i in range(b):
-            try:
-                vals = eigs(
-                    _checked_operator(op.to_scipy(row=i), "eigenvalues"),
-                    k=k,
-                    which="LM",
-                    v0=v0,
-                    tol=tol,
-                    return_eigenvectors=False,
-                )
-                rows.append(_sorted_by_modulus(np.asarray(vals, dtype=np.complex128)))
-            except _NonFiniteProduct:
-                rows.append(np.full(k, nan))
-                bad_rows.append(i)
-        if bad_rows:
-            report_nonfinite("eigenvalues", bad_rows, 0, batched, on_nonfinite)
+
+        def solve(A) -> np.ndarray:
+            vals = eigs(A, k=k, which="LM", v0=v0, tol=tol, maxiter=max_iter,
+                        return_eigenvectors=False)  # fmt: skip
+            return _sorted_by_modulus(np.asarray(vals, dtype=np.complex128))
+
+        op = JacobianOperator(F, X, batched=True, on_nonfinite=None)
+        rows = _arpack_rows(solve, op, b, n, k, nan, "eigenvalues", batched, on_nonfinite)
+        if rows is not None:
+            out = np.stack(rows).astype(np.complex128)
+            return out if batched else out[0]
+    J, bad = _guard_dense(
+        value_and_jacobian(F, X)[1].to(torch.float64), "eigenvalues", batched, on_nonfinite
+    )
+    ev = torch.linalg.eigvals(J).cpu().numpy()
+    rows = [
+        np.full(k or n, nan) if bad[i] else _sorted_by_modulus(r)[: k or n]
+        for i, r in enumerate(ev)
+    ]
     out = np.stack(rows).astype(np.complex128)
     return out if batched else out[0]
+
+
+def _arpack_rows(
+    solve, op, b: int, n: int, k: int, nan, name: str, batched: bool, on_nonfinite: OnNonFinite
+) -> list[np.ndarray] | None:
+    """``solve`` (ARPACK) on each row's operator; NaN rows for non-finite products (reported
+    once). None when ARPACK did not converge in some row and the dense method fits (after a
+    :class:`ConvergenceWarning`); :class:`ConvergenceError` when it does not fit."""
+    rows, bad_rows, stuck = [], [], []
+    for i in range(b):
+        try:
+            rows.append(solve(_checked_operator(op.to_scipy(row=i), name)))
+        except _NonFiniteProduct:
+            rows.append(np.full(k, nan))
+            bad_rows.append(i)
+        except ArpackNoConvergence:
+            stuck.append(i)
+    if bad_rows:
+        report_nonfinite(name, bad_rows, 0, batched, on_nonfinite)
+    if not stuck:
+        return rows
+    where = f"rows {stuck}" if batched else "the map"
+    if not dense_fits(b, n):
+        raise ConvergenceError(
+            f"{name}: ARPACK did not converge for {where} (n = {n}, k = {k}), and the dense "
+            f"Jacobians ({2 * 8 * b * n * n / 2**30:.1f} GiB with workspace) do not fit in "
+            f"{DENSE_FALLBACK_BYTES / 2**30:.0f} GiB: eigenvalues of one modulus cannot be "
+            "separated by Arnoldi; ask for fewer (k) or another point"
+        )
+    warnings.warn(
+        f"{name}: ARPACK did not converge for {where} (n = {n}, k = {k}); computed densely",
+        ConvergenceWarning,
+        stacklevel=4,
+    )
+    return None
 
 
 @attention_safe
@@ -300,6 +388,7 @@ def singular_values(
     method: Literal["auto", "dense", "svds"] = "auto",
     batched: bool = False,
     tol: float = 0.0,
+    max_iter: int = ARPACK_MAX_ITER,
     generator: torch.Generator | None = None,
     on_nonfinite: OnNonFinite = "warn",
 ) -> np.ndarray:
@@ -308,7 +397,7 @@ def singular_values(
     "dense": ``svdvals`` of the materialised Jacobian. "svds": top ``k`` from ARPACK
     (``scipy.sparse.linalg.svds``) on :class:`JacobianOperator` (JVP + VJP products).
     "auto" is dense when ``k`` is None or ``n <= DENSE_MAX``. Batched "svds" runs row by row
-    (see :func:`eigenvalues` for its cost).
+    (see :func:`eigenvalues` for its cost, and for ``max_iter`` and the dense fallback).
 
     A row whose Jacobian is NaN/inf gives NaN with one warning (``on_nonfinite``).
 
@@ -317,42 +406,32 @@ def singular_values(
     """
     check_on_nonfinite(on_nonfinite)
     tol = check_positive(tol, "tol", allow_zero=True)
+    max_iter = check_int(max_iter, "max_iter", 1)
     F, X = as_batched(f, x, batched)
     b, n = X.shape
     k = _check_k(k, n)
     method = _pick(method, n, ("dense", "svds")) if k is not None else "dense"
     if method == "svds" and k >= n:
         method = "dense"
-    if method == "dense":
-        J, bad = _guard_dense(
-            value_and_jacobian(F, X)[1].to(torch.float64),
-            "singular_values",
-            batched,
-            on_nonfinite,
-        )
-        out = torch.linalg.svdvals(J).cpu().numpy()[:, : k or n]
-        out[bad.cpu().numpy()] = np.nan
-    else:
-        op = JacobianOperator(F, X, batched=True, on_nonfinite=None)
+    if method == "svds":
+        assert k is not None
         v0 = _start_vector(n, generator)
-        rows, bad_rows = [], []
-        for i in range(b):
-            try:
-                s = svds(
-                    _checked_operator(op.to_scipy(row=i), "singular_values"),
-                    k=k,
-                    which="LM",
-                    v0=v0,
-                    tol=tol,
-                    return_singular_vectors=False,
-                )
-                rows.append(np.sort(s)[::-1])
-            except _NonFiniteProduct:
-                rows.append(np.full(k, np.nan))
-                bad_rows.append(i)
-        if bad_rows:
-            report_nonfinite("singular_values", bad_rows, 0, batched, on_nonfinite)
-        out = np.stack(rows)
+
+        def solve(A) -> np.ndarray:
+            s = svds(A, k=k, which="LM", v0=v0, tol=tol, maxiter=max_iter,
+                     return_singular_vectors=False)  # fmt: skip
+            return np.sort(s)[::-1]
+
+        op = JacobianOperator(F, X, batched=True, on_nonfinite=None)
+        rows = _arpack_rows(solve, op, b, n, k, np.nan, "singular_values", batched, on_nonfinite)
+        if rows is not None:
+            out = np.ascontiguousarray(np.stack(rows), dtype=np.float64)
+            return out if batched else out[0]
+    J, bad = _guard_dense(
+        value_and_jacobian(F, X)[1].to(torch.float64), "singular_values", batched, on_nonfinite
+    )
+    out = torch.linalg.svdvals(J).cpu().numpy()[:, : k or n]
+    out[bad.cpu().numpy()] = np.nan
     out = np.ascontiguousarray(out, dtype=np.float64)
     return out if batched else out[0]
 
