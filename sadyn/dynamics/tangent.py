@@ -147,8 +147,8 @@ class DenseLookahead:
     def __call__(self, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
         pending = self._J is not None and self._pos < len(self._states)
         if not (pending and x is self._expect):
-            if pending and self.chunk is not None:
-                self.chunk = max(1, self.chunk // 2)
+            if pending:  # a miss: look half as far ahead as last time
+                self.chunk = max(1, len(self._states) // 2)
             self._fill(x)
         assert self._J is not None
         fx, J = self._states[self._pos], self._J[self._pos]
