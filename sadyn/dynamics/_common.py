@@ -129,10 +129,10 @@ def as_vectors(v: Any, like: Tensor, what: str) -> Tensor:
     Any real tensor, array or nested list converts; complex values are refused instead of
     losing their imaginary part in the cast.
     """
-    t = torch.as_tensor(v)
-    if t.is_complex():
-        raise ShapeError(f"{what} is complex ({t.dtype}); sadyn.dynamics works on real vectors")
-    return t.to(dtype=like.dtype, device=like.device)
+    complex_ = v.is_complex() if isinstance(v, Tensor) else np.iscomplexobj(v)
+    if complex_:
+        raise ShapeError(f"{what} is complex; sadyn.dynamics works on real vectors")
+    return torch.as_tensor(v, dtype=like.dtype, device=like.device)
 
 
 def as_batched(f: Map, x: Tensor, batched: bool, what: str = "x") -> tuple[Map, Tensor]:
