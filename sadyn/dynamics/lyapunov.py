@@ -451,8 +451,10 @@ def lyapunov_spectrum(
         keep_local: keep the per-QR local exponents in ``result.local``.
         q0: explicit initial tangents ``(n, k)`` / ``(B, n, k)`` (orthonormalised).
         tangent: "jvp" (matrix-free: one batched forward-mode pass per step), "vjp2" (the same
-            product as a vmapped VJP-of-VJP), "dense" (``J`` materialised by reverse mode each
-            step: O(n^2), a reference), "fastest" (jvp or vjp2, timed on the first steps), or
+            product as a vmapped VJP-of-VJP), "dense" (``J`` materialised by reverse mode:
+            O(n^2); the Jacobians of up to 256 coming steps in one vmapped call,
+            :class:`~sadyn.dynamics.tangent.DenseLookahead`), "fastest" (jvp or vjp2, timed
+            on the first steps), or
             "auto": dense for ``n <= 64``, or ``n <= 96`` with ``k >= n/2`` (measured
             crossover, BENCHMARKS.md), else "fastest" (compiled: vjp2).
         zero_tol: ``|R_ii| <= zero_tol * max_j ||(JQ)_j||`` counts as an exact zero (-inf);

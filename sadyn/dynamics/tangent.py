@@ -10,7 +10,8 @@ Three ways to push ``k`` tangent vectors through one step of a batched map ``F: 
   costs about what forward mode costs; under ``torch.compile`` it compiles to fewer kernels
   (see BENCHMARKS.md, "dynamics");
 * ``"dense"``: ``J`` materialised by reverse mode, then ``J @ Q`` (O(n^2) memory; the fast
-  choice for small ``n``, where a step is framework overhead).
+  choice for small ``n``, where a step is framework overhead). :class:`DenseLookahead` takes
+  the Jacobians of many coming steps in one call, so that overhead is paid once per chunk.
 
 :func:`compiled_tangent_step` wraps the first two in ``torch.compile(dynamic=False)`` with a
 cache keyed by the map object and the shapes, so a long run compiles once per shape.
