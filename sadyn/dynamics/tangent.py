@@ -113,6 +113,9 @@ def dense_tangent_step(F: Map) -> TangentStep:
 LOOKAHEAD_STEPS = 256
 #: Memory bound of those Jacobians (``chunk * B * n^2`` entries), in bytes.
 LOOKAHEAD_BYTES = 32 * 2**20
+#: Bound of the reverse passes one look-ahead call vectorises (``chunk * B * n``): each holds
+#: the map's activations for one state, so this bounds the call's working memory.
+LOOKAHEAD_ROWS = 16384
 
 
 class DenseLookahead:
@@ -164,7 +167,7 @@ class DenseLookahead:
         b, n = x.shape
         if self.chunk is None:
             fit = LOOKAHEAD_BYTES // max(1, b * n * n * x.element_size())
-            self.chunk = max(1, min(LOOKAHEAD_STEPS, fit))
+            self.chunk = max(1, min(LOOKAHEAD_STEPS, fit, LOOKAHEAD_ROWS // (b * n)))
         c = max(1, min(self.chunk, self.left))
         if c > 1 and self.vectorised:
             xs = [x]
