@@ -23,7 +23,6 @@ from sadyn.dynamics._common import (
     Map,
     OnNonFinite,
     as_batched,
-    as_vectors,
     check_int,
     check_on_nonfinite,
     check_output,
@@ -192,7 +191,7 @@ class JacobianOperator:
     # -- shapes -------------------------------------------------------------------------------
     def _vec(self, v: Tensor, cols: bool) -> Tensor:
         """Validate a user vector/matrix and give it the internal leading batch axis."""
-        v = as_vectors(v, self._x, "the vector")
+        v = torch.as_tensor(v, dtype=self.dtype, device=self._x.device)
         want = tuple(self._x.shape) if self.batched else tuple(self._x.shape[1:])
         got = tuple(v.shape[:-1]) if cols else tuple(v.shape)
         if got != want or (cols and v.ndim != len(want) + 1):
