@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ORDER = ("dynamics", "sudoku", "models", "training", "training_gpu", "probes", "experiments")
+ORDER = (
+    "dynamics",
+    "dynamics_small",
+    "sudoku",
+    "models",
+    "training",
+    "training_gpu",
+    "probes",
+    "experiments",
+)
 HEADER = """# Benchmarks
 
 Measured by hand with `benchmarks/bench_*.py` (each writes `benchmarks/results/<name>.md`;

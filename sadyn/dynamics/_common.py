@@ -66,36 +66,87 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
+#: The dtypes a state may have: see "Dtypes" in docs/dynamics.md.
+STATE_DTYPES = (torch.float32, torch.float64)
+
+
+def check_dtype(dtype: torch.dtype, what: str) -> None:
+    """Raise :class:`ShapeError` unless ``dtype`` is float32 or float64.
+
+    * Complex: the package analyses real maps ``R^n -> R^n``; its transposes, norms and
+      stretches are the real ones (a complex ``J`` would come back conjugated, its spectral
+      norm as the real part's), so a complex state would give a wrong number, not an error.
+    * float16 / bfloat16 (and narrower): their roundoff (eps ~1e-3 / 8e-3) swamps the
+      stretches the methods resolve, and torch has no CPU QR for them. Promoting the state
+      would silently analyse a different map (the float64 one, or fail inside a half model),
+      so they are refused with a hint to cast the state and the map.
+    * Integers and booleans: not a state space.
+    """
+    if dtype in STATE_DTYPES:
+        return
+    name = str(dtype).replace("torch.", "")
+    if dtype.is_complex:
+        raise ShapeError(
+            f"{what} has complex dtype {name}: sadyn.dynamics analyses real maps R^n -> R^n; "
+            "write the state as real numbers (e.g. torch.view_as_real(x).reshape(-1)) and the "
+            "map on them"
+        )
+    if dtype.is_floating_point:
+        raise ShapeError(
+            f"{what} has low-precision dtype {name}: sadyn.dynamics computes in float32 or "
+            "float64; cast the state and the map (e.g. x.double() and model.double(), or "
+            ".float()) before the analysis"
+        )
+    raise ShapeError(f"{what} must be a floating tensor (float32 or float64), got dtype {name}")
+
+
 def as_state(x: Any, what: str = "x") -> Tensor:
-    """A state as a floating torch tensor: tensors pass, NumPy arrays are converted.
+    """A state as a float32/float64 torch tensor: tensors pass, NumPy arrays are converted.
 
     Raises:
-        ShapeError: anything else (a list, a scalar, ...), or a non-floating dtype.
+        ShapeError: anything else (a list, a scalar, ...), or another dtype (complex, half,
+            bfloat16, integer: :func:`check_dtype`).
     """
     if isinstance(x, np.ndarray):
-        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.complexfloating)):
-            raise ShapeError(f"{what} must be a floating array, got NumPy dtype {x.dtype}")
+        if x.dtype not in (np.float32, np.float64):
+            if x.dtype.kind == "c" or x.dtype == np.float16:  # raise, with check_dtype's hint
+                check_dtype(torch.complex128 if x.dtype.kind == "c" else torch.float16, what)
+            raise ShapeError(
+                f"{what} must be a floating array (float32 or float64), got NumPy dtype {x.dtype}"
+            )
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, Tensor):
         raise ShapeError(
             f"{what} must be a torch.Tensor (or a NumPy float array), got {type(x).__name__}"
         )
-    if not (x.is_floating_point() or x.is_complex()):
-        raise ShapeError(f"{what} must be a floating tensor, got dtype {x.dtype}")
+    check_dtype(x.dtype, what)
     return x
+
+
+def as_vectors(v: Any, like: Tensor, what: str) -> Tensor:
+    """User vectors (tangents, directions) as a tensor of ``like``'s dtype and device.
+
+    Any real tensor, array or nested list converts; complex values are refused instead of
+    losing their imaginary part in the cast.
+    """
+    complex_ = v.is_complex() if isinstance(v, Tensor) else np.iscomplexobj(v)
+    if complex_:
+        raise ShapeError(f"{what} is complex; sadyn.dynamics works on real vectors")
+    return torch.as_tensor(v, dtype=like.dtype, device=like.device)
 
 
 def as_batched(f: Map, x: Tensor, batched: bool, what: str = "x") -> tuple[Map, Tensor]:
     """Validate ``x`` and return the batched form ``(F, X)`` with ``X: (B, n)``.
 
-    ``F`` checks every call: an output of another shape than its input raises
+    ``F`` checks every call: an output of another shape or dtype than its input raises
     :class:`ShapeError` (a map must send a state to a state).
 
     Args:
         f: the map, on ``(n,)`` or (``batched``) on ``(B, n)``.
-        x: ``(n,)`` or (``batched``) ``(B, n)``, a floating tensor (or NumPy array).
+        x: ``(n,)`` or (``batched``) ``(B, n)``, a float32/float64 tensor (or NumPy array).
     Raises:
-        ShapeError: wrong rank, a non-floating dtype, or a map that changes the shape.
+        ShapeError: wrong rank, another dtype (:func:`check_dtype`), or a map that changes
+            the shape or the dtype.
     """
     if not callable(f):
         raise ArgumentError(f"the map must be callable, got {type(f).__name__}")
@@ -130,12 +181,20 @@ def unbatch(t: Tensor | None, batched: bool) -> Tensor | None:
 
 
 def check_output(fx: Tensor, x: Tensor) -> None:
-    """Raise :class:`ShapeError` unless the map sent ``x`` to a tensor of the same shape."""
+    """Raise :class:`ShapeError` unless the map sent ``x`` to a tensor of the same shape and
+    dtype (a float32 output of a float64 state would silently drop the trajectory to float32:
+    a two-trajectory separation of 1e-9 rounds to 0 and the exponent to -inf)."""
     if not isinstance(fx, Tensor) or fx.shape != x.shape:
         got = tuple(fx.shape) if isinstance(fx, Tensor) else type(fx).__name__
         raise ShapeError(
             f"the map must send a state to a state of the same shape: "
             f"input {tuple(x.shape)}, output {got} (flatten the state to (n,) or (B, n))"
+        )
+    if fx.dtype != x.dtype:
+        name_in, name_out = (str(d).replace("torch.", "") for d in (x.dtype, fx.dtype))
+        raise ShapeError(
+            f"the map must return its input's dtype: input {name_in}, output {name_out} "
+            f"(pass a {name_out} state, or cast inside the map: return y.to(x.dtype))"
         )
 
 
@@ -150,14 +209,22 @@ def randn_like_on(shape: tuple[int, ...], like: Tensor, generator: torch.Generat
     """Standard normal draws with ``like``'s dtype and device, from ``generator``.
 
     Drawn on the generator's device (CPU generators work for CUDA states) in float64, then
-    cast, so a seed gives the same directions whatever the working precision.
+    cast, so a seed gives the same directions whatever the working precision. For a shape of
+    two or more axes the leading one is the batch: its rows are drawn one after another, so
+    row 0 of a batch gets the draws the same state alone gets, whatever the batch size (one
+    draw of the whole block would not: torch's normal sampler fills blocks of 16 and treats the
+    tail apart, so a row's numbers would depend on how many rows follow it).
     """
-    z = torch.randn(shape, generator=generator, dtype=torch.float64, device=generator.device)
+    kw = {"generator": generator, "dtype": torch.float64, "device": generator.device}
+    if len(shape) < 2:
+        z = torch.randn(shape, **kw)
+    else:
+        z = torch.stack([torch.randn(shape[1:], **kw) for _ in range(shape[0])])
     return z.to(device=like.device, dtype=like.dtype)
 
 
 def random_orthonormal(b: int, n: int, k: int, like: Tensor, generator: torch.Generator) -> Tensor:
-    """``(b, n, k)`` matrices with orthonormal columns (QR of Gaussian draws)."""
+    """``(b, n, k)`` matrices with orthonormal columns (QR of Gaussian draws, row by row)."""
     q, _ = torch.linalg.qr(randn_like_on((b, n, k), like, generator))
     return q
 

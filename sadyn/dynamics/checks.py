@@ -49,7 +49,7 @@ class StepMapReport:
     """The outcome of :func:`check_step_map`.
 
     Attributes:
-        checks: every check, in order: shape, finite, purity, no-mutation, jvp, vjp,
+        checks: every check, in order: shape, dtype, finite, purity, no-mutation, jvp, vjp,
             jvp-vjp (dot-product test), dense-jacobian, finite-differences, and (batched)
             row-independence.
         n: state dimension; dtype: the state's dtype; batched: whether rows were checked.
@@ -112,15 +112,17 @@ def check_step_map(
 ) -> StepMapReport:
     """Check that ``f`` is pure and differentiable and that its derivatives agree.
 
-    Checks: the output has the state's shape and is finite; two calls on the same input give
-    bit-identical outputs and leave the input untouched; JVP and VJP run; the dot-product test
-    ``<u, J v> = <J^T u, v>``; for ``n <= dense_max`` the dense Jacobian (forward and reverse
-    mode) reproduces the JVP and VJP; central finite differences in float64 match the JVP
-    (in the state's dtype with a loose tolerance when the map does not accept float64
-    input); and, batched, a tangent in row 0 leaves the other rows' outputs unchanged.
+    Checks: the output has the state's shape and dtype and is finite; two calls on the same
+    input give bit-identical outputs and leave the input untouched; JVP and VJP run; the
+    dot-product test ``<u, J v> = <J^T u, v>``; for ``n <= dense_max`` the dense Jacobian
+    (forward and reverse mode) reproduces the JVP and VJP; central finite differences in
+    float64 match the JVP (in the state's dtype with a loose tolerance when the map does not
+    accept float64 input); and, batched, a tangent in row 0 leaves the other rows' outputs
+    unchanged. A map that fails the shape or dtype check is not differentiated.
 
     Args:
-        f, x: the map and a state ``(n,)`` (batched ``(B, n)``).
+        f, x: the map and a state ``(n,)`` (batched ``(B, n)``), float32 or float64 (another
+            dtype raises :class:`~sadyn.errors.ShapeError`: it is the input that is wrong).
         atol, rtol: tolerances of the autodiff-vs-autodiff checks, relative to the largest
             entry (defaults ``1e2 eps`` and ``1e4 eps`` of the dtype).
         fd_rtol: tolerance of finite differences vs JVP (default 1e-6 in float64, 1e-2 when
@@ -131,58 +133,74 @@ def check_step_map(
     """
     F, X = as_batched(f, x, batched)
     X = X.detach()
-    b, n = X.shape
     e = eps(X.dtype)
     atol = 1e2 * e if atol is None else atol
     rtol = 1e4 * e if rtol is None else rtol
-    tol = atol + rtol
-    gen = default_generator(generator)
-    rep = StepMapReport(n=n, dtype=str(X.dtype).replace("torch.", ""), batched=batched)
-    add = rep.checks.append
+    rep = StepMapReport(n=X.shape[-1], dtype=_name(X.dtype), batched=batched)
+    if _forward_checks(f, X, batched, rep.checks):
+        gen = default_generator(generator)
+        V = _derivative_checks(F, X, atol + rtol, directions, gen, dense_max, rep.checks)
+        rep.checks.append(_finite_differences(F, X, V, fd_rtol))
+        if batched:
+            rep.checks.append(_row_independence(F, X, gen, atol))
+    return _finish(rep, strict)
 
-    # -- forward evaluation -------------------------------------------------------------------
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _forward_checks(f: Map, X: Tensor, batched: bool, checks: list[CheckResult]) -> bool:
+    """Shape, dtype, finiteness, purity and no-mutation of the map as the user wrote it (no
+    validation wrapper, so each defect is reported as a check, not raised). Returns whether
+    the map sends a state to a state, the condition for differentiating it."""
+    add = checks.append
+    x_in = X if batched else X[0]
     x_copy = X.clone()
     try:
-        y1 = F(X)
+        y1 = f(x_in)
     except Exception as err:
         add(CheckResult("shape", False, detail=f"the map raised {type(err).__name__}: {err}"))
-        return _finish(rep, strict)
-    if not isinstance(y1, Tensor) or y1.shape != X.shape:
-        got = tuple(y1.shape[int(not batched) :]) if isinstance(y1, Tensor) else type(y1)
-        add(CheckResult("shape", False, detail=f"input {tuple(x.shape)} -> output {got}"))
-        return _finish(rep, strict)
-    shape = tuple(x.shape)
+        return False
+    shape = tuple(x_in.shape)
+    if not isinstance(y1, Tensor) or y1.shape != x_in.shape:
+        got = tuple(y1.shape) if isinstance(y1, Tensor) else type(y1).__name__
+        add(CheckResult("shape", False, detail=f"input {shape} -> output {got}"))
+        return False
     add(CheckResult("shape", True, detail=f"{shape} -> {shape}"))
+    kinds = f"{_name(x_in.dtype)} -> {_name(y1.dtype)}"
+    if y1.dtype != x_in.dtype:
+        add(CheckResult("dtype", False, detail=f"{kinds}: the map must return its input's dtype"))
+        return False
+    add(CheckResult("dtype", True, detail=kinds))
     finite = bool(torch.isfinite(y1).all())
     add(CheckResult("finite", finite, detail="" if finite else "f(x) has NaN/inf entries"))
-    y2 = F(X)
-    diff = float((y1.detach() - y2.detach()).abs().max())
-    add(
-        CheckResult(
-            "purity",
-            diff == 0.0,
-            diff,
-            0.0,
-            ""
-            if diff == 0.0
-            else "two calls on the same input differ (dropout? "
-            "train mode? hidden state? randomness?)",
-        )
-    )
+    diff = float((y1.detach() - f(x_in).detach()).abs().max())
+    impure = "two calls on the same input differ (dropout? train mode? hidden state? randomness?)"
+    add(CheckResult("purity", diff == 0.0, diff, 0.0, "" if diff == 0.0 else impure))
     mutated = float((X - x_copy).abs().max())
-    add(
-        CheckResult(
-            "no-mutation",
-            mutated == 0.0,
-            mutated,
-            0.0,
-            "" if mutated == 0.0 else "the map modified its input in place",
-        )
-    )
+    moved = "" if mutated == 0.0 else "the map modified its input in place"
+    add(CheckResult("no-mutation", mutated == 0.0, mutated, 0.0, moved))
+    return True
 
-    # -- derivatives --------------------------------------------------------------------------
-    V = [randn_like_on((b, n), X, gen) for _ in range(directions)]
-    U = [randn_like_on((b, n), X, gen) for _ in range(directions)]
+
+def _directions(X: Tensor, gen: torch.Generator, directions: int) -> list[Tensor]:
+    return [randn_like_on(tuple(X.shape), X, gen) for _ in range(directions)]
+
+
+def _derivative_checks(
+    F: Map,
+    X: Tensor,
+    tol: float,
+    directions: int,
+    gen: torch.Generator,
+    dense_max: int,
+    checks: list[CheckResult],
+) -> list[Tensor]:
+    """JVP and VJP run, the dot-product test, and the dense Jacobian against both. Returns
+    the directions ``v`` (the finite-difference check reuses them)."""
+    add = checks.append
+    V, U = _directions(X, gen, directions), _directions(X, gen, directions)
     try:
         JV = [jvp(F, (X,), (v,))[1] for v in V]
         add(CheckResult("jvp", True))
@@ -196,31 +214,33 @@ def check_step_map(
     except Exception as err:
         add(CheckResult("vjp", False, detail=f"reverse mode failed: {type(err).__name__}: {err}"))
         JTU = None
-    if JV is not None and JTU is not None:
-        # <u, J v> == <J^T u, v>, per row, relative to |u||Jv| + |J^T u||v|.
-        worst = 0.0
-        for v, jv in zip(V, JV, strict=True):
-            for u, jtu in zip(U, JTU, strict=True):
-                lhs = (u * jv).to(torch.float64).sum(-1)
-                rhs = (jtu * v).to(torch.float64).sum(-1)
-                scale = u.norm(dim=-1) * jv.norm(dim=-1) + jtu.norm(dim=-1) * v.norm(dim=-1)
-                err = (lhs - rhs).abs() / scale.to(torch.float64).clamp_min(1e-300)
-                worst = max(worst, float(err.max()))
-        add(CheckResult("jvp-vjp", worst <= tol, worst, tol, "dot-product test"))
-    else:
+    if JV is None or JTU is None:
         add(CheckResult("jvp-vjp", None, detail="needs both JVP and VJP"))
-
+        add(CheckResult("dense-jacobian", None, detail="needs both JVP and VJP"))
+        return V
+    worst = _dot_product_error(V, JV, U, JTU)
+    add(CheckResult("jvp-vjp", worst <= tol, worst, tol, "dot-product test"))
+    n = X.shape[-1]
     if n > dense_max:
         add(CheckResult("dense-jacobian", None, detail=f"n = {n} > dense_max = {dense_max}"))
-    elif JV is None or JTU is None:
-        add(CheckResult("dense-jacobian", None, detail="needs both JVP and VJP"))
     else:
         add(_dense(F, X, V, JV, U, JTU, tol))
+    return V
 
-    add(_finite_differences(F, X, V, fd_rtol))
-    if batched:
-        add(_row_independence(F, X, gen, atol))
-    return _finish(rep, strict)
+
+def _dot_product_error(
+    V: list[Tensor], JV: list[Tensor], U: list[Tensor], JTU: list[Tensor]
+) -> float:
+    """Worst ``|<u, J v> - <J^T u, v>|`` per row, relative to ``|u||Jv| + |J^T u||v|``."""
+    worst = 0.0
+    for v, jv in zip(V, JV, strict=True):
+        for u, jtu in zip(U, JTU, strict=True):
+            lhs = (u * jv).to(torch.float64).sum(-1)
+            rhs = (jtu * v).to(torch.float64).sum(-1)
+            scale = u.norm(dim=-1) * jv.norm(dim=-1) + jtu.norm(dim=-1) * v.norm(dim=-1)
+            err = (lhs - rhs).abs() / scale.to(torch.float64).clamp_min(1e-300)
+            worst = max(worst, float(err.max()))
+    return worst
 
 
 def _dense(
@@ -252,7 +272,7 @@ def _finite_differences(F: Map, X: Tensor, V: list[Tensor], fd_rtol: float | Non
     X64 = X.to(torch.float64)
     try:
         ok64 = F(X64).dtype == torch.float64
-    except (RuntimeError, TypeError):
+    except (RuntimeError, TypeError, ValueError):  # ValueError: ShapeError of a dtype change
         ok64 = False
     Z = X64 if ok64 else X
     dtype_name = "float64" if ok64 else str(X.dtype).replace("torch.", "")

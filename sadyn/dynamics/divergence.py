@@ -18,6 +18,7 @@ from sadyn.dynamics._common import (
     Map,
     OnNonFinite,
     as_batched,
+    as_vectors,
     check_int,
     check_on_nonfinite,
     check_positive,
@@ -209,7 +210,7 @@ def divergence(
     if direction is None:
         z = randn_like_on(tuple(X.shape), X, default_generator(generator))
     else:
-        z = torch.as_tensor(direction, dtype=X.dtype, device=X.device)
+        z = as_vectors(direction, X, "direction")
         if z.numel() != X.numel():
             raise ShapeError(f"direction must have shape {tuple(x0.shape)}, got {tuple(z.shape)}")
         z = z.reshape(X.shape)

@@ -31,6 +31,7 @@ from sadyn.dynamics._common import (
     Map,
     OnNonFinite,
     as_batched,
+    as_vectors,
     check_int,
     check_on_nonfinite,
     check_positive,
@@ -398,10 +399,10 @@ def initial_tangents(
     """Orthonormal ``(B, n, k)`` start tangents: ``q0`` orthonormalised, or random."""
     b, n = X.shape
     if q0 is not None:
-        q = torch.as_tensor(q0, dtype=X.dtype, device=X.device)
+        q = as_vectors(q0, X, "q0")
         q = q if batched else q[None]
         if q.ndim != 3 or q.shape[:2] != (b, n) or (k is not None and q.shape[-1] != k):
-            raise ShapeError(f"q0 must be (n, k) (batched: (B, n, k)), got {tuple(q0.shape)}")
+            raise ShapeError(f"q0 must be (n, k) (batched: (B, n, k)), got {tuple(q.shape)}")
         if not bool(torch.isfinite(q).all()):
             raise ShapeError("q0 has NaN/inf entries")
         return torch.linalg.qr(q)[0]
@@ -450,8 +451,10 @@ def lyapunov_spectrum(
         keep_local: keep the per-QR local exponents in ``result.local``.
         q0: explicit initial tangents ``(n, k)`` / ``(B, n, k)`` (orthonormalised).
         tangent: "jvp" (matrix-free: one batched forward-mode pass per step), "vjp2" (the same
-            product as a vmapped VJP-of-VJP), "dense" (``J`` materialised by reverse mode each
-            step: O(n^2), a reference), "fastest" (jvp or vjp2, timed on the first steps), or
+            product as a vmapped VJP-of-VJP), "dense" (``J`` materialised by reverse mode:
+            O(n^2); the Jacobians of up to 256 coming steps in one vmapped call,
+            :class:`~sadyn.dynamics.tangent.DenseLookahead`), "fastest" (jvp or vjp2, timed
+            on the first steps), or
             "auto": dense for ``n <= 64``, or ``n <= 96`` with ``k >= n/2`` (measured
             crossover, BENCHMARKS.md), else "fastest" (compiled: vjp2).
         zero_tol: ``|R_ii| <= zero_tol * max_j ||(JQ)_j||`` counts as an exact zero (-inf);
@@ -484,14 +487,8 @@ def lyapunov_spectrum(
     Q = initial_tangents(X, k, q0, generator, batched)
     tangent = pick_tangent(tangent, X.shape[-1], Q.shape[-1])
     ztol = default_zero_tol(X.dtype, X.shape[-1]) if zero_tol is None else zero_tol
-    whole = None
-    if compile is not False and tangent != "dense" and reortho_every == 1 and not differentiable:
-        if compile not in (True, "auto"):
-            raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
-        whole = make_whole_step(F, tangent, compile, transient + steps, ztol, owner=f)
-        step: Any = whole
-    else:
-        step = make_tangent_step(F, tangent, compile, transient + steps, owner=f)
+    total = transient + steps
+    step, whole = _qr_step(F, f, tangent, compile, total, ztol, reortho_every, differentiable)
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
         res = benettin(
             step,
@@ -509,9 +506,37 @@ def lyapunov_spectrum(
             whole=whole,
         )
     _sort_largest_first(res)
+    _label(res, step, whole, tangent, compile)
+    return res.unbatch(batched)
+
+
+def _qr_step(
+    F: Map,
+    owner: Any,
+    tangent: str,
+    compile: CompileMode,
+    total_steps: int,
+    zero_tol: float,
+    reortho_every: int,
+    differentiable: bool,
+) -> tuple[Any, WholeStep | None]:
+    """The step :func:`benettin` runs: ``(step, whole)``, where ``whole`` (the compiled whole
+    QR step, also returned as ``step``) is None unless compiling a QR-every-step run."""
+    if compile is not False and tangent != "dense" and reortho_every == 1 and not differentiable:
+        if compile not in (True, "auto"):
+            raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+        whole = make_whole_step(F, tangent, compile, total_steps, zero_tol, owner=owner)
+        return whole, whole
+    step = make_tangent_step(
+        F, tangent, compile, total_steps, owner=owner, lookahead=not differentiable
+    )
+    return step, None
+
+
+def _label(res: LyapunovResult, step: Any, whole: Any, tangent: str, compile: CompileMode) -> None:
+    """Record in ``res`` the tangent product that ran (``method``) and whether compiled."""
     mode = getattr(step, "mode", None)
-    if whole is not None and not whole.compiled:  # type: ignore[attr-defined]
-        mode = getattr(whole.product, "mode", mode)  # type: ignore[attr-defined]
+    if whole is not None and not whole.compiled:
+        mode = getattr(whole.product, "mode", mode)
     res.method = f"qr-{mode or _compiled_mode(tangent, compile)}"
     res.info["compiled"] = bool(getattr(step, "compiled", compile is True and tangent != "dense"))
-    return res.unbatch(batched)

@@ -10,7 +10,8 @@ Three ways to push ``k`` tangent vectors through one step of a batched map ``F: 
   costs about what forward mode costs; under ``torch.compile`` it compiles to fewer kernels
   (see BENCHMARKS.md, "dynamics");
 * ``"dense"``: ``J`` materialised by reverse mode, then ``J @ Q`` (O(n^2) memory; the fast
-  choice for small ``n``, where a step is framework overhead).
+  choice for small ``n``, where a step is framework overhead). :class:`DenseLookahead` takes
+  the Jacobians of many coming steps in one call, so that overhead is paid once per chunk.
 
 :func:`compiled_tangent_step` wraps the first two in ``torch.compile(dynamic=False)`` with a
 cache keyed by the map object and the shapes, so a long run compiles once per shape.
@@ -106,6 +107,83 @@ def dense_tangent_step(F: Map) -> TangentStep:
         return fx, J @ Q
 
     return step
+
+
+#: Most steps whose Jacobians :class:`DenseLookahead` computes in one vectorised call.
+LOOKAHEAD_STEPS = 256
+#: Memory bound of those Jacobians (``chunk * B * n^2`` entries), in bytes.
+LOOKAHEAD_BYTES = 32 * 2**20
+#: Bound of the reverse passes one look-ahead call vectorises (``chunk * B * n``): each holds
+#: the map's activations for one state, so this bounds the call's working memory.
+LOOKAHEAD_ROWS = 16384
+
+
+class DenseLookahead:
+    """The dense tangent step, with the Jacobians of the coming steps taken in one call.
+
+    On a tiny map a step is all framework overhead: one reverse-mode Jacobian costs a ``vjp``
+    and a ``vmap`` set-up whatever ``n`` (Hénon ran at ~60 steps/s). The trajectory does not
+    depend on the tangents, so on a call at ``x`` this step runs the map ``chunk`` steps
+    ahead (plain evaluations: exactly the states the loop will be handed) and takes the
+    Jacobians at all of them in one ``vmap`` over time of the batched reverse-mode Jacobian;
+    each following call at the state it predicted (the same tensor object) is then a matrix
+    product. Any other ``x`` (a row frozen by the NaN guard, a caller that moves the state)
+    is recomputed from that ``x`` with half the chunk (down to the per-step dense step), so
+    the result never rests on the prediction. A map ``vmap`` cannot batch over time
+    (data-dependent control flow, ``.item()``) gets the per-step dense step.
+
+    Args:
+        F: the batched map ``(B, n) -> (B, n)``.
+        total_steps: calls expected (the look-ahead never runs past them).
+    """
+
+    mode = "dense"
+
+    def __init__(self, F: Map, total_steps: int):
+        self.F, self.left = F, int(total_steps)
+        self.chunk: int | None = None
+        self.vectorised = True
+        self._states: list[Tensor] = []
+        self._J: Tensor | None = None
+        self._pos = 0
+        self._expect: Tensor | None = None
+
+    def __call__(self, x: Tensor, Q: Tensor) -> tuple[Tensor, Tensor]:
+        pending = self._J is not None and self._pos < len(self._states)
+        if not (pending and x is self._expect):
+            if pending:  # a miss: look half as far ahead as last time
+                self.chunk = max(1, len(self._states) // 2)
+            self._fill(x)
+        assert self._J is not None
+        fx, J = self._states[self._pos], self._J[self._pos]
+        self._pos += 1
+        self.left -= 1
+        self._expect = fx
+        return fx, J @ Q
+
+    def _fill(self, x: Tensor) -> None:
+        """Predict the states after ``x`` and take the Jacobians at ``x`` and the ones before
+        the last: ``states[i] = F(x_i)``, ``J[i] = J(x_i)``, ``x_0 = x``."""
+        b, n = x.shape
+        if self.chunk is None:
+            fit = LOOKAHEAD_BYTES // max(1, b * n * n * x.element_size())
+            self.chunk = max(1, min(LOOKAHEAD_STEPS, fit, LOOKAHEAD_ROWS // (b * n)))
+        c = max(1, min(self.chunk, self.left))
+        if c > 1 and self.vectorised:
+            xs = [x]
+            for _ in range(c):
+                xs.append(self.F(xs[-1]))
+            try:
+                J = vmap(lambda z: value_and_jacobian(self.F, z, mode="reverse")[1])(
+                    torch.stack(xs[:-1])
+                )
+            except Exception:  # a map vmap cannot batch over time: one step at a time
+                self.vectorised = False
+            else:
+                self._states, self._J, self._pos = xs[1:], J, 0
+                return
+        fx, J = value_and_jacobian(self.F, x, mode="reverse")
+        self._states, self._J, self._pos = [fx], J[None], 0
 
 
 def eager_tangent_step(F: Map, tangent: str) -> TangentStep:
@@ -287,11 +365,20 @@ class AutoCompile(AutoSwitch):
 
 
 def make_tangent_step(
-    F: Map, tangent: str, compile: CompileMode, total_steps: int, owner: Any = None
+    F: Map,
+    tangent: str,
+    compile: CompileMode,
+    total_steps: int,
+    owner: Any = None,
+    lookahead: bool = True,
 ) -> TangentStep:
-    """The tangent step for a resolved ``tangent`` mode and a ``compile`` choice."""
+    """The tangent step for a resolved ``tangent`` mode and a ``compile`` choice; the dense
+    step looks ahead (:class:`DenseLookahead`) unless ``lookahead`` is False (a
+    differentiable run, whose graph must follow each step)."""
     if compile not in (True, False, "auto"):
         raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+    if tangent == "dense" and lookahead:
+        return DenseLookahead(F, total_steps)
     if tangent == "dense" or compile is False:
         return eager_tangent_step(F, tangent)
     if tangent == "fastest":  # compiled, VJP-of-VJP measured faster (BENCHMARKS.md)

@@ -17,6 +17,9 @@ from sadyn.nn.positional import (
     sudoku_grid,
 )
 
+#: float32 machine epsilon: the rotations are built in the default dtype, float32.
+EPS32 = float(torch.finfo(torch.float32).eps)
+
 
 def _reference_angles(head_dim, size=9, base=10000.0):
     """The reference's make_SO2mats layout: F = ceil(hd/4) frequencies exp(-2f log(b) / 2F),
@@ -73,9 +76,14 @@ def test_gta_learnable_starts_at_the_rotations():
     rot = torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)  # (S, P, 2, 2)
     dense = torch.block_diag(*rot[10])  # cell 10
     got = fixed.apply_qkv(qkv, 0.5)
-    torch.testing.assert_close(got[:, 10, 0], 0.5 * qkv[:, 10, 0] @ dense.T)
-    torch.testing.assert_close(got[:, 10, 2], qkv[:, 10, 2] @ dense.T)
-    torch.testing.assert_close(fixed.apply_out(o)[:, 10], o[:, 10] @ dense)
+    # The module's cos/sin were taken in float32 (the default dtype at construction), ours in
+    # float64 of the same float32 angles: each entry differs by <= 1 float32 ulp (eps32 of an
+    # entry <= 1), and an output of a 2x2 block sums two of them: <= 2 eps32 max|x|. (The
+    # default float64 tolerance, 1e-7, sat at 0.9 of that gap: it held only for one libm.)
+    tol = {"rtol": 0.0, "atol": 2 * EPS32 * float(max(qkv.abs().max(), o.abs().max()))}
+    torch.testing.assert_close(got[:, 10, 0], 0.5 * qkv[:, 10, 0] @ dense.T, **tol)
+    torch.testing.assert_close(got[:, 10, 2], qkv[:, 10, 2] @ dense.T, **tol)
+    torch.testing.assert_close(fixed.apply_out(o)[:, 10], o[:, 10] @ dense, **tol)
 
 
 def test_fixed_rotations_are_relative():
@@ -85,12 +93,17 @@ def test_fixed_rotations_are_relative():
     eye = torch.eye(8, dtype=torch.float64).expand(81, 1, 8, 8)  # rotate each basis vector
     rot = g.rotate(eye.permute(2, 0, 1, 3)).permute(1, 2, 3, 0)[:, 0]  # (S, 8, 8): columns R_s e
     rel = lambda i, j: rot[i].T @ rot[j]  # noqa: E731
-    torch.testing.assert_close(rel(0, 10), rel(30, 40))  # both are (+1 row, +1 col)
-    torch.testing.assert_close(rel(2, 29), rel(12, 39))  # (+3 rows, 0 cols)
+    # The rotations' entries are float32 cos/sin (<= 1 ulp, eps32, off): an entry of R_i^T R_j
+    # sums two products of them, <= 4 eps32 off the exact, so two such differ by <= 8 eps32;
+    # rotating there and back leaves R^T R = I + <= 4 eps32 per entry, x 2 nonzeros per row.
+    exact = {"rtol": 0.0, "atol": 8 * EPS32}
+    torch.testing.assert_close(rel(0, 10), rel(30, 40), **exact)  # both are (+1 row, +1 col)
+    torch.testing.assert_close(rel(2, 29), rel(12, 39), **exact)  # (+3 rows, 0 cols)
     x = torch.randn(4, 81, 2, 8, dtype=torch.float64)
     y = g.rotate(x)
-    torch.testing.assert_close(g.rotate(y, inverse=True), x)
-    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1))
+    back = {"rtol": 0.0, "atol": 8 * EPS32 * float(x.abs().max())}
+    torch.testing.assert_close(g.rotate(y, inverse=True), x, **back)
+    torch.testing.assert_close(y.norm(dim=-1), x.norm(dim=-1), rtol=4 * EPS32, atol=0.0)
     with pytest.raises(RuntimeError):
         GTA(8).rotate(x)
 

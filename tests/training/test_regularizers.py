@@ -160,9 +160,11 @@ def test_lyapunov_penalty_exponents_match_dense_jacobian_product():
     )
     torch.testing.assert_close(lam, ana.exponents, rtol=0, atol=1e-12)
     # dense: J_total Q0 = Q R with R the product of the per-step R factors
-    q0 = torch.linalg.qr(
-        torch.randn(b, s * d, k, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    ).Q
+    # (the start tangents are drawn one batch row after another, so a row's do not depend on
+    # the batch size)
+    g = torch.Generator().manual_seed(7)
+    draws = [torch.randn(s * d, k, generator=g, dtype=torch.float64) for _ in range(b)]
+    q0 = torch.linalg.qr(torch.stack(draws)).Q
     total = torch.eye(s * d, dtype=torch.float64).expand(b, -1, -1)
     state = x
     for _ in range(steps):
