@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.func import jvp
 
 from sadyn.dynamics import lyapunov_spectrum, math_attention
-from sadyn.dynamics._common import default_zero_tol
+from sadyn.dynamics._common import rounding_zero_tol
 from sadyn.dynamics.jacobian import push_forward
 from sadyn.dynamics.lyapunov import qr_log
 
@@ -96,7 +96,7 @@ def separate_passes(f: Callable, x: Tensor, q0: Tensor, steps: int) -> Callable[
     def run() -> Tensor:
         z, Q = x[None], q0[None]
         acc = torch.zeros(Q.shape[-1], dtype=torch.float64)
-        tol = default_zero_tol(x.dtype, x.shape[-1])
+        tol = rounding_zero_tol(x.dtype, x.shape[-1])
         with math_attention():
             for _ in range(steps):
                 cols = [jvp(f, (z[0],), (Q[0, :, j],)) for j in range(Q.shape[-1])]

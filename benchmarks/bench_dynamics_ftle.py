@@ -178,7 +178,7 @@ def run_child(src: str, dim: int, T: int, k: int, repeats: int, threads: int) ->
 def bench_itrsa(
     dim: int, T: int, k: int, repeats: int, ref_iters: int, baseline: str | None, threads: int
 ) -> dict:
-    from sadyn.dynamics._common import as_batched, default_zero_tol
+    from sadyn.dynamics._common import as_batched, rounding_zero_tol
     from sadyn.dynamics.lyapunov import benettin
     from sadyn.dynamics.tangent import compiled_tangent_step
 
@@ -196,7 +196,7 @@ def bench_itrsa(
     out["qr_vjp2"] = best(qr("vjp2"), repeats)
     # before: only the tangent product compiled (the QR loop eager around it)
     F, X = as_batched(f, x0, False)
-    ztol = default_zero_tol(X.dtype, X.shape[-1])
+    ztol = rounding_zero_tol(X.dtype, X.shape[-1])
     prod = compiled_tangent_step(F, "vjp2", owner=f)
 
     def product_only() -> object:

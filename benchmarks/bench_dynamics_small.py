@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.func import jacrev
 
 from sadyn.dynamics import lyapunov_spectrum, math_attention, systems
-from sadyn.dynamics._common import as_batched, default_zero_tol
+from sadyn.dynamics._common import as_batched, rounding_zero_tol
 from sadyn.dynamics.lyapunov import benettin, initial_tangents, qr_log
 from sadyn.dynamics.tangent import dense_tangent_step
 
@@ -65,7 +65,7 @@ def per_step_dense(f: Callable, x0: Tensor, steps: int) -> Tensor:
     """The QR loop with one reverse-mode Jacobian per step (the old "auto" for small n)."""
     F, X = as_batched(f, x0, False)
     Q = initial_tangents(X, None, None, None, False)
-    ztol = default_zero_tol(X.dtype, X.shape[-1])
+    ztol = rounding_zero_tol(X.dtype, X.shape[-1])
     with math_attention(), torch.no_grad():
         res = benettin(dense_tangent_step(F), X, Q, steps, zero_tol=ztol, show_progress=False)
     return res.exponents[0].sort(descending=True).values

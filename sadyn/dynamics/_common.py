@@ -234,17 +234,6 @@ def eps(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).eps)
 
 
-def default_zero_tol(dtype: torch.dtype, n: int) -> float:
-    """Relative size below which a stretch is roundoff, i.e. an exact zero direction.
-
-    A tangent pushed along a null direction of ``J`` (e.g. the radial direction of each token
-    under RMSNorm) comes back with size ``~ sqrt(n) * eps`` relative to the others, not 0.
-    ``16 * sqrt(n) * eps`` sits above that floor and far below any stretch a float64 map
-    resolves in one step; in float32 it is ``~2e-6 sqrt(n)``.
-    """
-    return 16.0 * math.sqrt(n) * eps(dtype)
-
-
 def check_on_nonfinite(on_nonfinite: str) -> None:
     if on_nonfinite not in ("warn", "raise"):
         raise ArgumentError(f"on_nonfinite must be 'warn' or 'raise', got {on_nonfinite!r}")

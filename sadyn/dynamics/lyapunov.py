@@ -20,6 +20,7 @@ Numerics:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 
 from sadyn.dynamics._common import (
+    ExactZeroWarning,
     Map,
     OnNonFinite,
     as_batched,
@@ -36,10 +38,10 @@ from sadyn.dynamics._common import (
     check_on_nonfinite,
     check_positive,
     default_generator,
-    default_zero_tol,
     progress_bar,
     random_orthonormal,
     report_nonfinite,
+    rounding_zero_tol,
     unbatch,
 )
 from sadyn.dynamics.attention import attention_safe
@@ -486,7 +488,8 @@ def lyapunov_spectrum(
     X = X.detach()
     Q = initial_tangents(X, k, q0, generator, batched)
     tangent = pick_tangent(tangent, X.shape[-1], Q.shape[-1])
-    ztol = default_zero_tol(X.dtype, X.shape[-1]) if zero_tol is None else zero_tol
+    # the rounding level of one step's product J q, the same rule as finite_time_lyapunov's
+    ztol = rounding_zero_tol(X.dtype, X.shape[-1]) if zero_tol is None else zero_tol
     total = transient + steps
     step, whole = _qr_step(F, f, tangent, compile, total, ztol, reortho_every, differentiable)
     with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
@@ -507,7 +510,21 @@ def lyapunov_spectrum(
         )
     _sort_largest_first(res)
     _label(res, step, whole, tangent, compile)
+    _warn_exact_zeros(res, ztol)
     return res.unbatch(batched)
+
+
+def _warn_exact_zeros(res: LyapunovResult, ztol: float) -> None:
+    """One :class:`ExactZeroWarning` when directions were declared exact zeros (-inf)."""
+    zeros = int(torch.isneginf(res.exponents).sum())
+    if zeros:
+        warnings.warn(
+            f"lyapunov_spectrum: {zeros} exponent(s) are -inf: directions with a one-step "
+            f"stretch at or below zero_tol = {ztol:.2e} times that step's largest were "
+            "declared exact zeros (pass zero_tol=0 to keep every stretch)",
+            ExactZeroWarning,
+            stacklevel=3,
+        )
 
 
 def _qr_step(

@@ -29,7 +29,7 @@ from sadyn.dynamics import (
     spectral_norm,
     systems,
 )
-from sadyn.dynamics._common import default_zero_tol
+from sadyn.dynamics._common import rounding_zero_tol
 from sadyn.dynamics.tangent import pick_tangent
 from sadyn.errors import ArgumentError, ShapeError
 
@@ -118,7 +118,7 @@ def test_qr_spectrum_is_sorted_and_shows_its_zero_tolerance():
     res = lyapunov_spectrum(m.f, m.x0, 50, transient=5)
     np.testing.assert_allclose(res.exponents[:2].numpy(), np.log([3.0, 0.5]), atol=1e-12)
     assert torch.isneginf(res.exponents[2])
-    assert res.zero_tol == pytest.approx(default_zero_tol(F64, 3))
+    assert res.zero_tol == pytest.approx(rounding_zero_tol(F64, 3))
     ft = finite_time_lyapunov(m.f, m.x0, 16, zero_tol=1e-3)
     assert ft.zero_tol == 1e-3
     raw = lyapunov_spectrum(m.f, m.x0, 5, zero_tol=0.0)

@@ -250,3 +250,27 @@ def test_trainable_parameters_do_not_leak_graphs(chaotic_rnn):
     ft = finite_time_lyapunov(f, x0, 8, 2, method="subspace")
     assert not ft.exponents.requires_grad
     assert not jacobian(f, x0).requires_grad
+
+
+def test_qr_zero_threshold_is_the_rounding_level_of_one_step():
+    """diag(1, 1e-15) in float64: 1e-15 is above n eps = 4.4e-16 (the rounding of one step's
+    product), so QR keeps log 1e-15 (the old 16 sqrt(n) eps = 5e-15 made it -inf); an exact
+    null direction is still -inf, with one ExactZeroWarning. A diagonal map's QR is exact, so
+    the log is compared at a few eps of log-scale (|log 1e-15| ~ 35, eps64 ~ 2e-16); the start
+    tangents are the axes so there is no transient (a random start adds log|q_11| / T)."""
+    import math
+    import warnings
+
+    from sadyn.dynamics import ExactZeroWarning
+
+    f = lambda v: v * torch.tensor([1.0, 1e-15], dtype=torch.float64)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExactZeroWarning)
+        res = lyapunov_spectrum(
+            f, torch.ones(2, dtype=torch.float64), 20, q0=torch.eye(2, dtype=torch.float64)
+        )
+    assert res.exponents[1].item() == pytest.approx(math.log(1e-15), abs=1e-12)
+    g = lambda v: v * torch.tensor([1.0, 0.0], dtype=torch.float64)  # noqa: E731
+    with pytest.warns(ExactZeroWarning, match="1 exponent"):
+        res = lyapunov_spectrum(g, torch.ones(2, dtype=torch.float64), 20)
+    assert torch.isneginf(res.exponents[1])

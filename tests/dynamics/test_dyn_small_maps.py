@@ -16,7 +16,7 @@ from sadyn.dynamics import (
     max_lyapunov_two_trajectory,
     systems,
 )
-from sadyn.dynamics._common import as_batched, default_zero_tol, eps
+from sadyn.dynamics._common import as_batched, eps, rounding_zero_tol
 from sadyn.dynamics.lyapunov import benettin, initial_tangents
 from sadyn.dynamics.tangent import DenseLookahead, dense_tangent_step, make_tangent_step
 
@@ -27,7 +27,7 @@ def _per_step_reference(f, x, steps, *, batched=False, seed=0, **kw):
     """The QR spectrum with the plain per-step dense step (one Jacobian per call)."""
     F, X = as_batched(f, x, batched)
     Q = initial_tangents(X, None, None, torch.Generator().manual_seed(seed), batched)
-    ztol = default_zero_tol(X.dtype, X.shape[-1])
+    ztol = rounding_zero_tol(X.dtype, X.shape[-1])
     with math_attention(), torch.no_grad():
         res = benettin(dense_tangent_step(F), X, Q, steps, zero_tol=ztol, show_progress=False, **kw)
     return res.exponents.sort(dim=-1, descending=True).values

@@ -10,7 +10,7 @@ import torch
 
 from sadyn.dynamics import LyapunovResult, finite_time_lyapunov, lyapunov_spectrum, systems
 from sadyn.dynamics import tangent as tangent_mod
-from sadyn.dynamics._common import as_batched, default_zero_tol
+from sadyn.dynamics._common import as_batched, rounding_zero_tol
 from sadyn.dynamics.lyapunov import benettin, initial_tangents
 from sadyn.dynamics.tangent import AutoCompile, eager_tangent_step, make_tangent_step
 
@@ -54,7 +54,7 @@ def test_benettin_returns_a_typed_result_with_separate_transient(chaotic_rnn):
     the same 7 steps as 7 steps from the state and tangents after 5."""
     F, X = as_batched(chaotic_rnn.f, chaotic_rnn.x0, False)
     Q = initial_tangents(X, 3, None, torch.Generator().manual_seed(0), False)
-    tol = default_zero_tol(F64, 8)
+    tol = rounding_zero_tol(F64, 8)
     step = eager_tangent_step(F, "jvp")
     whole = benettin(step, X, Q, 7, transient=5, zero_tol=tol, show_progress=False)
     assert isinstance(whole, LyapunovResult) and whole.exponents.shape == (1, 3)
