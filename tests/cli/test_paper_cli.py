@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sadyn.cli.paper import read_jobs
+from sadyn.training.jobs import read_jobs
 from sadyn.errors import SadynError
 from sadyn.training.checkpoint import POINTERS
 
