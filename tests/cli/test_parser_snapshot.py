@@ -91,12 +91,10 @@ def test_command_lines_parse_as_before(name):
 def test_analyze_settings_fill_in_as_before():
     """The settings ``analyze`` runs with and records: ``--full`` or the cheap defaults filled
     into every option left unset, the rest as parsed."""
-    from sadyn.cli.analyze import resolve_settings
+    from sadyn.cli.analyze import settings_from
 
     for row in SNAPSHOT["analyze"]["parses"]:
-        ns = build_parser().parse_args(row["argv"])
-        got = resolve_settings(ns)
-        config = _namespace(ns) if got is None else got.config()
+        config = settings_from(build_parser().parse_args(row["argv"])).config()
         config = {k: v for k, v in config.items() if k not in SKIP}
         assert json.loads(json.dumps(config)) == row["resolved"], row["argv"]
         assert list(config) == list(row["resolved"]), row["argv"]
