@@ -42,9 +42,7 @@ def workspace(tmp_path_factory):
 
 
 def _without_timings(data: dict) -> dict:
-    return {
-        name: {k: v for k, v in res.items() if k not in TIMINGS} for name, res in data.items()
-    }
+    return {name: {k: v for k, v in res.items() if k not in TIMINGS} for name, res in data.items()}
 
 
 def test_pipeline_writes_what_sadyn_eval_writes(workspace, tmp_path):
