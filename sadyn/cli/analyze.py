@@ -18,13 +18,13 @@ import dataclasses
 import time
 
 from sadyn.cli._args import add_quiet, add_threads, choice_list, int_list, int_list_from
-from sadyn.cli._options import add_options, option
+from sadyn.cli._options import Option, add_options, option
 from sadyn.probes.analysis import CHEAP, FULL, PROBES, AnalysisSettings
 
 # the pipeline is sadyn.probes.analysis (run_analysis over AnalysisSettings)
 
 
-def tuned(flag: str, key: str, text: str) -> tuple:
+def tuned(flag: str, key: str, text: str) -> Option:
     """An integer option left unset by default, filled from the cheap or ``--full`` settings."""
     return option(
         flag, type=int, default=None, help=f"{text} (default {CHEAP[key]}; --full {FULL[key]})"
