@@ -5,7 +5,7 @@
                           [--minutes M] [--compile]
 
 JOBFILE is a list written by ``sadyn reproduce --export-jobs`` (most decisive first). Without
-names the first ``--first`` jobs run. Each job trains as ``python -m sadyn.cli.paper _train``
+names the first ``--first`` jobs run. Each job trains as ``python -m sadyn.training.jobs _train``
 into ``OUT/NAME`` (a killed or stopped job resumes from its checkpoint on the next call; a
 completed one is skipped), its console in ``OUT/logs/NAME.log``. With ``--minutes`` every job
 stops, checkpointed, that many minutes after this script started (a lent GPU's call limit),
@@ -18,23 +18,12 @@ ItrSA, see BENCHMARKS.md). Then install them:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from sadyn.cli.paper import JOB_MIN_S, poll_job, read_jobs, start_job
 from sadyn.errors import SadynError
-
-
-def completed(run: Path) -> bool:
-    """Whether ``run`` finished its schedule (a time-budget stop also writes a summary)."""
-    try:
-        return json.loads((run / "summary.json").read_text(encoding="utf-8"))["status"] == (
-            "completed"
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+from sadyn.training.jobs import completed, read_jobs, run_jobs
 
 
 def main() -> int:
@@ -61,29 +50,14 @@ def main() -> int:
     todo = [jobs[n] for n in names if not completed(out / n)]
     if len(todo) < len(names):
         print(f"{len(names) - len(todo)} finished job(s) skipped", flush=True)
-    running, failed = [], 0
-    while todo or running:
-        while todo and len(running) < args.workers:
-            job = todo.pop(0)
-            if deadline is not None and deadline - time.time() < JOB_MIN_S:
-                print(f"{len(todo) + 1} job(s) not started: under {JOB_MIN_S} s left", flush=True)
-                todo.clear()
-                break
-            start_job(
-                job,
-                out / "logs",
-                device=args.device,
-                deadline=deadline,
-                overrides={"threads": 1, "compile": args.compile},
-            )
-            running.append(job)
-            print(f"{time.strftime('%H:%M:%S')} start {job.name}", flush=True)
-        time.sleep(5)
-        for job in [j for j in running if poll_job(j)]:
-            running.remove(job)
-            failed += job.returncode != 0
-            took = job.ended - job.started
-            print(f"{time.strftime('%H:%M:%S')} {job.name} rc={job.returncode} {took:.0f}s")
+    failed = run_jobs(
+        todo,
+        out / "logs",
+        workers=args.workers,
+        device=args.device,
+        deadline=deadline,
+        overrides={"threads": 1, "compile": args.compile},
+    )
     return 1 if failed else 0
 
 

@@ -8,11 +8,13 @@ recipe's :meth:`~sadyn.experiments.base.Recipe.jobs` gives the priorities)::
     [{"name": "itrsa-0123456789abcdef", "config": {...TrainConfig.to_dict()...},
       "priority": 1.0, "labels": ["fig5-regularization: ItrSA | seed 0", ...]}, ...]
 
-``name`` is the cache entry the run belongs in (``<kind>-<config hash>``). A runner trains each
-with ``sadyn train --config-json CONFIG --out runs/<name>``; :func:`import_runs` then checks
-every finished run folder (its ``config.json`` must hash to the name the folder carries, the run
-must have completed, its latest checkpoint must load and pass its SHA-256 check) and installs
-it as a cache entry, so ``sadyn reproduce`` reuses it instead of training.
+``name`` is the cache entry the run belongs in (``<kind>-<config hash>``). The list's format,
+:func:`write_jobs` and the runner are :mod:`sadyn.training.jobs` (``scripts/train-jobs.py``,
+``sadyn paper --jobs``); one job also trains with ``sadyn train --config-json CONFIG --out
+runs/<name>``. :func:`import_runs` then checks every finished run folder (its ``config.json``
+must hash to the name the folder carries, the run must have completed, its latest checkpoint
+must load and pass its SHA-256 check) and installs it as a cache entry, so ``sadyn reproduce``
+reuses it instead of training.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from typing import Any
 from sadyn.errors import SadynError
 from sadyn.experiments.cache import ENTRY_FILE, CheckpointCache, config_hash
 from sadyn.io import atomic_write_json
+from sadyn.training.jobs import write_jobs  # the job list format lives with its runner
+
+__all__ = ["ImportResult", "JobError", "export_jobs", "export_weights", "import_runs", "write_jobs"]
 
 JOBS_FORMAT = 1
 _NAME = re.compile(r"^(?P<kind>[A-Za-z0-9_.-]+)-(?P<hash>[0-9a-f]{16})$")
@@ -79,14 +84,6 @@ def export_jobs(
     for j in jobs:
         del j["_order"]
     return jobs
-
-
-def write_jobs(path: str | Path, jobs: list[dict[str, Any]]) -> Path:
-    """Write the job list as JSON (a list, most decisive first)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, jobs)
-    return path
 
 
 @dataclass(frozen=True)

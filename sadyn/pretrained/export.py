@@ -116,6 +116,28 @@ def export(
     return manifest
 
 
+def evaluate_export(manifest: str | Path, name: str, n: int, *, threads: int | None = None) -> Path:
+    """``sadyn eval NAME --n N`` of an exported model (ID and OOD, T = 16..256) through the
+    evaluation pipeline (:func:`sadyn.probes.evaluation.run_evaluation`), written as
+    ``NAME.eval.json`` beside the manifest; prints its table and returns the results path."""
+    import torch
+
+    from sadyn.pretrained import resolve_model
+    from sadyn.probes.accuracy import format_table
+    from sadyn.probes.evaluation import EvalSettings, run_evaluation
+    from sadyn.training.distributed import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device("auto")
+    model, model_config, meta = resolve_model(str(manifest), device=device)
+    out = Path(manifest).parent / f"{name}{EVAL_SUFFIX}"
+    result = run_evaluation(model, model_config, meta, EvalSettings(n=n), out, device=device)
+    print(format_table(result.results))
+    print(f"results: {result.out}\nplot: {result.png}")
+    return result.out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m sadyn.pretrained.export",
@@ -159,19 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             f"trained on {prov['trained_on']}"
         )
         if args.eval_n:
-            from sadyn.cli import main as sadyn_main
-
-            eval_argv = [
-                "eval",
-                str(manifest),
-                "--n",
-                str(args.eval_n),
-                "--out",
-                str(manifest.parent / f"{args.name}{EVAL_SUFFIX}"),
-            ]
-            if args.threads:
-                eval_argv += ["--threads", str(args.threads)]
-            return sadyn_main(eval_argv)
+            evaluate_export(manifest, args.name, args.eval_n, threads=args.threads)
     except SadynError as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 2

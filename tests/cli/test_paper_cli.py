@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sadyn.cli.paper import read_jobs
 from sadyn.errors import SadynError
 from sadyn.training.checkpoint import POINTERS
+from sadyn.training.jobs import read_jobs
 
 
 def test_dry_run_trains_evaluates_probes_and_reports(tmp_path):

@@ -106,8 +106,8 @@ def test_budget_minutes_counts_a_resumed_runs_training_time(tiny_run, tmp_path):
     --minutes``) adds the run's earlier training time: the loop's max_minutes is cumulative."""
     import time
 
-    from sadyn.cli.paper import budget_minutes
     from sadyn.training.checkpoint import read_checkpoint
+    from sadyn.training.jobs import budget_minutes
 
     _, out, _ = tiny_run
     before = read_checkpoint(out, "latest", files=()).meta["elapsed_s"]
