@@ -26,10 +26,6 @@ MAX_CLI = 250
 ALLOWED_FUNCTIONS = {
     "sadyn/cli/demo.py::run": 199,
     "sadyn/cli/eval.py::register": 101,
-    "sadyn/dynamics/checks.py::check_step_map": 124,
-    "sadyn/dynamics/finite_time.py::block_krylov": 108,
-    "sadyn/dynamics/finite_time.py::finite_time_lyapunov": 186,
-    "sadyn/dynamics/lyapunov.py::lyapunov_spectrum": 103,
     "sadyn/experiments/fig1_jacobian_norm.py::Fig1JacobianNorm.measure": 102,
     "sadyn/experiments/fig3_criticality.py::Fig3Criticality.judge": 105,
     "sadyn/experiments/fig4_test_time_scaling.py::Fig4TestTimeScaling.measure": 166,
