@@ -76,9 +76,17 @@ def main() -> None:
     model, _, meta = load_pretrained(args.model)
     cache = Path(args.cache) if args.cache else None
     train, t_train = data_for(model, "train", args.train_boards, args, cache)
-    print(f"train samples {len(train)} ({t_train / 60:.1f} min), right {train.board_ok.float().mean():.3f}", flush=True)
+    print(
+        f"train samples {len(train)} ({t_train / 60:.1f} min), "
+        f"right {train.board_ok.float().mean():.3f}",
+        flush=True,
+    )
     valid, t_valid = data_for(model, "valid", args.valid_boards, args, cache)
-    print(f"valid samples {len(valid)} ({t_valid / 60:.1f} min), right {valid.board_ok.float().mean():.3f}", flush=True)
+    print(
+        f"valid samples {len(valid)} ({t_valid / 60:.1f} min), "
+        f"right {valid.board_ok.float().mean():.3f}",
+        flush=True,
+    )
     cfg = SelectorTrainConfig(hidden=args.hidden, epochs=args.epochs, seed=args.seed)
     t0 = time.perf_counter()
     head = train_selector(train, int(model.cfg.dim), cfg)

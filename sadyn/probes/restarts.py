@@ -98,7 +98,9 @@ def run_restarts(
     halting).
     """
     run = _Rollout(model, quizzes, solutions, list(grid), tuple(rules), HaltRule.parse(halt))
-    run.tracker = HaltTracker(run.halt, run.rows, run.device, group=group) if run.halt.active else None
+    run.tracker = (
+        HaltTracker(run.halt, run.rows, run.device, group=group) if run.halt.active else None
+    )
     if ("learned" in run.rules or run.halt.needs_selector) and selector is None:
         raise SadynError("the learned vote and confident halting need a selector head")
     run.selector = selector
@@ -123,9 +125,10 @@ class _Rollout:
         self.tracker: HaltTracker | None = None
         self.selector: nn.Module | None = None
         self.need_energy = any(r in ENERGY_RULES or r == "energy-slope" for r in rules)
-        self.need_final_drive = any(
-            r in ("energy-sum", "energy-final", "energy-slope", "learned") for r in rules
-        ) or halt.needs_selector
+        self.need_final_drive = (
+            any(r in ("energy-sum", "energy-final", "energy-slope", "learned") for r in rules)
+            or halt.needs_selector
+        )
         self.need_residual = any(r in ("stability", "settling") for r in rules) or (
             halt.residual is not None
         )

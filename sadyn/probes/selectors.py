@@ -104,5 +104,3 @@ def _rollout_samples(model, q, s, ids, times, gen) -> list[tuple[Tensor, ...]]:
                 )
             )
     return out
-
-
