@@ -63,7 +63,9 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def bench_model(model, boards, ref_boards, votes, steps, configs, rounds, seed=0, noise=None):
+def bench_model(
+    model, boards, ref_boards, votes, steps, configs, rounds, seed=0, noise=None, selector=None
+):
     """Interleaved rounds (every method once per round, best round kept: the machine is
     shared, so the fastest round is the least disturbed one). configs: (rows per chunk,
     fused, halting rule, vote rule). The accuracy column is each method's board accuracy on
@@ -94,6 +96,8 @@ def bench_model(model, boards, ref_boards, votes, steps, configs, rounds, seed=0
                 fused=fused,
                 halt=h,
                 restart_noise=noise,
+                anchor=rule == "learned",  # restart 0 the deterministic run
+                selector=selector if ("learned" in rule or "confident" in h) else None,
             )
             key = f"{chunk}/{fused}/{h}/{rule}"
             best[key] = max(best.get(key, 0.0), res["boards_per_s"])
@@ -140,6 +144,14 @@ def main() -> None:
         default=None,
         help="test-time restart noise for a trained model with a deterministic start",
     )
+    ap.add_argument(
+        "--selector",
+        type=float,
+        default=None,
+        metavar="P",
+        help="also time the learned vote with any-confident:P halting (the --run pretrained "
+        "model's selector head: a board's K restarts stop when the head puts one at >= P)",
+    )
     ap.add_argument("--data", default="rrn", choices=("rrn", "satnet"), help="test boards")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "voting.md"))
@@ -153,6 +165,11 @@ def main() -> None:
     ref_boards = ood.subset(range(args.ref_boards))
     base = get_preset("small").model
     models = {}
+    selector = None
+    if args.selector is not None:
+        from sadyn.pretrained.selector import load_selector
+
+        selector, _ = load_selector(args.run)
     if args.run:
         model, cfg, meta = resolve_model(args.run)
         name = meta.get("pretrained") or Path(args.run).name
@@ -182,6 +199,8 @@ def main() -> None:
         configs += [(chunks[0], False, args.halt, "energy")]
     if args.board_halt:
         configs += [(c, False, "any-valid", "verifier") for c in chunks[:2]]
+    if args.selector is not None:
+        configs += [(c, False, f"any-confident:{args.selector}", "learned") for c in chunks[:2]]
     for name, model in models.items():
         model.eval()
         rows, agree = bench_model(
@@ -193,6 +212,7 @@ def main() -> None:
             configs,
             args.rounds,
             noise=args.restart_noise,
+            selector=selector,
         )
         lines += [
             f"### {name} ({args.data} boards"
