@@ -109,7 +109,7 @@ def main() -> None:
         },
         "train": {k: v for k, v in vars(cfg).items() if k != "log"},
         "log": cfg.log,
-        "cpu_minutes": {
+        "wall_minutes": {  # one thread on the shared CPU
             "rollouts_train": t_train / 60,
             "rollouts_valid": t_valid / 60,
             "fit": t_fit / 60,
@@ -119,7 +119,7 @@ def main() -> None:
     print(json.dumps(record["auroc"], indent=1), flush=True)
     (HERE / "selector-training.json").write_text(json.dumps(record, indent=2) + "\n")
     if not args.no_ship:
-        prov = {k: record[k] for k in ("data", "train", "cpu_minutes")}
+        prov = {k: record[k] for k in ("data", "train", "wall_minutes")}
         prov["trained_on"] = "this 2-core CPU, 1 thread, frozen base model"
         print("wrote", save_selector(head, args.model, meta["sha256"], prov))
 
