@@ -152,6 +152,11 @@ def main() -> None:
         help="also time the learned vote with any-confident:P halting (the --run pretrained "
         "model's selector head: a board's K restarts stop when the head puts one at >= P)",
     )
+    ap.add_argument(
+        "--halted-only",
+        action="store_true",
+        help="time only the halting configurations (--halt, --board-halt, --selector)",
+    )
     ap.add_argument("--data", default="rrn", choices=("rrn", "satnet"), help="test boards")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "voting.md"))
@@ -193,8 +198,8 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f}. Ratios are to the reference loop measured in the same run.",
         "",
     ]
-    configs = [(c, False, "none", "energy") for c in chunks]
-    configs += [(c, True, "none", "energy") for c in chunks[:2]]
+    configs = [] if args.halted_only else [(c, False, "none", "energy") for c in chunks]
+    configs += [] if args.halted_only else [(c, True, "none", "energy") for c in chunks[:2]]
     if args.halt != "none":
         configs += [(chunks[0], False, args.halt, "energy")]
     if args.board_halt:
