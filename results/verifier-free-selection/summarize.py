@@ -131,13 +131,13 @@ def plot(results: dict[str, dict], out: Path, title: str) -> None:
             for kk in sorted({p[2] for p in pts}):
                 sub = sorted(p for p in pts if p[2] == kk)
                 label = (
-                    f"{rule}{' (single run)' if kk == 1 else ''}"
-                    f"{', ' + res['halt'] if halted else ''}"
+                    ("single run (K=1)" if kk == 1 else f"{rule} vote, K={kk}")
+                    + (f", {res['halt']}" if halted else "")
                 )
                 ax.plot(
                     [p[0] for p in sub],
                     [p[1] for p in sub],
-                    color=color,
+                    color="C9" if kk == 1 else color,
                     marker="s" if halted else "o",
                     ms=3,
                     linestyle="--" if rule == "oracle" else (":" if halted else "-"),
