@@ -84,12 +84,13 @@ def bench_model(
         with restart_noise_context(model, noise):
             _, t_ref = timed(lambda: reference_vote(model, ref_boards, votes, steps, seed))
         best["ref"] = max(best.get("ref", 0.0), len(ref_boards) / t_ref)
-        for chunk, fused, h, rule in configs:
+        for chunk, fused, h, spec in configs:
+            rule, _, k = spec.partition("@")  # "learned@4": that rule at K = 4
             res = evaluate(
                 model,
                 boards,
                 [steps],
-                votes=votes,
+                votes=int(k) if k else votes,
                 vote=rule,
                 batch_size=chunk,
                 seed=seed,
@@ -99,7 +100,7 @@ def bench_model(
                 anchor=rule == "learned",  # restart 0 the deterministic run
                 selector=selector if ("learned" in rule or "confident" in h) else None,
             )
-            key = f"{chunk}/{fused}/{h}/{rule}"
+            key = f"{chunk}/{fused}/{h}/{spec}"
             best[key] = max(best.get(key, 0.0), res["boards_per_s"])
             acc[key], loops[key] = res["board_accuracy"][0], res["mean_loops"][0]
     ref_rate = best["ref"]
@@ -113,9 +114,11 @@ def bench_model(
             1.0,
         )
     ]
-    for chunk, fused, h, rule in configs:
-        key = f"{chunk}/{fused}/{h}/{rule}"
+    for chunk, fused, h, spec in configs:
+        key = f"{chunk}/{fused}/{h}/{spec}"
+        rule, _, k = spec.partition("@")
         label = f"evaluate, {'fused' if fused else 'explicit'} attention, halt {h}, vote {rule}"
+        label += f", K = {k}" if k else ""
         rows.append(
             (label, chunk, f"{loops[key]:.1f}", 100 * acc[key], best[key], best[key] / ref_rate)
         )
@@ -151,6 +154,12 @@ def main() -> None:
         metavar="P",
         help="also time the learned vote with any-confident:P halting (the --run pretrained "
         "model's selector head: a board's K restarts stop when the head puts one at >= P)",
+    )
+    ap.add_argument(
+        "--selector-votes",
+        type=lambda text: [int(k) for k in text.split(",")],
+        default=None,
+        help="restart counts for the --selector runs (default: --votes), e.g. 16,4",
     )
     ap.add_argument(
         "--halted-only",
@@ -205,7 +214,9 @@ def main() -> None:
     if args.board_halt:
         configs += [(c, False, "any-valid", "verifier") for c in chunks[:2]]
     if args.selector is not None:
-        configs += [(c, False, f"any-confident:{args.selector}", "learned") for c in chunks[:2]]
+        for k in args.selector_votes or [args.votes]:
+            rule = "learned" if k == args.votes else f"learned@{k}"
+            configs += [(c, False, f"any-confident:{args.selector}", rule) for c in chunks[:2]]
     for name, model in models.items():
         model.eval()
         rows, agree = bench_model(
