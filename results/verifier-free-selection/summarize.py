@@ -131,9 +131,10 @@ def plot(results: dict[str, dict], out: Path, title: str) -> None:
             for kk in sorted({p[2] for p in pts}):
                 sub = sorted(p for p in pts if p[2] == kk)
                 label = (
-                    ("single run (K=1)" if kk == 1 else f"{rule} vote, K={kk}")
-                    + (f", {res['halt']}" if halted else "")
-                )
+                    "single run (K=1)"
+                    if kk == 1
+                    else f"{rule}{'' if rule == 'oracle' else ' vote'}, K={kk}"
+                ) + (f", {res['halt']}" if halted else "")
                 ax.plot(
                     [p[0] for p in sub],
                     [p[1] for p in sub],
