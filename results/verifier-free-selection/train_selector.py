@@ -3,7 +3,7 @@ training boards: a base pool disjoint from the test boards), check it on validat
 and ship it beside the model (``sadyn/pretrained/MODEL.selector.json``).
 
     OMP_NUM_THREADS=1 .venv/bin/python results/verifier-free-selection/train_selector.py \
-        --model small-vote-wide --train-boards 160 --valid-boards 48 --cache /tmp/selector-data
+        --model small-vote-wide --train-boards 200 --valid-boards 48 --cache selector-cache
 
 Rollouts are cached (``--cache``: tensors saved with torch.save, read back with
 ``weights_only=True``), so a rerun only retrains the head.
