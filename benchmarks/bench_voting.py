@@ -63,7 +63,9 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def bench_model(model, boards, ref_boards, votes, steps, configs, rounds, seed=0, noise=None):
+def bench_model(
+    model, boards, ref_boards, votes, steps, configs, rounds, seed=0, noise=None, selector=None
+):
     """Interleaved rounds (every method once per round, best round kept: the machine is
     shared, so the fastest round is the least disturbed one). configs: (rows per chunk,
     fused, halting rule, vote rule). The accuracy column is each method's board accuracy on
@@ -82,20 +84,23 @@ def bench_model(model, boards, ref_boards, votes, steps, configs, rounds, seed=0
         with restart_noise_context(model, noise):
             _, t_ref = timed(lambda: reference_vote(model, ref_boards, votes, steps, seed))
         best["ref"] = max(best.get("ref", 0.0), len(ref_boards) / t_ref)
-        for chunk, fused, h, rule in configs:
+        for chunk, fused, h, spec in configs:
+            rule, _, k = spec.partition("@")  # "learned@4": that rule at K = 4
             res = evaluate(
                 model,
                 boards,
                 [steps],
-                votes=votes,
+                votes=int(k) if k else votes,
                 vote=rule,
                 batch_size=chunk,
                 seed=seed,
                 fused=fused,
                 halt=h,
                 restart_noise=noise,
+                anchor=rule == "learned",  # restart 0 the deterministic run
+                selector=selector if ("learned" in rule or "confident" in h) else None,
             )
-            key = f"{chunk}/{fused}/{h}/{rule}"
+            key = f"{chunk}/{fused}/{h}/{spec}"
             best[key] = max(best.get(key, 0.0), res["boards_per_s"])
             acc[key], loops[key] = res["board_accuracy"][0], res["mean_loops"][0]
     ref_rate = best["ref"]
@@ -109,9 +114,11 @@ def bench_model(model, boards, ref_boards, votes, steps, configs, rounds, seed=0
             1.0,
         )
     ]
-    for chunk, fused, h, rule in configs:
-        key = f"{chunk}/{fused}/{h}/{rule}"
+    for chunk, fused, h, spec in configs:
+        key = f"{chunk}/{fused}/{h}/{spec}"
+        rule, _, k = spec.partition("@")
         label = f"evaluate, {'fused' if fused else 'explicit'} attention, halt {h}, vote {rule}"
+        label += f", K = {k}" if k else ""
         rows.append(
             (label, chunk, f"{loops[key]:.1f}", 100 * acc[key], best[key], best[key] / ref_rate)
         )
@@ -140,6 +147,25 @@ def main() -> None:
         default=None,
         help="test-time restart noise for a trained model with a deterministic start",
     )
+    ap.add_argument(
+        "--selector",
+        type=float,
+        default=None,
+        metavar="P",
+        help="also time the learned vote with any-confident:P halting (the --run pretrained "
+        "model's selector head: a board's K restarts stop when the head puts one at >= P)",
+    )
+    ap.add_argument(
+        "--selector-votes",
+        type=lambda text: [int(k) for k in text.split(",")],
+        default=None,
+        help="restart counts for the --selector runs (default: --votes), e.g. 16,4",
+    )
+    ap.add_argument(
+        "--halted-only",
+        action="store_true",
+        help="time only the halting configurations (--halt, --board-halt, --selector)",
+    )
     ap.add_argument("--data", default="rrn", choices=("rrn", "satnet"), help="test boards")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "voting.md"))
@@ -153,6 +179,11 @@ def main() -> None:
     ref_boards = ood.subset(range(args.ref_boards))
     base = get_preset("small").model
     models = {}
+    selector = None
+    if args.selector is not None:
+        from sadyn.pretrained.selector import load_selector
+
+        selector, _ = load_selector(args.run)
     if args.run:
         model, cfg, meta = resolve_model(args.run)
         name = meta.get("pretrained") or Path(args.run).name
@@ -176,12 +207,16 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f}. Ratios are to the reference loop measured in the same run.",
         "",
     ]
-    configs = [(c, False, "none", "energy") for c in chunks]
-    configs += [(c, True, "none", "energy") for c in chunks[:2]]
+    configs = [] if args.halted_only else [(c, False, "none", "energy") for c in chunks]
+    configs += [] if args.halted_only else [(c, True, "none", "energy") for c in chunks[:2]]
     if args.halt != "none":
         configs += [(chunks[0], False, args.halt, "energy")]
     if args.board_halt:
         configs += [(c, False, "any-valid", "verifier") for c in chunks[:2]]
+    if args.selector is not None:
+        for k in args.selector_votes or [args.votes]:
+            rule = "learned" if k == args.votes else f"learned@{k}"
+            configs += [(c, False, f"any-confident:{args.selector}", rule) for c in chunks[:2]]
     for name, model in models.items():
         model.eval()
         rows, agree = bench_model(
@@ -193,6 +228,7 @@ def main() -> None:
             configs,
             args.rounds,
             noise=args.restart_noise,
+            selector=selector,
         )
         lines += [
             f"### {name} ({args.data} boards"

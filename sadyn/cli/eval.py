@@ -3,7 +3,8 @@
     sadyn eval RUN_DIR|CHECKPOINT_DIR|NAME [--data id,ood|FILE] [--steps 16,32,64,128,256]
                [--votes K --vote energy|energy-last|energy-sum|energy-final|confidence|
                                  verifier|stability|all (or a comma list)]
-               [--halt stable:M,valid,residual:TOL,any-valid] [--anchor] [--restart-noise SIGMA]
+               [--halt stable:M,valid,residual:TOL,any-valid,confident:P,any-confident:P]
+               [--selector NAME] [--anchor] [--restart-noise SIGMA]
                [--attention auto|fused|explicit] [--n N] [--seed S]
 
 Writes a results JSON (``sadyn.results`` schema) and a PNG of board accuracy against the loop
@@ -84,8 +85,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="adaptive halting per board: comma list of stable:M (decoded board unchanged for "
         "M steps), valid (a valid solution keeping the givens), residual:TOL "
         "(||X_t - X_{t-1}|| / ||X_t|| <= TOL), any-valid (all K restarts of a board stop once "
-        "one is a valid solution: the verifier vote and the oracle unchanged, fewer loops); "
-        "each --steps value is then a budget (default: none)",
+        "one is a valid solution: the verifier vote and the oracle unchanged, fewer loops), "
+        "confident:P / any-confident:P (a selector head, --selector, puts a restart's board at "
+        "P(right) >= P: that restart / all K stop; verifier-free); each --steps value is then "
+        "a budget (default: none)",
+    )
+    p.add_argument(
+        "--selector",
+        default=None,
+        help="selector head for the learned vote and confident:P / any-confident:P halting: a "
+        "pretrained model name (its NAME.selector.json) or a manifest path (default: the "
+        "pretrained MODEL's own head, when the vote or the halting needs one)",
     )
     p.add_argument(
         "--anchor",
@@ -180,6 +190,11 @@ def run(args: argparse.Namespace) -> int:
     )
     vote = args.vote if args.votes > 1 else "none"
     halt = HaltRule.parse(args.halt)
+    selector = None
+    if "learned" in vote.split(",") or halt.needs_selector:
+        from sadyn.pretrained.selector import load_selector
+
+        selector, _ = load_selector(args.selector or args.checkpoint)
     fused = None if args.attention == "auto" else args.attention == "fused"
     specs = [s for s in args.data.split(",") if s]
     start = time.perf_counter()
@@ -204,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
             fused=fused,
             anchor=args.anchor,
             restart_noise=args.restart_noise,
+            selector=selector,
         )
         results[name]["source"] = puzzles.source
         results[name]["pool_sha256"] = pool_record(puzzles)  # None unless RRN-style

@@ -546,15 +546,22 @@ def _curve_stats(runs: Mapping[str, Any], design: str, seeds: Any) -> dict[str, 
 
 
 def _probe_code() -> str:
-    """Hash of the code fig4's measurements run (accuracy with its voting and halting rules,
-    the state-change loop), the code part of their memo keys."""
+    """Hash of the code fig4's measurements run (accuracy with its rollout, voting, selector and
+    halting rules, the state-change loop), the code part of their memo keys."""
     import sadyn.probes.accuracy
     import sadyn.probes.halting
+    import sadyn.probes.restarts
+    import sadyn.probes.selectors
     import sadyn.probes.settling
     import sadyn.probes.voting
 
     return source_hash(
-        sadyn.probes.accuracy, sadyn.probes.halting, sadyn.probes.settling, sadyn.probes.voting
+        sadyn.probes.accuracy,
+        sadyn.probes.halting,
+        sadyn.probes.restarts,
+        sadyn.probes.selectors,
+        sadyn.probes.settling,
+        sadyn.probes.voting,
     )
 
 

@@ -19,6 +19,16 @@ of them, scored without the solution. Rules (:data:`VOTE_RULES`), for a readout 
 - ``stability``: the most settled trajectory, smallest ``||X_t - X_{t-1}||`` (Frobenius over
   the board's ``(S, D)`` state).
 
+Verifier-free selectors (:mod:`sadyn.probes.selectors` measures their calibration):
+
+- ``settling``: smallest relative step ``||X_t - X_{t-1}|| / ||X_t||`` (the quantity of
+  :func:`sadyn.probes.settling.step_changes`, scale-free unlike ``stability``).
+- ``energy-slope``: flattest pseudo-energy, smallest ``|E(X_t) - E(X_{t-1})| / |E(X_t)|``.
+- ``persistence``: the decoded board unchanged for the most steps (a solved board is an
+  attractor of a model that settles; a wrong one keeps moving).
+- ``learned``: highest ``log P(board right)`` of a learned selector head
+  (:class:`sadyn.nn.selector.SelectorHead`) reading the state.
+
 Scores follow one convention: higher is better; ties keep the earliest restart; NaN never wins.
 """
 
@@ -31,7 +41,9 @@ from sadyn.errors import SadynError
 from sadyn.sudoku.board import UNITS
 
 ENERGY_RULES = ("energy", "energy-last", "energy-sum", "energy-final")
-VOTE_RULES = ("none", *ENERGY_RULES, "confidence", "verifier", "stability")
+#: verifier-free selectors read from the trajectory's dynamics or a learned head
+SELECTOR_RULES = ("settling", "energy-slope", "persistence", "learned")
+VOTE_RULES = ("none", *ENERGY_RULES, "confidence", "verifier", "stability", *SELECTOR_RULES)
 
 _UNITS = torch.as_tensor(UNITS, dtype=torch.long)  # (27, 9)
 
@@ -84,14 +96,20 @@ def vote_scores(
     quizzes: Tensor | None = None,
     energies: Tensor | None = None,
     residual: Tensor | None = None,
+    signals: dict[str, Tensor] | None = None,
 ) -> Tensor:
     """Score of each row (higher = better) for a readout at loop count ``t``.
 
     logits: (R, S, 9) readout at t (confidence, verifier); blank: (R, S) bool mask of blank
     cells (confidence, verifier; default ``quizzes == 0``); quizzes: (R, 81) (verifier);
     energies: (T+1, R) pseudo-energies of X_0..X_T (energy rules); residual: (R,)
-    ``||X_t - X_{t-1}||`` (stability). Returns (R,).
+    ``||X_t - X_{t-1}||`` (stability); signals: the selectors' inputs at t, each (R,):
+    ``norm`` ``||X_t||`` (settling, with residual), ``energy`` and ``energy_prev`` ``E(X_t)``,
+    ``E(X_{t-1})`` (energy-slope), ``unchanged`` steps the decoded board has not changed
+    (persistence), ``log_prob`` a selector head's log P(right) (learned). Returns (R,).
     """
+    if rule in SELECTOR_RULES:
+        return selector_score(rule, residual=residual, signals=signals or {})
     if rule in ENERGY_RULES:
         if energies is None:
             raise SadynError(f"the {rule} vote needs the pseudo-energies of the trajectory")
@@ -115,6 +133,34 @@ def vote_scores(
     raise SadynError(f"unknown vote rule {rule!r} (choose from {VOTE_RULES[1:]})")
 
 
+#: the signals each verifier-free selector reads (see :func:`vote_scores`)
+SELECTOR_SIGNALS = {
+    "settling": ("norm",),
+    "energy-slope": ("energy", "energy_prev"),
+    "persistence": ("unchanged",),
+    "learned": ("log_prob",),
+}
+
+
+def selector_score(
+    rule: str, *, residual: Tensor | None = None, signals: dict[str, Tensor]
+) -> Tensor:
+    """The score (R,) of a verifier-free selector rule from its signals (:func:`vote_scores`)."""
+    missing = [k for k in SELECTOR_SIGNALS[rule] if k not in signals]
+    if missing or (rule == "settling" and residual is None):
+        need = ("residual",) if rule == "settling" else ()
+        raise SadynError(f"the {rule} vote needs {', '.join(need + SELECTOR_SIGNALS[rule])}")
+    if rule == "settling":
+        assert residual is not None
+        return -(residual.float() / signals["norm"].float())
+    if rule == "energy-slope":
+        e, e_prev = signals["energy"].float(), signals["energy_prev"].float()
+        return -((e - e_prev).abs() / e.abs())
+    if rule == "persistence":
+        return signals["unchanged"].float()
+    return signals["log_prob"].float()
+
+
 def select_votes(scores: Tensor) -> Tensor:
     """Index of the chosen vote per board: scores (B, K) -> (B,) long, the first maximum."""
     # argmax returns the first maximal index; NaN scores (a diverged restart) never win
@@ -123,11 +169,12 @@ def select_votes(scores: Tensor) -> Tensor:
 
 def parse_rules(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """``"confidence,verifier"``, ``"all"`` or a sequence -> a tuple of known rules (the first
-    is the headline rule); ``"all"`` is every rule but ``none``."""
+    is the headline rule); ``"all"`` is every rule but ``none`` and ``learned`` (which needs a
+    selector head: name it)."""
     items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     items = [s for s in items if s]
     if items == ["all"]:
-        return VOTE_RULES[1:]
+        return tuple(r for r in VOTE_RULES[1:] if r != "learned")
     if not items:
         raise SadynError("no vote rule given")
     for rule in items:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sadyn.models import LoopedModel, fused_attention
+from sadyn.nn.selector import board_logit
 from sadyn.training.config import TrainConfig
 from sadyn.training.regularizers import (
     SpectralPenalty,
@@ -134,3 +135,29 @@ class Objective(nn.Module):
             self.spec.load_state_dict(
                 {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             )
+
+
+def selector_loss(
+    head: torch.nn.Module,
+    feats: torch.Tensor,
+    blank: torch.Tensor,
+    cell_ok: torch.Tensor,
+    board_ok: torch.Tensor,
+    *,
+    cell_weight: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Binary cross-entropy of a selector head (:class:`sadyn.nn.selector.SelectorHead`) on
+    board correctness, plus ``cell_weight`` x the mean cell-level BCE over blank cells.
+
+    feats: (R, S, F) :func:`sadyn.nn.selector.selector_features`; blank, cell_ok: (R, S) bool;
+    board_ok: (R,) bool. The board's logit comes from ``log P(board right) = sum_blank log
+    sigmoid(z_i)``, so the two losses train the same per-cell logits."""
+    z = head.cell_logits(feats.float())  # (R, S)
+    log_p = head.board_log_prob(z, blank)
+    board = F.binary_cross_entropy_with_logits(board_logit(log_p), board_ok.float())
+    mask = blank.float()
+    cell = (
+        F.binary_cross_entropy_with_logits(z, cell_ok.float(), reduction="none") * mask
+    ).sum() / mask.sum().clamp(min=1.0)
+    total = board + cell_weight * cell
+    return total, {"board_bce": board.detach(), "cell_bce": cell.detach()}

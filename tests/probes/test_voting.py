@@ -107,7 +107,7 @@ def test_selection_ties_keep_the_first_and_nan_never_wins():
 
 
 def test_parse_rules():
-    assert parse_rules("all") == VOTE_RULES[1:]
+    assert parse_rules("all") == tuple(r for r in VOTE_RULES[1:] if r != "learned")
     assert parse_rules("confidence, verifier,confidence") == ("confidence", "verifier")
     with pytest.raises(SadynError, match="unknown vote rule"):
         parse_rules("majority")
@@ -199,7 +199,12 @@ def _puzzles(n=12, seed=0):
     return PuzzleSet(quiz.astype(np.uint8), sols.astype(np.uint8), "crafted")
 
 
-@pytest.mark.parametrize("rule", VOTE_RULES[1:])
+# this stub's restarts differ in u only: its energy never changes, its decoded board never
+# moves, it has no selector head; energy-slope, persistence and learned are tested on
+# trajectories built for them (tests/probes/test_selectors.py)
+@pytest.mark.parametrize(
+    "rule", [r for r in VOTE_RULES[1:] if r not in ("energy-slope", "persistence", "learned")]
+)
 def test_voting_picks_the_best_scored_restart(rule):
     puzzles = _puzzles()
     model = ScoredRestarts(puzzles)
@@ -214,9 +219,11 @@ def test_voting_picks_the_best_scored_restart(rule):
 def test_all_rules_scored_on_the_same_restarts():
     puzzles = _puzzles()
     res = evaluate(ScoredRestarts(puzzles), puzzles, [3], votes=4, vote="all", seed=5)
-    assert set(res["rules"]) == set(VOTE_RULES[1:])
+    assert set(res["rules"]) == set(VOTE_RULES[1:]) - {"learned"}  # learned: needs a head
     assert res["vote"] == "energy"
-    for r in res["rules"].values():
+    for name, r in res["rules"].items():
+        if name in ("energy-slope", "persistence"):  # all tied on this stub: restart 0 wins
+            continue
         assert r["board_accuracy"] == res["oracle_board_accuracy"]
 
 
