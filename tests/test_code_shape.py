@@ -31,8 +31,6 @@ ALLOWED_FUNCTIONS = {
     "sadyn/experiments/fig4_test_time_scaling.py::Fig4TestTimeScaling.measure": 166,
     "sadyn/experiments/fig5_regularization.py::Fig5Regularization.measure": 191,
     "sadyn/experiments/fig6_pseudo_energy.py::Fig6PseudoEnergy.measure": 172,
-    "sadyn/probes/accuracy.py::evaluate": 209,
-    "sadyn/probes/accuracy.py::run_restarts": 122,
     "sadyn/probes/energy.py::energy_probe": 110,
 }
 
