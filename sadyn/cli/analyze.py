@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -437,13 +436,6 @@ def run(args: argparse.Namespace) -> int:
             + ")",
             flush=True,
         )
-        load, cores = _load(), os.cpu_count() or 1
-        if args.threads is None and cores > 1 and load > cores:
-            print(
-                f"analyze: note: load average {load:.1f} on {cores} cores; --threads 1 avoids "
-                "oversubscribing them (often several times faster on a busy machine)",
-                flush=True,
-            )
     if args.estimate_only:
         return 0
     out.mkdir(parents=True, exist_ok=True)
@@ -560,13 +552,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary_text(probes, out))
     return 0
-
-
-def _load() -> float:
-    try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return 0.0
 
 
 def pool_record(puzzles: Any) -> str | None:

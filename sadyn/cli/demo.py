@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sadyn.cli._args import add_quiet
+from sadyn.cli._args import add_quiet, add_threads
 from sadyn.errors import SadynError
 from sadyn.progress import format_seconds
 
@@ -70,13 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--fast", action="store_true", help="smaller sets and probes (about a minute)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training and the probes")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: on a shared 2-core machine more threads oversubscribe "
-        "the cores and run several times slower; 2 on an idle machine is a little faster)",
-    )
+    add_threads(p)
     add_quiet(p)
     p.set_defaults(func=run)
 

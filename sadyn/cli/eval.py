@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sadyn.cli._args import add_quiet, int_list
+from sadyn.cli._args import add_quiet, add_threads, int_list
 from sadyn.errors import SadynError
 from sadyn.pretrained import resolve_model
 from sadyn.probes.accuracy import (
@@ -140,7 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "<checkpoint>/eval/eval[_K<votes>_<vote>].json; the PNG goes beside it)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
