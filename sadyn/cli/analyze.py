@@ -23,6 +23,7 @@ from typing import Any
 from sadyn.cli._args import add_quiet, add_threads, choice_list, int_list, int_list_from
 from sadyn.errors import SadynError
 from sadyn.progress import format_seconds
+from sadyn.sudoku.datasets import pool_fields, with_pool_tag
 
 PROBES = ("jacobian", "lyapunov", "energy", "sensitivity", "scaling")
 
@@ -540,7 +541,7 @@ def run(args: argparse.Namespace) -> int:
                     "spec": args.data,
                     "n": len(puzzles),
                     "source": getattr(puzzles, "source", None),
-                    "pool_sha256": pool_record(puzzles),
+                    **pool_fields(puzzles),
                 },
                 "state_shape": list(run_.state_shape),
                 "timings_s": timings,
@@ -552,17 +553,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary_text(probes, out))
     return 0
-
-
-def pool_record(puzzles: Any) -> str | None:
-    """The 17-clue pool behind an RRN-style set: its SHA-256, ``"fallback"``, or None for a
-    set that does not come from a pool."""
-    meta = getattr(puzzles, "meta", {}) or {}
-    if meta.get("kind") != "rrn" and "pool" not in meta:
-        return None
-    if str(meta.get("pool", "")).startswith("fallback"):
-        return "fallback"
-    return meta.get("pool_sha256")
 
 
 def _scaling_sets(args: argparse.Namespace) -> list[str]:
@@ -613,6 +603,7 @@ def _scaling(
             restart_noise=noise if k_max > 1 else None,
             progress=show,
         )
+        results[name].update(pool_fields(puzzles))
         if k_max > 1:
             spec = compute_figure(
                 split_by_votes(results[name]), title=f"test-time compute ({name})"
@@ -625,7 +616,10 @@ def _scaling(
             }
     probes["scaling"] = results
     # the accuracy curve of the fewest restarts (K=1: restart 0, the deterministic run)
-    single = {name: split_by_votes(res)[min(args.votes)] for name, res in results.items()}
+    single = {
+        with_pool_tag(name, res.get("pool_sha256")): split_by_votes(res)[min(args.votes)]
+        for name, res in results.items()
+    }
     path = plot_accuracy(single, out / "scaling.png")
     figs["scaling"] = {"kind": "png", "path": path.name, "title": "accuracy vs loop count"}
 
@@ -693,5 +687,6 @@ def summary_text(probes: dict[str, Any], out: Path) -> str:
                 for t, a in zip(row["steps"], row["board_accuracy"], strict=True)
             )
             what = "single run" if k == 1 else f"K={k} {row['vote']}"
-            lines.append(f"  board accuracy ({name}, {what}): {acc}")
+            pool = f", pool: {res['pool']}" if res.get("pool") else ""
+            lines.append(f"  board accuracy ({name}{pool}, {what}): {acc}")
     return "\n".join(lines)
