@@ -24,7 +24,6 @@ def _seed():
     torch.manual_seed(0)
 
 
-
 @pytest.fixture(scope="session")
 def royle_path():
     """Royle's 17-clue list (``$SADYN_SUDOKU17`` as the run started, else a copy in the data or

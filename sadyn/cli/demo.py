@@ -147,8 +147,7 @@ class Demo:
         write_results(path, record)
         return record
 
-    def train_tiny(self, seconds: float) -> tuple[Path, Any, float]:
-        from sadyn.training.loop import train
+    def train_tiny(self, seconds: float) -> tuple[Path, Any, float | None]:
         from sadyn.training.presets import get_preset
 
         run_dir = self.out / "tiny-run"
@@ -165,14 +164,23 @@ class Demo:
             tensorboard=False,
             threads=self.args.threads,
         )
+        return self._train_or_reuse(config, run_dir)
+
+    def _train_or_reuse(self, config: Any, run_dir: Path) -> tuple[Path, Any, float | None]:
+        """Train ``config`` into ``run_dir``; a run an earlier demo finished there is reused,
+        not trained again (the wall time returned is then None). An unfinished one resumes."""
+        from sadyn.training.loop import train
+
+        summary = finished_run(run_dir, config)
+        if summary is not None:
+            return run_dir, summary, None
         t0 = time.perf_counter()
         summary = train(
             config, run_dir, resume=(run_dir / "config.json").is_file(), progress=not self.quiet
         )
         return run_dir, summary, time.perf_counter() - t0
 
-    def train_small(self) -> tuple[Path, Any, float]:
-        from sadyn.training.loop import train
+    def train_small(self) -> tuple[Path, Any, float | None]:
         from sadyn.training.presets import get_preset
 
         run_dir = self.out / "small-run"
@@ -183,11 +191,7 @@ class Demo:
             threads=self.args.threads,
             max_minutes=None,
         )
-        t0 = time.perf_counter()
-        summary = train(
-            config, run_dir, resume=(run_dir / "config.json").is_file(), progress=not self.quiet
-        )
-        return run_dir, summary, time.perf_counter() - t0
+        return self._train_or_reuse(config, run_dir)
 
     def probes(self, model: str, n: int) -> None:
         fast = self.args.fast
@@ -245,12 +249,50 @@ def _accuracy_line(record: dict[str, Any]) -> str:
     for name, res in record["data"].items():
         accs = " / ".join(f"{100 * a:.1f}%" for a in res["board_accuracy"])
         ts = "/".join(str(t) for t in res["steps"])
-        parts.append(f"{name} {accs} (T={ts}, {res['n']} boards)")
+        pool = f"; pool: {res['pool']}" if res.get("pool") else ""
+        parts.append(f"{name} {accs} (T={ts}, {res['n']} boards{pool})")
     return "; ".join(parts)
 
 
-def training_record(run_dir: Path, summary: Any, wall: float, what: str) -> dict[str, Any]:
-    """A results record for a training run (curves as a referenced PNG, final metrics)."""
+def finished_run(run_dir: Path, config: Any) -> Any:
+    """The summary of a run of ``config`` an earlier demo finished in ``run_dir`` (completed or
+    stopped by its time budget), or None (no run, another config, or unfinished)."""
+    import json
+
+    from sadyn.training.config import RESUMABLE_FIELDS, TrainConfig
+    from sadyn.training.loop import CONFIG_NAME, SUMMARY_NAME, TrainSummary
+
+    try:
+        stored = json.loads((run_dir / SUMMARY_NAME).read_text(encoding="utf-8"))
+        saved = TrainConfig.from_dict(
+            json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+        )
+    except (OSError, ValueError):
+        return None
+    if stored.get("status") not in ("completed", "time_budget"):
+        return None
+    if any(k not in RESUMABLE_FIELDS for k in saved.differences(config)):
+        return None
+    fields = TrainSummary.__dataclass_fields__
+    summary = TrainSummary(**{k: v for k, v in stored.items() if k in fields})
+    summary.out_dir = str(run_dir)
+    return summary
+
+
+def trained_line(what: str, run_dir: Path, summary: Any, wall: float | None, tail: str) -> str:
+    """The summary line of a training stage: trained now, or reused from an earlier demo."""
+    if wall is None:
+        return (
+            f"reused: {what}, {summary.step} steps trained by an earlier demo in "
+            f"{format_seconds(summary.wall_time_s or 0)} -> {run_dir} (delete it to train "
+            f"again){tail}"
+        )
+    return f"trained now: {what}, {summary.step} steps in {format_seconds(wall)} -> {run_dir}{tail}"
+
+
+def training_record(run_dir: Path, summary: Any, wall: float | None, what: str) -> dict[str, Any]:
+    """A results record for a training run (curves as a referenced PNG, final metrics);
+    ``wall`` None: a run reused from an earlier demo, said so."""
     from sadyn.training.logging import CURVE_NAME
 
     metrics = summary.metrics or {}
@@ -267,13 +309,16 @@ def training_record(run_dir: Path, summary: Any, wall: float, what: str) -> dict
         }
     return {
         "name": "demo-training",
-        "title": f"Demo: training {what} now",
+        "title": f"Demo: training {what} now"
+        if wall is not None
+        else f"Demo: {what}, reused from an earlier demo",
         "order": -1,
         "claim": None,
         "preset": what,
         "seed": None,
-        "wall_time_s": wall,
+        "wall_time_s": wall if wall is not None else summary.wall_time_s,
         "data": {
+            "reused": wall is None,
             "status": summary.status,
             "step": summary.step,
             "total_steps": summary.total_steps,
@@ -285,8 +330,13 @@ def training_record(run_dir: Path, summary: Any, wall: float, what: str) -> dict
             "accuracy": {"columns": ["test set", "loops T", "board acc", "cell acc"], "rows": rows}
         },
         "notes": [
-            f"Trained now for {wall:.0f} s: {summary.step} of {summary.total_steps} steps "
-            f"(status {summary.status!r}). A demonstration of training, not a result."
+            (
+                f"Trained now for {wall:.0f} s"
+                if wall is not None
+                else f"Reused: trained by an earlier demo in {summary.wall_time_s or 0:.0f} s"
+            )
+            + f": {summary.step} of {summary.total_steps} steps (status {summary.status!r}). "
+            "A demonstration of training, not a result."
         ],
     }
 
@@ -331,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
             "is about 0: the numbers show the machinery, not a trained model"
         )
 
-    trained_line = ""
+    training_text = ""
     main_model: str | None = itrsa
     main_label = "small-itrsa (pretrained)"
     if args.full_training:
@@ -340,10 +390,7 @@ def run(args: argparse.Namespace) -> int:
             out / "training" / "results.json",
             training_record(run_dir, summary, wall, "the small preset"),
         )
-        trained_line = (
-            f"trained now: the small preset, {summary.step} steps in "
-            f"{format_seconds(wall)} -> {run_dir}"
-        )
+        training_text = trained_line("the small preset", run_dir, summary, wall, "")
         main_model, main_label = str(run_dir), "small (trained now)"
 
     # small-vote with test-time restarts and the verifier, else any shipped model whose starts
@@ -371,9 +418,8 @@ def run(args: argparse.Namespace) -> int:
             out / "training" / "results.json",
             training_record(run_dir, summary, wall, "the tiny preset"),
         )
-        trained_line = (
-            f"trained now: the tiny preset, {summary.step} steps in "
-            f"{format_seconds(wall)} (a demonstration, accuracy about 0)"
+        training_text = trained_line(
+            "the tiny preset", run_dir, summary, wall, " (a demonstration, accuracy about 0)"
         )
         main_model, main_label = str(run_dir), "tiny (trained now, fallback)"
         done(t0)
@@ -461,9 +507,8 @@ def run(args: argparse.Namespace) -> int:
             out / "training" / "results.json",
             training_record(run_dir, summary, wall, "the tiny preset"),
         )
-        trained_line = (
-            f"trained now: the tiny preset (D=32), {summary.step} steps in "
-            f"{format_seconds(wall)} -> {run_dir} (a demonstration, accuracy about 0)"
+        training_text = trained_line(
+            "the tiny preset (D=32)", run_dir, summary, wall, " (a demonstration, accuracy about 0)"
         )
         done(t0)
 
@@ -483,7 +528,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print()
     print("sadyn demo: what it did")
-    for line in [*pretrained_lines, trained_line, scaling_line, vote_line]:
+    for line in [*pretrained_lines, training_text, scaling_line, vote_line]:
         if line:
             print(f"  {line}")
     print(f"  probes: {out / 'analysis' / 'results.json'}")
