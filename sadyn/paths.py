@@ -30,7 +30,7 @@ def portable_path(path: str | Path, base: str | Path | None = None) -> str:
     folder of the file being written) when inside it, or when ``base``'s own folder name occurs
     in it (the same run, written elsewhere); relative to the working folder or the repository
     when inside either; else its part from the run folder on (the folder above
-    ``checkpoints``), or its last two components."""
+    ``checkpoints``), or its last component (the run's or the file's name)."""
     text = str(path)
     if not os.path.isabs(text):
         return PurePosixPath(text).as_posix() if text else text
@@ -51,7 +51,7 @@ def portable_path(path: str | Path, base: str | Path | None = None) -> str:
     if "checkpoints" in parts[1:]:
         i = parts.index("checkpoints")
         return PurePosixPath(*parts[i - 1 :]).as_posix()
-    return PurePosixPath(*parts[-2:]).as_posix()
+    return p.name
 
 
 def is_absolute_path(value: Any) -> bool:

@@ -3,7 +3,7 @@
 1. evaluate the pretrained ``small-itrsa`` (shipped in ``sadyn/pretrained/``) in and out of
    distribution at several loop counts T (test-time scaling);
 2. vote over K restarts out of distribution: with the shipped ``small-vote`` (trained with
-   symmetry augmentation, issue 11), restarts drawn at test time (restart noise 0.3 on the
+   symmetry augmentation), restarts drawn at test time (restart noise 0.3 on the
    blank cells of Norm(C), restart 0 the deterministic run), the verifier vote (fewest Sudoku
    conflicts) and each board stopped once a restart solves it (``--halt any-valid``);
    otherwise with a pretrained model whose initial state draws noise (confidence vote). A

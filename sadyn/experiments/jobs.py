@@ -28,6 +28,7 @@ from typing import Any
 from sadyn.errors import SadynError
 from sadyn.experiments.cache import ENTRY_FILE, CheckpointCache, config_hash
 from sadyn.io import atomic_write_json
+from sadyn.paths import portable_record
 
 JOBS_FORMAT = 1
 _NAME = re.compile(r"^(?P<kind>[A-Za-z0-9_.-]+)-(?P<hash>[0-9a-f]{16})$")
@@ -183,8 +184,8 @@ def _import_one(folder: Path, cache: CheckpointCache, verify: bool) -> ImportRes
                 "resumed": False,
                 "status": status,
                 "message": "",
-                "summary": summary,
-                "imported_from": str(folder),
+                "summary": portable_record(summary, folder),  # paths relative to the run
+                "imported_from": folder.name,  # the run's name, not a machine's path
             },
         )
         if final.exists():  # a stale folder without an entry file

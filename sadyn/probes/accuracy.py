@@ -41,7 +41,7 @@ DEFAULT_STEPS = (16, 32, 64, 128, 256)
 
 #: test-time restart noise for a model with a deterministic Norm(C) start: the sigma of issue
 #: 11's K=64 tables (small-vote, 200 OOD boards, K=16 verifier at T=256: 42 / 47 / 49% for
-#: sigma 0.1 / 0.3 / 0.6; results/issue11/)
+#: sigma 0.1 / 0.3 / 0.6; results/test-time-compute/)
 DEFAULT_RESTART_NOISE = 0.3
 
 
