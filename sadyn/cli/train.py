@@ -1,6 +1,6 @@
 """``sadyn train``: train a looped model on Sudoku.
 
-    sadyn train --preset tiny|small|small-akorn|paper --seed S --out DIR [--resume]
+    sadyn train --preset NAME --seed S --out DIR [--resume]       (presets: ``sadyn --help``)
                 [--FIELD VALUE ...]
 
 Override scheme (one rule): every :class:`~sadyn.training.TrainConfig` field is ``--FIELD
@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = TrainConfig()
     p = subparsers.add_parser(
         "train",
-        help="train a looped model on Sudoku (presets tiny, small, small-akorn, paper)",
+        help=f"train a looped model on Sudoku (presets {', '.join(preset_names())})",
         description=__doc__,
     )
     p.add_argument(

@@ -45,3 +45,11 @@ def test_main_sets_torch_threads(clean_env, tmp_path):
     (tmp_path / "p.csv").write_text("0" * 81 + "\n")
     sadyn.cli.main(["data", "stats", str(tmp_path / "p.csv")])
     assert torch.get_num_threads() == 1
+
+
+def test_top_level_help_lists_every_preset():
+    from sadyn.cli import build_parser
+    from sadyn.training.presets import preset_names
+
+    text = build_parser().format_help()
+    assert all(name in text for name in preset_names())
