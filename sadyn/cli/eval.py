@@ -7,10 +7,14 @@
                [--attention auto|fused|explicit] [--n N] [--seed S]
 
 Writes a results JSON (``sadyn.results`` schema) and a PNG of board accuracy against the loop
-count, and prints a table. The default output file is named by data set, K, vote rule and T
-grid (``RUN/eval/eval_id+ood_K1_T16-32-64-128-256.json``), so evaluations do not overwrite
-each other; the results record the data seed and, for RRN-style sets, the 17-clue pool's
-SHA-256 (or "fallback").
+count, and prints a table and the pool of each RRN-style set. The default output file is named
+by everything that changes the numbers: the sets (an RRN-style one tagged with its pool), n, K,
+the vote and halting rules, the T grid, and seeds, weights or starts other than the defaults
+(``RUN/eval/eval_id+ood-royle_n1000_K1_T16-32-64-128-256.json``); a file holding an evaluation
+with other settings is not overwritten without ``--force``. The results record the data seed
+and, for RRN-style sets, the 17-clue pool (``pool_sha256``: its SHA-256 or "fallback"; ``pool``:
+its name). A run folder interrupted during training is evaluated at its last checkpoint, and
+the command says so.
 """
 
 from __future__ import annotations
