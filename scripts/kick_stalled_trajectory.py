@@ -1,9 +1,10 @@
-"""Test-time compute study: a single-trajectory alternative to voting (measured, not adopted): one trajectory
-per board from the deterministic start, kicked with noise on its blank cells (sigma times the
-state's RMS per cell) when its decoded board has not changed for m steps and is not valid; a
+"""Test-time compute study: a single-trajectory alternative to voting (measured, not adopted):
+one trajectory per board from the deterministic start, kicked with noise on its blank cells
+(sigma times the state's RMS per cell) when its decoded board has not changed for m steps and is not valid; a
 board counts once a valid solution appears. Same loop budget as a single run.
 
-usage: .venv/bin/python scripts/kick_stalled_trajectory.py SIGMA M N [MODEL]   (sigma 0: the plain run)
+usage: .venv/bin/python scripts/kick_stalled_trajectory.py SIGMA M N [MODEL]
+(sigma 0: the plain run)
 
 Measured (200 OOD boards, small-vote, T=256, this CPU): sigma 0 -> 26.5% (= the deterministic
 single run); 0.5/m=8 -> 26.0%; 1.5/m=16 -> 25.0%; 3/m=24 -> 26.0%: no gain.

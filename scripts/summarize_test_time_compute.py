@@ -1,9 +1,11 @@
-"""Tables of the test-time compute study: single runs (ID / OOD against T) and votes (K x T x rule).
+"""Tables of the test-time compute study: single runs (ID / OOD against T) and votes
+(K x T x rule).
 
-Reads ``results/test-time-compute/<run>/eval-{id,ood}.json`` (``eval-test-time-compute-runs.sh``) and
-``results/test-time-compute/<run>/vote-ood_*.json`` (``vote-test-time-compute.sh``); prints Markdown tables and writes
-them to ``results/test-time-compute/tables.md``; draws ``accuracy_vs_K_T.png`` (board accuracy against
-T, one line per run / K / rule) when votes exist.
+Reads ``results/test-time-compute/<run>/eval-{id,ood}.json``
+(``scripts/eval-test-time-compute-runs.sh``) and ``results/test-time-compute/<run>/vote-ood_*.json``
+(``scripts/vote-test-time-compute.sh``); prints Markdown tables and writes them to
+``results/test-time-compute/tables.md``; draws ``accuracy_vs_K_T.png`` (board accuracy against T,
+one line per run / K / rule) when votes exist.
 
 usage: .venv/bin/python scripts/summarize_test_time_compute.py [results/test-time-compute]
 """

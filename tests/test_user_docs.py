@@ -62,6 +62,16 @@ def test_presets_and_command_help_name_no_work_items():
     assert hits == []
 
 
+def test_pretrained_manifests_name_no_work_items():
+    """The demo and ``sadyn eval`` print a pretrained model's provenance."""
+    hits = []
+    for path in tracked("sadyn/pretrained/*.json"):
+        text = path.read_text(encoding="utf-8")
+        hits += [f"{path.name}: {m.group(0)}" for m in WORK_ITEM.finditer(text)]
+        hits += [f"{path.name}: lent" for _ in re.finditer(r"\blent\b", text)]
+    assert hits == []
+
+
 def _absolute_paths(obj, where=""):
     if isinstance(obj, dict):
         for k, v in obj.items():

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "exponents, test-time scaling) on Sudoku.",
         epilog="Flags are hyphenated (--batch-size); the underscored spelling (--batch_size) "
         "is accepted too. Lists are comma-separated (--steps 16,32,64). --quiet turns off "
-        "progress output. Start with `sadyn demo` (under 5 minutes).",
+        "progress output. Start with `sadyn demo` (about 6 minutes on a loaded 2-core machine).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMANDS:

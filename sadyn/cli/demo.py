@@ -17,7 +17,8 @@
 5. write ``DIR/report.html`` and print what was pretrained, what was trained now, and where the
    report is.
 
-About a minute on a 2-core machine at load 2-4, under 5 when loaded more. ``--full-training``
+About 6 minutes on a 2-core machine shared with other jobs (measured 6 min 10 s at load 10-12;
+results/demo/), less on a quiet one. ``--full-training``
 instead trains the ``small`` preset here (30 epochs, about 40 minutes on one core; the time is
 printed first) and evaluates and probes that model. Without the pretrained weights the demo
 says so and falls back to the model it trains.
@@ -68,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=30.0,
         help="time cap of the tiny training demo (200 steps) in seconds (default 30)",
     )
-    p.add_argument("--fast", action="store_true", help="smaller sets and probes (about a minute)")
+    p.add_argument("--fast", action="store_true", help="smaller sets and cheaper probes (faster)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training and the probes")
     add_threads(p)
     add_quiet(p)
@@ -370,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         demo.say(
-            f"about a minute (under 5 on a loaded 2-core machine); writing to {out}/. "
+            f"about 6 minutes on a loaded 2-core machine; writing to {out}/. "
             "Steps: pretrained ItrSA at several T, voting (where a pretrained model's restarts "
             "differ), dynamics probes, a short training run, the report"
         )
@@ -474,6 +475,8 @@ def run(args: argparse.Namespace) -> int:
         if not noisy:
             vote_line += " (= any restart right: a board a restart solves is the verifier's pick)"
         vote_line += f" at T={'/'.join(str(t) for t in res['steps'])}"
+        if res.get("pool"):
+            vote_line += f" ({res['n']} boards; pool: {res['pool']})"
         done(t0)
     elif not args.full_training:
         shipped = sorted(have)
