@@ -1,7 +1,7 @@
-"""Test-time compute study: a single-trajectory alternative to voting (measured, not adopted):
-one trajectory per board from the deterministic start, kicked with noise on its blank cells
-(sigma times the state's RMS per cell) when its decoded board has not changed for m steps and is not valid; a
-board counts once a valid solution appears. Same loop budget as a single run.
+"""Test-time compute study: a single-trajectory alternative to voting (measured, not adopted): one
+trajectory per board from the deterministic start, kicked with noise on its blank cells (sigma
+times the state's RMS per cell) when its decoded board has not changed for m steps and is not
+valid; a board counts once a valid solution appears. Same loop budget as a single run.
 
 usage: .venv/bin/python scripts/kick_stalled_trajectory.py SIGMA M N [MODEL]
 (sigma 0: the plain run)
