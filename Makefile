@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)  # ~2 min on 2 idle cores, under 5 loaded: pretrained models, probes, a short training
+demo: $(STAMP)  # about 6 min on a loaded 2-core machine (less when idle): pretrained models, probes, a short training
 	$(BIN)/sadyn demo --out out/demo
 
 demo-full: $(STAMP)  # trains the small preset here first: about 40 minutes on one core

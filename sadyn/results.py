@@ -19,6 +19,7 @@ from typing import Any
 
 from sadyn.errors import DataFormatError
 from sadyn.io import atomic_write_json
+from sadyn.paths import portable_record
 
 SCHEMA = "sadyn.results/1"
 
@@ -49,7 +50,15 @@ def environment() -> dict[str, Any]:
 
 
 def write_results(path: str | Path, record: dict[str, Any]) -> Path:
-    """Write a results record atomically, adding ``schema`` and ``environment``."""
+    """Write a results record atomically, adding ``schema`` and ``environment``. Absolute paths
+    in it are written relative to the file's folder, the working folder or the repository
+    (:func:`sadyn.paths.portable_record`), so no machine's paths end up in a results file;
+    ``data`` is left as it is where a ``data_hash`` covers it."""
+    base = Path(path).parent
+    record = {
+        k: v if (k == "data" and "data_hash" in record) else portable_record(v, base)
+        for k, v in record.items()
+    }
     record = {"schema": SCHEMA, **record}
     record.setdefault("environment", environment())
     return atomic_write_json(path, record)

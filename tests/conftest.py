@@ -22,3 +22,15 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def royle_path():
+    """Royle's 17-clue list (``$SADYN_SUDOKU17`` as the run started, else a copy in the data or
+    shared folder); tests needing it skip where there is none."""
+    from royle import find_royle_list
+
+    path = find_royle_list()
+    if path is None:
+        pytest.skip("Royle's 17-clue list is not available (set $SADYN_SUDOKU17)")
+    return path

@@ -98,7 +98,8 @@ def add_threads(parser: argparse.ArgumentParser) -> argparse.Action:
         "--threads",
         type=int,
         default=None,
-        help="torch CPU threads (default: torch's choice; use 1 on a shared machine)",
+        help="CPU threads (default 1, or $OMP_NUM_THREADS if set: on a shared machine more threads "
+        "oversubscribe the cores and run several times slower)",
     )
 
 

@@ -3,7 +3,7 @@
 1. evaluate the pretrained ``small-itrsa`` (shipped in ``sadyn/pretrained/``) in and out of
    distribution at several loop counts T (test-time scaling);
 2. vote over K restarts out of distribution: with the shipped ``small-vote`` (trained with
-   symmetry augmentation, issue 11), restarts drawn at test time (restart noise 0.3 on the
+   symmetry augmentation), restarts drawn at test time (restart noise 0.3 on the
    blank cells of Norm(C), restart 0 the deterministic run), the verifier vote (fewest Sudoku
    conflicts) and each board stopped once a restart solves it (``--halt any-valid``);
    otherwise with a pretrained model whose initial state draws noise (confidence vote). A
@@ -17,7 +17,8 @@
 5. write ``DIR/report.html`` and print what was pretrained, what was trained now, and where the
    report is.
 
-About a minute on a 2-core machine at load 2-4, under 5 when loaded more. ``--full-training``
+About 6 minutes on a 2-core machine shared with other jobs (measured 6 min 10 s at load 10-12;
+results/demo/), less on a quiet one. ``--full-training``
 instead trains the ``small`` preset here (30 epochs, about 40 minutes on one core; the time is
 printed first) and evaluates and probes that model. Without the pretrained weights the demo
 says so and falls back to the model it trains.
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sadyn.cli._args import add_quiet
+from sadyn.cli._args import add_quiet, add_threads
 from sadyn.errors import SadynError
 from sadyn.progress import format_seconds
 
@@ -68,15 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=30.0,
         help="time cap of the tiny training demo (200 steps) in seconds (default 30)",
     )
-    p.add_argument("--fast", action="store_true", help="smaller sets and probes (about a minute)")
+    p.add_argument("--fast", action="store_true", help="smaller sets and cheaper probes (faster)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training and the probes")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: on a shared 2-core machine more threads oversubscribe "
-        "the cores and run several times slower; 2 on an idle machine is a little faster)",
-    )
+    add_threads(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -153,8 +148,7 @@ class Demo:
         write_results(path, record)
         return record
 
-    def train_tiny(self, seconds: float) -> tuple[Path, Any, float]:
-        from sadyn.training.loop import train
+    def train_tiny(self, seconds: float) -> tuple[Path, Any, float | None]:
         from sadyn.training.presets import get_preset
 
         run_dir = self.out / "tiny-run"
@@ -171,14 +165,23 @@ class Demo:
             tensorboard=False,
             threads=self.args.threads,
         )
+        return self._train_or_reuse(config, run_dir)
+
+    def _train_or_reuse(self, config: Any, run_dir: Path) -> tuple[Path, Any, float | None]:
+        """Train ``config`` into ``run_dir``; a run an earlier demo finished there is reused,
+        not trained again (the wall time returned is then None). An unfinished one resumes."""
+        from sadyn.training.loop import train
+
+        summary = finished_run(run_dir, config)
+        if summary is not None:
+            return run_dir, summary, None
         t0 = time.perf_counter()
         summary = train(
             config, run_dir, resume=(run_dir / "config.json").is_file(), progress=not self.quiet
         )
         return run_dir, summary, time.perf_counter() - t0
 
-    def train_small(self) -> tuple[Path, Any, float]:
-        from sadyn.training.loop import train
+    def train_small(self) -> tuple[Path, Any, float | None]:
         from sadyn.training.presets import get_preset
 
         run_dir = self.out / "small-run"
@@ -189,11 +192,7 @@ class Demo:
             threads=self.args.threads,
             max_minutes=None,
         )
-        t0 = time.perf_counter()
-        summary = train(
-            config, run_dir, resume=(run_dir / "config.json").is_file(), progress=not self.quiet
-        )
-        return run_dir, summary, time.perf_counter() - t0
+        return self._train_or_reuse(config, run_dir)
 
     def probes(self, model: str, n: int) -> None:
         fast = self.args.fast
@@ -251,12 +250,50 @@ def _accuracy_line(record: dict[str, Any]) -> str:
     for name, res in record["data"].items():
         accs = " / ".join(f"{100 * a:.1f}%" for a in res["board_accuracy"])
         ts = "/".join(str(t) for t in res["steps"])
-        parts.append(f"{name} {accs} (T={ts}, {res['n']} boards)")
+        pool = f"; pool: {res['pool']}" if res.get("pool") else ""
+        parts.append(f"{name} {accs} (T={ts}, {res['n']} boards{pool})")
     return "; ".join(parts)
 
 
-def training_record(run_dir: Path, summary: Any, wall: float, what: str) -> dict[str, Any]:
-    """A results record for a training run (curves as a referenced PNG, final metrics)."""
+def finished_run(run_dir: Path, config: Any) -> Any:
+    """The summary of a run of ``config`` an earlier demo finished in ``run_dir`` (completed or
+    stopped by its time budget), or None (no run, another config, or unfinished)."""
+    import json
+
+    from sadyn.training.config import RESUMABLE_FIELDS, TrainConfig
+    from sadyn.training.loop import CONFIG_NAME, SUMMARY_NAME, TrainSummary
+
+    try:
+        stored = json.loads((run_dir / SUMMARY_NAME).read_text(encoding="utf-8"))
+        saved = TrainConfig.from_dict(
+            json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+        )
+    except (OSError, ValueError):
+        return None
+    if stored.get("status") not in ("completed", "time_budget"):
+        return None
+    if any(k not in RESUMABLE_FIELDS for k in saved.differences(config)):
+        return None
+    fields = TrainSummary.__dataclass_fields__
+    summary = TrainSummary(**{k: v for k, v in stored.items() if k in fields})
+    summary.out_dir = str(run_dir)
+    return summary
+
+
+def trained_line(what: str, run_dir: Path, summary: Any, wall: float | None, tail: str) -> str:
+    """The summary line of a training stage: trained now, or reused from an earlier demo."""
+    if wall is None:
+        return (
+            f"reused: {what}, {summary.step} steps trained by an earlier demo in "
+            f"{format_seconds(summary.wall_time_s or 0)} -> {run_dir} (delete it to train "
+            f"again){tail}"
+        )
+    return f"trained now: {what}, {summary.step} steps in {format_seconds(wall)} -> {run_dir}{tail}"
+
+
+def training_record(run_dir: Path, summary: Any, wall: float | None, what: str) -> dict[str, Any]:
+    """A results record for a training run (curves as a referenced PNG, final metrics);
+    ``wall`` None: a run reused from an earlier demo, said so."""
     from sadyn.training.logging import CURVE_NAME
 
     metrics = summary.metrics or {}
@@ -273,13 +310,16 @@ def training_record(run_dir: Path, summary: Any, wall: float, what: str) -> dict
         }
     return {
         "name": "demo-training",
-        "title": f"Demo: training {what} now",
+        "title": f"Demo: training {what} now"
+        if wall is not None
+        else f"Demo: {what}, reused from an earlier demo",
         "order": -1,
         "claim": None,
         "preset": what,
         "seed": None,
-        "wall_time_s": wall,
+        "wall_time_s": wall if wall is not None else summary.wall_time_s,
         "data": {
+            "reused": wall is None,
             "status": summary.status,
             "step": summary.step,
             "total_steps": summary.total_steps,
@@ -291,8 +331,13 @@ def training_record(run_dir: Path, summary: Any, wall: float, what: str) -> dict
             "accuracy": {"columns": ["test set", "loops T", "board acc", "cell acc"], "rows": rows}
         },
         "notes": [
-            f"Trained now for {wall:.0f} s: {summary.step} of {summary.total_steps} steps "
-            f"(status {summary.status!r}). A demonstration of training, not a result."
+            (
+                f"Trained now for {wall:.0f} s"
+                if wall is not None
+                else f"Reused: trained by an earlier demo in {summary.wall_time_s or 0:.0f} s"
+            )
+            + f": {summary.step} of {summary.total_steps} steps (status {summary.status!r}). "
+            "A demonstration of training, not a result."
         ],
     }
 
@@ -326,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         demo.say(
-            f"about a minute (under 5 on a loaded 2-core machine); writing to {out}/. "
+            f"about 6 minutes on a loaded 2-core machine; writing to {out}/. "
             "Steps: pretrained ItrSA at several T, voting (where a pretrained model's restarts "
             "differ), dynamics probes, a short training run, the report"
         )
@@ -337,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
             "is about 0: the numbers show the machinery, not a trained model"
         )
 
-    trained_line = ""
+    training_text = ""
     main_model: str | None = itrsa
     main_label = "small-itrsa (pretrained)"
     if args.full_training:
@@ -346,10 +391,7 @@ def run(args: argparse.Namespace) -> int:
             out / "training" / "results.json",
             training_record(run_dir, summary, wall, "the small preset"),
         )
-        trained_line = (
-            f"trained now: the small preset, {summary.step} steps in "
-            f"{format_seconds(wall)} -> {run_dir}"
-        )
+        training_text = trained_line("the small preset", run_dir, summary, wall, "")
         main_model, main_label = str(run_dir), "small (trained now)"
 
     # small-vote with test-time restarts and the verifier, else any shipped model whose starts
@@ -377,9 +419,8 @@ def run(args: argparse.Namespace) -> int:
             out / "training" / "results.json",
             training_record(run_dir, summary, wall, "the tiny preset"),
         )
-        trained_line = (
-            f"trained now: the tiny preset, {summary.step} steps in "
-            f"{format_seconds(wall)} (a demonstration, accuracy about 0)"
+        training_text = trained_line(
+            "the tiny preset", run_dir, summary, wall, " (a demonstration, accuracy about 0)"
         )
         main_model, main_label = str(run_dir), "tiny (trained now, fallback)"
         done(t0)
@@ -434,6 +475,8 @@ def run(args: argparse.Namespace) -> int:
         if not noisy:
             vote_line += " (= any restart right: a board a restart solves is the verifier's pick)"
         vote_line += f" at T={'/'.join(str(t) for t in res['steps'])}"
+        if res.get("pool"):
+            vote_line += f" ({res['n']} boards; pool: {res['pool']})"
         done(t0)
     elif not args.full_training:
         shipped = sorted(have)
@@ -467,9 +510,8 @@ def run(args: argparse.Namespace) -> int:
             out / "training" / "results.json",
             training_record(run_dir, summary, wall, "the tiny preset"),
         )
-        trained_line = (
-            f"trained now: the tiny preset (D=32), {summary.step} steps in "
-            f"{format_seconds(wall)} -> {run_dir} (a demonstration, accuracy about 0)"
+        training_text = trained_line(
+            "the tiny preset (D=32)", run_dir, summary, wall, " (a demonstration, accuracy about 0)"
         )
         done(t0)
 
@@ -489,7 +531,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print()
     print("sadyn demo: what it did")
-    for line in [*pretrained_lines, trained_line, scaling_line, vote_line]:
+    for line in [*pretrained_lines, training_text, scaling_line, vote_line]:
         if line:
             print(f"  {line}")
     print(f"  probes: {out / 'analysis' / 'results.json'}")

@@ -8,24 +8,30 @@
                [--attention auto|fused|explicit] [--n N] [--seed S]
 
 Writes a results JSON (``sadyn.results`` schema) and a PNG of board accuracy against the loop
-count, and prints a table. The default output file is named by data set, K, vote rule and T
-grid (``RUN/eval/eval_id+ood_K1_T16-32-64-128-256.json``), so evaluations do not overwrite
-each other; the results record the data seed and, for RRN-style sets, the 17-clue pool's
-SHA-256 (or "fallback").
+count, and prints a table and the pool of each RRN-style set. The default output file is named
+by everything that changes the numbers: the sets (an RRN-style one tagged with its pool), n, K,
+the vote and halting rules, the T grid, and seeds, weights or starts other than the defaults
+(``RUN/eval/eval_id+ood-royle_n1000_K1_T16-32-64-128-256.json``); a file holding an evaluation
+with other settings is not overwritten without ``--force``. The results record the data seed
+and, for RRN-style sets, the 17-clue pool (``pool_sha256``: its SHA-256 or "fallback"; ``pool``:
+its name). A run folder interrupted during training is evaluated at its last checkpoint, and
+the command says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sadyn.cli._args import add_quiet, int_list
+from sadyn.cli._args import add_quiet, add_threads, int_list
 from sadyn.errors import SadynError
-from sadyn.pretrained import resolve_model
+from sadyn.paths import portable_path
+from sadyn.pretrained import is_pretrained_spec, resolve_model
 from sadyn.probes.accuracy import (
     DEFAULT_STEPS,
     accuracy_figure,
@@ -35,10 +41,13 @@ from sadyn.probes.accuracy import (
 )
 from sadyn.probes.halting import HaltRule
 from sadyn.probes.voting import VOTE_RULES, parse_rules
-from sadyn.results import write_results
+from sadyn.results import read_results, write_results
 from sadyn.sudoku import resolve_dataset
-from sadyn.sudoku.datasets import pool_record
+from sadyn.sudoku.datasets import pool_fields, pool_label, pool_record, with_pool_tag
+from sadyn.sudoku.rrn import ROYLE_SHA256
+from sadyn.training.checkpoint import POINTERS
 from sadyn.training.distributed import resolve_device
+from sadyn.training.loop import CONFIG_NAME, SUMMARY_NAME
 
 _int_list = int_list  # the one list syntax of every command (sadyn.cli._args)
 
@@ -146,11 +155,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="results JSON path (default: "
-        "<checkpoint>/eval/eval[_K<votes>_<vote>].json; the PNG goes beside it)",
+        help="results JSON path (default: <run>/eval/eval_<sets>_n<N>_K<votes>[_<rule>]"
+        "_T<grid>[_<settings>].json, for a pretrained name out/<name>/eval/...; an RRN-style "
+        "set is tagged with its pool, e.g. eval_id+ood-royle_n1000_K1_T16-32-64-128-256.json; "
+        "the PNG goes beside it)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing results file that holds an evaluation with other settings",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -162,12 +178,114 @@ def _vote_rules(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def output_name(names: list[str], votes: int, suffix: str, steps: list[int]) -> str:
-    """``eval_<sets>_K<votes><suffix>_T<grid>.json`` (suffix: ``_<rule>`` and a halt rule),
-    e.g. ``eval_id+ood_K1_T16-32-64.json``: one file per data set, K, rule and T grid."""
+#: config fields that change the numbers of an evaluation: an existing results file with other
+#: values for any of them is not overwritten without --force
+NUMBER_FIELDS = (
+    "checkpoint", "step", "weights", "data", "pools", "steps", "votes", "vote", "n",
+    "data_seed", "seed", "deterministic", "halt", "anchor", "restart_noise",
+)  # fmt: skip
+
+
+def output_name(
+    names: list[str],
+    votes: int,
+    suffix: str,
+    steps: list[int],
+    *,
+    n: int | None = None,
+    pools: dict[str, str | None] | None = None,
+    extras: list[str] = (),  # type: ignore[assignment]
+) -> str:
+    """``eval_<sets>_n<N>_K<votes><suffix>_T<grid>[_<extras>].json`` (suffix: ``_<rule>`` and a
+    halt rule; an RRN-style set tagged with its pool: ``ood-royle``, ``ood-fallback``,
+    ``ood-custom<sha>``; extras: seeds, weights, starts that differ from the defaults), e.g.
+    ``eval_id+ood-royle_n1000_K1_T16-32-64.json``: everything that changes the numbers is in
+    the name, so two evaluations that differ never share a file."""
     grid = sorted(set(steps))
     ts = "-".join(map(str, grid)) if len(grid) <= 6 else f"{grid[0]}-{grid[-1]}x{len(grid)}"
-    return f"eval_{'+'.join(names) or 'none'}_K{votes}{suffix}_T{ts}.json"
+    pools = pools or {}
+    sets = "+".join(f"{name}{_pool_slug(pools.get(name))}" for name in names) or "none"
+    size = f"_n{n}" if n is not None else "_nall"
+    tail = "".join(f"_{e}" for e in extras)
+    return f"eval_{sets}{size}_K{votes}{suffix}_T{ts}{tail}.json"
+
+
+def _pool_slug(record: str | None) -> str:
+    if record is None:
+        return ""
+    if record == "fallback":
+        return "-fallback"
+    return "-royle" if record == ROYLE_SHA256 else f"-custom{record[:8]}"
+
+
+def _extras(args: argparse.Namespace) -> list[str]:
+    """Name parts for the settings that change the numbers, where they differ from defaults."""
+    parts = []
+    if args.seed != 0:
+        parts.append(f"seed{args.seed}")
+    if args.data_seed != 0:
+        parts.append(f"dataseed{args.data_seed}")
+    if args.weights != "ema":
+        parts.append(args.weights)
+    if args.which != "latest":
+        parts.append(args.which)
+    if args.deterministic:
+        parts.append("det")
+    if args.anchor:
+        parts.append("anchor")
+    if args.restart_noise is not None:
+        parts.append(f"noise{args.restart_noise:g}")
+    return parts
+
+
+def check_overwrite(out: Path, config: dict, force: bool) -> None:
+    """Refuse to replace ``out`` when it holds an evaluation whose numbers-changing settings
+    (:data:`NUMBER_FIELDS`) differ from ``config``, unless ``force``."""
+    if force or not out.is_file():
+        return
+    try:
+        old = read_results(out).get("config") or {}
+    except SadynError:
+        old = {}
+    diff = [k for k in NUMBER_FIELDS if k in config and old.get(k) != config[k]]
+    if diff:
+        raise SadynError(
+            f"{out} holds an evaluation with other settings ({', '.join(diff)} differ); "
+            "pass --force to overwrite it, or choose another --out"
+        )
+
+
+def run_status(spec: str) -> str | None:
+    """For a training run folder: None when it finished, else a sentence saying what it is (an
+    interrupted or unfinished run, evaluated at its latest checkpoint). A run folder without any
+    checkpoint is an error naming the resume command."""
+    path = Path(spec)
+    if not (path / CONFIG_NAME).is_file() or is_pretrained_spec(spec):
+        return None
+    summary = {}
+    if (path / SUMMARY_NAME).is_file():
+        try:
+            summary = json.loads((path / SUMMARY_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            summary = {}
+    if not (path / POINTERS["latest"]).is_file():
+        raise SadynError(
+            f"{path} is a training run with no checkpoint yet (stopped before its first one); "
+            f"nothing to evaluate. Resume it: sadyn train --out {path} --resume"
+        )
+    status = summary.get("status")
+    if status in ("completed", "time_budget"):
+        return None
+    if status == "interrupted":
+        return (
+            f"{path} is an interrupted training run (stopped at step {summary.get('step')} of "
+            f"{summary.get('total_steps')}); evaluating its checkpoint at that step. Resume: "
+            f"sadyn train --out {path} --resume"
+        )
+    return (
+        f"{path} is an unfinished training run (no final summary: still running, or killed); "
+        "evaluating its latest checkpoint"
+    )
 
 
 def _subset(puzzles, n: int | None, seed: int):
@@ -184,6 +302,9 @@ def run(args: argparse.Namespace) -> int:
         raise SadynError(f"--votes must be >= 1, got {args.votes}")
     if args.n is not None and args.n < 1:
         raise SadynError(f"--n must be >= 1, got {args.n}")
+    note = run_status(args.checkpoint)
+    if note:
+        print(f"eval: note: {note}", flush=True)
     device = resolve_device(args.device)
     model, model_config, meta = resolve_model(
         args.checkpoint, which=args.which, weights=args.weights, device=device
@@ -195,15 +316,97 @@ def run(args: argparse.Namespace) -> int:
         from sadyn.pretrained.selector import load_selector
 
         selector, _ = load_selector(args.selector or args.checkpoint)
-    fused = None if args.attention == "auto" else args.attention == "fused"
     specs = [s for s in args.data.split(",") if s]
-    start = time.perf_counter()
-    results = {}
+    sets = {}
     for spec in specs:
-        puzzles = _subset(
+        name = spec if spec in ("id", "ood") else Path(spec).stem
+        sets[name] = _subset(
             resolve_dataset(spec, n=args.n, seed=args.data_seed), args.n, args.data_seed
         )
-        name = spec if spec in ("id", "ood") else Path(spec).stem
+    pools = {name: pool_record(puzzles) for name, puzzles in sets.items()}
+    ckpt_dir = Path(meta["path"])
+    config = {
+        "checkpoint": checkpoint_label(ckpt_dir, meta),
+        "step": meta["step"],
+        "weights": args.weights,
+        "model_config": model_config,
+        "data": specs,
+        "pools": {k: pool_label(v) for k, v in pools.items() if v is not None},
+        "steps": args.steps,
+        "votes": args.votes,
+        "vote": vote,
+        "n": args.n,
+        "data_seed": args.data_seed,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "deterministic": args.deterministic,
+        "halt": str(halt),
+        "anchor": args.anchor,
+        "restart_noise": args.restart_noise,
+        "attention": args.attention,
+        "selector": args.selector,
+    }
+    if note:
+        config["run_status"] = note
+    out = _output_path(args, meta, ckpt_dir, list(sets), vote, halt, pools)
+    check_overwrite(out, config, args.force)
+    start = time.perf_counter()
+    results = _evaluate_sets(model, sets, args, vote, halt, device, selector)
+    wall = time.perf_counter() - start
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tagged = {with_pool_tag(k, pools[k]): v for k, v in results.items()}
+    png = plot_accuracy(
+        tagged,
+        out.with_suffix(".png"),
+        title=f"{model_config.get('model', '')} step {meta['step']}",
+    )
+    write_results(
+        out,
+        {
+            "name": "eval",
+            "claim": "accuracy against the loop count (test-time scaling), with voting",
+            "config": config,
+            "seed": args.seed,
+            "wall_time_s": wall,
+            "data": results,
+            "figures": {"accuracy_vs_loops": accuracy_figure(tagged)},
+        },
+    )
+    print(format_table(results))
+    for name, record in pools.items():
+        if record is not None:
+            print(f"{name}: puzzles from the {pool_label(record)}")
+    print(f"results: {out}\nplot: {png}")
+    return 0
+
+
+def checkpoint_label(ckpt_dir: Path, meta: dict) -> str:
+    """How a results file names the evaluated weights: a pretrained model by name, a checkpoint
+    by its path relative to the working folder (never a machine's absolute path)."""
+    if meta.get("pretrained"):
+        return f"pretrained:{meta['pretrained']}"
+    return portable_path(ckpt_dir)
+
+
+def _output_path(args, meta, ckpt_dir, names, vote, halt, pools) -> Path:
+    if args.out:
+        return Path(args.out)
+    run_dir = ckpt_dir.parent.parent if ckpt_dir.parent.name == "checkpoints" else ckpt_dir
+    if meta.get("pretrained"):  # the package folder may be read-only
+        run_dir = Path("out") / str(meta["pretrained"])
+    suffix = "" if args.votes == 1 else f"_{vote.replace(',', '+')}"
+    if halt.active:
+        suffix += "_halt-" + str(halt).replace(":", "").replace(",", "+")
+    name = output_name(
+        names, args.votes, suffix, args.steps, n=args.n, pools=pools, extras=_extras(args)
+    )
+    return run_dir / "eval" / name
+
+
+def _evaluate_sets(model, sets, args, vote, halt, device, selector) -> dict:
+    fused = None if args.attention == "auto" else args.attention == "fused"
+    results = {}
+    for name, puzzles in sets.items():
         results[name] = evaluate(
             model,
             puzzles,
@@ -222,56 +425,6 @@ def run(args: argparse.Namespace) -> int:
             selector=selector,
         )
         results[name]["source"] = puzzles.source
-        results[name]["pool_sha256"] = pool_record(puzzles)  # None unless RRN-style
+        results[name].update(pool_fields(puzzles))  # None unless RRN-style
         results[name]["data_seed"] = args.data_seed
-    wall = time.perf_counter() - start
-
-    ckpt_dir = Path(meta["path"])
-    if args.out:
-        out = Path(args.out)
-    else:
-        run_dir = ckpt_dir.parent.parent if ckpt_dir.parent.name == "checkpoints" else ckpt_dir
-        if meta.get("pretrained"):  # the package folder may be read-only
-            run_dir = Path("out") / str(meta["pretrained"])
-        suffix = "" if args.votes == 1 else f"_{vote.replace(',', '+')}"
-        if halt.active:
-            suffix += "_halt-" + str(halt).replace(":", "").replace(",", "+")
-        out = run_dir / "eval" / output_name(list(results), args.votes, suffix, args.steps)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    png = plot_accuracy(
-        results,
-        out.with_suffix(".png"),
-        title=f"{model_config.get('model', '')} step {meta['step']}",
-    )
-    write_results(
-        out,
-        {
-            "name": "eval",
-            "claim": "accuracy against the loop count (test-time scaling), with voting",
-            "config": {
-                "checkpoint": str(ckpt_dir),
-                "step": meta["step"],
-                "weights": args.weights,
-                "model_config": model_config,
-                "data": specs,
-                "steps": args.steps,
-                "votes": args.votes,
-                "vote": vote,
-                "n": args.n,
-                "data_seed": args.data_seed,
-                "batch_size": args.batch_size,
-                "deterministic": args.deterministic,
-                "halt": str(halt),
-                "anchor": args.anchor,
-                "restart_noise": args.restart_noise,
-                "attention": args.attention,
-            },
-            "seed": args.seed,
-            "wall_time_s": wall,
-            "data": results,
-            "figures": {"accuracy_vs_loops": accuracy_figure(results)},
-        },
-    )
-    print(format_table(results))
-    print(f"results: {out}\nplot: {png}")
-    return 0
+    return results

@@ -1,5 +1,5 @@
 """``sadyn paper --out DIR --budget-min 9``: the paper preset end to end in one command, for the
-minutes a lent GPU gives, within a wall-clock budget.
+minutes a GPU session gives, within a wall-clock budget.
 
 Stages; each is cut at its share of the budget, and what was cut is written down:
 

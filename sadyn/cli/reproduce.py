@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from sadyn.cli._args import add_threads
 from sadyn.errors import SadynError
 
 
@@ -90,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "others are recorded as not trained in each results file, never trained here",
     )
     p.add_argument("--no-report", action="store_true", help="do not write DIR/report.html")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    add_threads(p)
     p.add_argument(
         "--device",
         default="auto",

@@ -1,6 +1,6 @@
 """``sadyn train``: train a looped model on Sudoku.
 
-    sadyn train --preset tiny|small|small-akorn|paper --seed S --out DIR [--resume]
+    sadyn train --preset NAME --seed S --out DIR [--resume]       (presets: ``sadyn --help``)
                 [--FIELD VALUE ...]
 
 Override scheme (one rule): every :class:`~sadyn.training.TrainConfig` field is ``--FIELD
@@ -11,6 +11,9 @@ config is the ``model`` field, so its keys are ``--model.KEY VALUE`` (``--model.
 KIND`` switches the model kind, keeping the other keys. ``--resume`` continues the run in DIR
 (its saved config; only ``max_minutes``, ``threads``, ``device``, ``tensorboard`` and
 ``progress_every`` may change); DIR must hold a run (its ``config.json``), else it is an error.
+Ctrl-C (SIGINT) or SIGTERM stops after the current update, writes a checkpoint and prints
+the command that resumes the run; a second Ctrl-C stops at once. Runs on one CPU thread unless
+``--threads N`` (or ``$OMP_NUM_THREADS``) says otherwise.
 
 Data parallel: ``torchrun --nproc_per_node W -m sadyn.cli.train ...`` (the module runs as a
 script, so torchrun can launch it).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 import typing
 from pathlib import Path
@@ -61,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = TrainConfig()
     p = subparsers.add_parser(
         "train",
-        help="train a looped model on Sudoku (presets tiny, small, small-akorn, paper)",
+        help=f"train a looped model on Sudoku (presets {', '.join(preset_names())})",
         description=__doc__,
     )
     p.add_argument(
@@ -174,6 +178,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     summary = train(config, args.out, resume=args.resume, progress=not args.quiet)
+    if summary.status == "interrupted":
+        print(
+            f"interrupted at step {summary.step}/{summary.total_steps}; checkpoint saved: "
+            f"{summary.checkpoint}\nresume with: sadyn train --out {shlex.quote(str(args.out))} "
+            "--resume",
+            flush=True,
+        )
+        return 130
     if summary.metrics:
         for name, res in summary.metrics.items():
             accs = ", ".join(f"T={t}: {100 * a:.1f}%" for t, a in res["board_accuracy"].items())

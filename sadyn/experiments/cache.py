@@ -27,6 +27,7 @@ from typing import Any
 
 from sadyn.errors import DivergenceError
 from sadyn.io import atomic_write_json
+from sadyn.paths import portable_record
 
 CACHE_ENV = "SADYN_CACHE"
 # Fields left out of the key: the training package's RESUMABLE_FIELDS. All but max_minutes
@@ -166,7 +167,7 @@ class CheckpointCache:
                 "resumed": resume,
                 "status": status,
                 "message": message,
-                "summary": summary,
+                "summary": portable_record(summary, partial),  # paths relative to the run
             },
         )
         if final.exists():  # a stale folder without an entry file: replace it

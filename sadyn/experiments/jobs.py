@@ -30,6 +30,7 @@ from typing import Any
 from sadyn.errors import SadynError
 from sadyn.experiments.cache import ENTRY_FILE, CheckpointCache, config_hash
 from sadyn.io import atomic_write_json
+from sadyn.paths import portable_record
 from sadyn.training.jobs import write_jobs  # the job list format lives with its runner
 
 __all__ = ["ImportResult", "JobError", "export_jobs", "export_weights", "import_runs", "write_jobs"]
@@ -180,8 +181,8 @@ def _import_one(folder: Path, cache: CheckpointCache, verify: bool) -> ImportRes
                 "resumed": False,
                 "status": status,
                 "message": "",
-                "summary": summary,
-                "imported_from": str(folder),
+                "summary": portable_record(summary, folder),  # paths relative to the run
+                "imported_from": folder.name,  # the run's name, not a machine's path
             },
         )
         if final.exists():  # a stale folder without an entry file

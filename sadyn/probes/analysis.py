@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 from sadyn.errors import SadynError
 from sadyn.progress import format_seconds
+from sadyn.sudoku.datasets import pool_fields, with_pool_tag
 
 PROBES = ("jacobian", "lyapunov", "energy", "sensitivity", "scaling")
 
@@ -287,7 +287,7 @@ def run_analysis(
 
 
 def _announce(s: AnalysisSettings, n: int, dim: int, est: dict[str, float]) -> None:
-    """The time estimate, and a note when the machine is busier than it has cores."""
+    """The time estimate."""
     print(
         f"analyze: {n} puzzles, S*D = {dim}, probes {', '.join(s.probes)}; "
         f"estimated {format_seconds(sum(est.values()))} on this machine (rough; "
@@ -296,13 +296,6 @@ def _announce(s: AnalysisSettings, n: int, dim: int, est: dict[str, float]) -> N
         + ")",
         flush=True,
     )
-    load, cores = _load(), os.cpu_count() or 1
-    if s.threads is None and cores > 1 and load > cores:
-        print(
-            f"analyze: note: load average {load:.1f} on {cores} cores; --threads 1 avoids "
-            "oversubscribing them (often several times faster on a busy machine)",
-            flush=True,
-        )
 
 
 def _probe_table(
@@ -385,7 +378,7 @@ def _write(
                     "spec": s.data,
                     "n": len(puzzles),
                     "source": getattr(puzzles, "source", None),
-                    "pool_sha256": pool_record(puzzles),
+                    **pool_fields(puzzles),
                 },
                 "state_shape": list(run_.state_shape),
                 "timings_s": result.timings_s,
@@ -395,24 +388,6 @@ def _write(
             "figures": result.figures,
         },
     )
-
-
-def _load() -> float:
-    try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return 0.0
-
-
-def pool_record(puzzles: Any) -> str | None:
-    """The 17-clue pool behind an RRN-style set: its SHA-256, ``"fallback"``, or None for a
-    set that does not come from a pool."""
-    meta = getattr(puzzles, "meta", {}) or {}
-    if meta.get("kind") != "rrn" and "pool" not in meta:
-        return None
-    if str(meta.get("pool", "")).startswith("fallback"):
-        return "fallback"
-    return meta.get("pool_sha256")
 
 
 def _scaling(model: Any, s: AnalysisSettings, result: Analysis, show: bool) -> None:
@@ -453,6 +428,7 @@ def _scaling(model: Any, s: AnalysisSettings, result: Analysis, show: bool) -> N
             restart_noise=noise if k_max > 1 else None,
             progress=show,
         )
+        results[name].update(pool_fields(puzzles))
         if k_max > 1:
             spec = compute_figure(
                 split_by_votes(results[name]), title=f"test-time compute ({name})"
@@ -465,7 +441,10 @@ def _scaling(model: Any, s: AnalysisSettings, result: Analysis, show: bool) -> N
             }
     result.probes["scaling"] = results
     # the accuracy curve of the fewest restarts (K=1: restart 0, the deterministic run)
-    single = {name: split_by_votes(res)[min(s.votes)] for name, res in results.items()}
+    single = {
+        with_pool_tag(name, res.get("pool_sha256")): split_by_votes(res)[min(s.votes)]
+        for name, res in results.items()
+    }
     path = plot_accuracy(single, out / "scaling.png")
     figs["scaling"] = {"kind": "png", "path": path.name, "title": "accuracy vs loop count"}
 
@@ -533,5 +512,6 @@ def summary_text(probes: dict[str, Any], out: Path) -> str:
                 for t, a in zip(row["steps"], row["board_accuracy"], strict=True)
             )
             what = "single run" if k == 1 else f"K={k} {row['vote']}"
-            lines.append(f"  board accuracy ({name}, {what}): {acc}")
+            pool = f", pool: {res['pool']}" if res.get("pool") else ""
+            lines.append(f"  board accuracy ({name}{pool}, {what}): {acc}")
     return "\n".join(lines)

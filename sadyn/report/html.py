@@ -33,14 +33,43 @@ _ENV_VOLATILE = ("written_at",)
 
 @dataclass
 class LoadedResult:
-    """A results record and the folder its relative figure paths resolve against."""
+    """A results record and the folder its relative figure paths resolve against. ``key``: a
+    name unique within one report (the record's name, or, where two files share it, the name
+    with the folder they sit in), set by :func:`find_results`."""
 
     path: Path
     record: dict[str, Any]
+    key: str = ""
 
     @property
     def name(self) -> str:
         return str(self.record.get("name") or self.path.parent.name)
+
+    @property
+    def label(self) -> str:
+        """What the report calls this entry: its title (or name), with the folder added when
+        two entries would otherwise read the same."""
+        return self.key if self.key != self.name else str(self.record.get("title") or self.name)
+
+
+def is_claim(record: Mapping[str, Any]) -> bool:
+    """A record judged against a declared criterion (a recipe's run); evaluations, analyses and
+    demo sections are not, so they carry no criterion flags."""
+    return isinstance(record.get("verdict"), Mapping) or record.get("criterion_hash") is not None
+
+
+def _unique_keys(results: list[LoadedResult], root: Path) -> None:
+    """Give every entry a distinct ``key``: its name, or ``name (folder)`` when several
+    entries share the name (e.g. a claim run twice into two folders)."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.name] = counts.get(r.name, 0) + 1
+    for r in results:
+        if counts[r.name] == 1:
+            r.key = r.name
+        else:
+            folder = r.path.parent.relative_to(root).as_posix()
+            r.key = f"{r.record.get('title') or r.name} ({folder})"
 
 
 @dataclass
@@ -70,6 +99,7 @@ def find_results(results_dir: str | Path) -> list[LoadedResult]:
     if not found:
         raise SadynError(f"no {RESULTS_NAME} files under {root} (run `sadyn reproduce` first)")
     found.sort(key=lambda r: (_as_float(r.record.get("order"), math.inf), r.name))
+    _unique_keys(found, root)
     return found
 
 
@@ -120,12 +150,16 @@ def build_report(
     results = find_results(results_dir)
     out = Path(out_file) if out_file is not None else Path(results_dir) / "report.html"
     log = read_log(Path(results_dir) / CRITERIA_LOG)
-    criteria = {r.name: criterion_status(r.record, log, current_hash(r.record)) for r in results}
+    criteria = {
+        r.key: criterion_status(r.record, log, current_hash(r.record))
+        for r in results
+        if is_claim(r.record)
+    }
     errors: list[str] = []
     n_figures = 0
     sections = []
     for res in results:
-        section, n, errs = _claim_section(res, strict=strict, criterion=criteria[res.name])
+        section, n, errs = _claim_section(res, strict=strict, criterion=criteria.get(res.key))
         sections.append(section)
         n_figures += n
         errors.extend(errs)
@@ -134,8 +168,8 @@ def build_report(
     atomic_write_bytes(out, page.encode("utf-8"))
     return ReportSummary(
         path=out,
-        claims=[r.name for r in results],
-        statuses={r.name: status_of(r.record) for r in results},
+        claims=[r.key for r in results],
+        statuses={r.key: status_of(r.record) for r in results},
         figures=n_figures,
         figure_errors=errors,
         failures=failures,
@@ -208,9 +242,9 @@ def _summary_table(
         rec = r.record
         status = status_of(rec)
         reason = (rec.get("verdict") or {}).get("reason", "")
-        crit = (criteria or {}).get(r.name)
+        crit = (criteria or {}).get(r.key)
         rows.append(
-            f'<tr><td><a href="#{_e(r.name)}">{_e(rec.get("title") or r.name)}</a></td>'
+            f'<tr><td><a href="#{_e(_anchor(r))}">{_e(r.label)}</a></td>'
             f"<td>{_badge(status)}</td><td>{_criterion_cell(crit)}</td>"
             f"<td>{_e(rec.get('preset', ''))}</td>"
             f"<td>{_e(_fmt_seconds(rec.get('wall_time_s')))}</td><td>{_e(reason)}</td></tr>"
@@ -273,13 +307,14 @@ def _claim_section(
 ) -> tuple[str, int, list[str]]:
     rec = res.record
     parts = [
-        f'<section class="claim" id="{_e(res.name)}">',
-        f"<h2>{_e(rec.get('title') or res.name)} {_badge(status_of(rec))}</h2>",
+        f'<section class="claim" id="{_e(_anchor(res))}">',
+        f"<h2>{_e(res.label)} {_badge(status_of(rec))}</h2>",
     ]
     if rec.get("paper_ref"):
         parts.append(f'<p class="meta">Paper: {_e(rec["paper_ref"])}</p>')
     if rec.get("claim"):
         parts.append(f'<blockquote class="statement">{_e(rec["claim"])}</blockquote>')
+    parts.append(_pool_block(rec))
     declared = criterion is None or bool(criterion.get("preregistered"))
     parts.append(_verdict_block(rec.get("verdict"), declared=declared))
     parts.append(_criterion_block(criterion))
@@ -327,6 +362,41 @@ def _claim_section(
     parts.append(_run_block(rec))
     parts.append("</section>")
     return "\n".join(parts), n, errors
+
+
+def _anchor(res: LoadedResult) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in res.key)
+
+
+def pools_of(record: Mapping[str, Any]) -> dict[str, str]:
+    """``{data set: pool label}`` for every RRN-style (OOD) set a record's numbers come from:
+    entries of ``data`` (and of ``probes.scaling``, ``data.puzzles``) that record a pool."""
+    from sadyn.sudoku.datasets import pool_label
+
+    found: dict[str, str] = {}
+    places: list[tuple[str, Any]] = []
+    data = record.get("data")
+    if isinstance(data, Mapping):
+        places += [(str(k), v) for k, v in data.items()]
+        places.append((str(record.get("config", {}).get("data", "puzzles")), data.get("puzzles")))
+    scaling = (record.get("probes") or {}).get("scaling")
+    if isinstance(scaling, Mapping):
+        places += [(str(k), v) for k, v in scaling.items()]
+    for name, entry in places:
+        if isinstance(entry, Mapping) and entry.get("pool_sha256") is not None:
+            found[name] = str(entry.get("pool") or pool_label(str(entry["pool_sha256"])))
+    return found
+
+
+def _pool_block(rec: Mapping[str, Any]) -> str:
+    """One line per OOD set naming the pool its puzzles came from (Royle's list or the
+    fallback): OOD numbers from different pools are not comparable."""
+    pools = pools_of(rec)
+    if not pools:
+        return ""
+    items = "; ".join(f"{_e(name)}: {_e(label)}" for name, label in pools.items())
+    css = "pool fallback" if any(v.startswith("fallback") for v in pools.values()) else "pool"
+    return f'<p class="{css}" data-pool="{_e(json.dumps(pools))}"><b>OOD pool</b> ({items})</p>'
 
 
 def _verdict_block(verdict: Any, *, declared: bool = True) -> str:
@@ -477,7 +547,7 @@ font-weight:600;color:#fff;vertical-align:middle;text-transform:uppercase}
 .badge.inconclusive{background:#9a6a00}.badge.none{background:#777}
 .badge.error{background:#5a1a6e}.badge.no-effect{background:#45617a}
 .prereg{color:#2a7d2e;font-size:.85em}.flagged{color:#b3261e;font-weight:600;font-size:.85em}
-ul.flags{color:#b3261e}.cut{color:#6a4a00}
+ul.flags{color:#b3261e}.cut{color:#6a4a00}.pool.fallback{color:#9a6a00;font-weight:600}
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:left;vertical-align:top}
 thead th{background:#f0f0f0}caption{text-align:left;font-weight:600;padding:.2em 0}

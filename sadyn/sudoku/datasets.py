@@ -98,6 +98,43 @@ def pool_record(puzzles: PuzzleSet) -> str | None:
     return meta.get("pool_sha256")
 
 
+#: how a results file, a summary and the report name the pool behind an RRN-style (OOD) set
+POOL_LABELS = {
+    "royle": "Royle 17-clue list",
+    "fallback": "fallback: sadyn-made minimal puzzles (easier than Royle's list)",
+}
+
+
+def pool_label(record: str | None) -> str | None:
+    """A reader's name for a :func:`pool_record` value: ``"Royle 17-clue list"``, the fallback
+    (``"fallback: sadyn-made minimal puzzles ..."``), ``"custom 17-clue pool (sha256 ...)"``,
+    or None for a set not made from a pool. OOD numbers are comparable only under one label."""
+    if record is None:
+        return None
+    if record == "fallback":
+        return POOL_LABELS["fallback"]
+    if record == rrn.ROYLE_SHA256:
+        return POOL_LABELS["royle"]
+    return f"custom 17-clue pool (sha256 {str(record)[:12]}...)"
+
+
+def with_pool_tag(name: str, record: str | None) -> str:
+    """A data set's name for a figure legend, tagged with its pool: ``"ood [Royle 17-clue
+    list]"``, ``"ood [fallback pool]"``, ``"ood [custom pool]"``; unchanged for other sets."""
+    if record is None:
+        return name
+    tag = {"fallback": "fallback pool", rrn.ROYLE_SHA256: POOL_LABELS["royle"]}
+    return f"{name} [{tag.get(record, 'custom pool')}]"
+
+
+def pool_fields(puzzles: PuzzleSet) -> dict[str, str | None]:
+    """What a results entry records about the pool behind ``puzzles``: ``pool_sha256``
+    (:func:`pool_record`) and ``pool`` (:func:`pool_label`), both None for a set not made from
+    a pool."""
+    record = pool_record(puzzles)
+    return {"pool_sha256": record, "pool": pool_label(record)}
+
+
 def cache_file(
     kind: str,
     split: str,
@@ -253,7 +290,10 @@ __all__ = [
     "find_and_load_pool",
     "get_dataset",
     "load_or_make",
+    "pool_fields",
+    "pool_label",
     "pool_record",
     "resolve_dataset",
     "warn_fallback",
+    "with_pool_tag",
 ]

@@ -9,10 +9,10 @@ uniquely solvable puzzle keeps it uniquely solvable.
 
 The base pool is Gordon Royle's list of 49,151 17-clue puzzles, the one RRN used, so givens are
 uniform over 17..34. It is read from a file, never copied: the path given, else
-``$SADYN_SUDOKU17``, else ``sudoku17-royle.txt(.gz)`` in the data directory or the project's
-``shared/data`` folder. Without it the pool is made of sadyn's own minimal puzzles
-(:mod:`sadyn.sudoku.minimal`, ~24 givens), which gives an *easier* set; the PuzzleSet's source and
-meta say so.
+``$SADYN_SUDOKU17``, else ``sudoku17.txt(.gz)`` (the name it is published under) or
+``sudoku17-royle.txt(.gz)`` in the data directory or the project's ``shared/data`` folder.
+Without it the pool is made of sadyn's own minimal puzzles (:mod:`sadyn.sudoku.minimal`, ~24
+givens), which gives an *easier* set; the PuzzleSet's source and meta say so.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from sadyn.sudoku.solver import solve_many
 #: sha256 of the uncompressed text of Royle's list (as in shared/data/README.md)
 ROYLE_SHA256 = "71755fa5646701ae543b1435012492ec5b99f3d42b08da847e6d48d8b87676d7"
 ROYLE_COUNT = 49_151
-POOL_FILENAMES = ("sudoku17-royle.txt.gz", "sudoku17-royle.txt")
+#: names the list is looked for under in a data folder: as published, and as the project keeps it
+POOL_FILENAMES = ("sudoku17.txt.gz", "sudoku17.txt", "sudoku17-royle.txt.gz", "sudoku17-royle.txt")
 ENV_POOL = "SADYN_SUDOKU17"
 #: sizes of the test and valid pools cut from a full-size pool (the rest is train)
 POOL_SIZES = {"test": 10_000, "valid": 1_000}

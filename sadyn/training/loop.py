@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from sadyn.errors import DivergenceError, SadynError
 from sadyn.io import atomic_write_json
 from sadyn.models import build_model, fused_attention
+from sadyn.paths import portable_path
 from sadyn.progress import progress as progress_bar
 from sadyn.sudoku import PuzzleSet, get_dataset, read_puzzles, resolve_dataset
 from sadyn.sudoku.augment import augment
@@ -52,7 +55,8 @@ SUMMARY_NAME = "summary.json"
 
 @dataclass
 class TrainSummary:
-    """How a run ended. ``status``: ``completed`` or ``time_budget`` (``max_minutes`` hit)."""
+    """How a run ended. ``status``: ``completed``, ``time_budget`` (``max_minutes`` hit) or
+    ``interrupted`` (SIGINT / SIGTERM: checkpointed at ``step``, resumable)."""
 
     out_dir: str
     status: str
@@ -127,6 +131,35 @@ def load_eval_sets(config: TrainConfig) -> dict[str, PuzzleSet]:
 
 def dataset_name(spec: str) -> str:
     return spec if spec in ("id", "ood") else Path(spec).stem
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM while training: the first sets ``received`` (the signal's
+    name), which the loop reads after each update, then checkpoints and stops; a second raises
+    :class:`KeyboardInterrupt` at once. Installed only in the main thread (elsewhere signals
+    cannot be caught and this does nothing)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._saved: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
 
 
 # ---------------------------------------------------------------------------- trainer
@@ -252,40 +285,73 @@ class _Trainer:
             enable=self.progress and info.is_main,
             desc=f"train {cfg.model.get('model', '')}",
         )
-        status = "completed"
-        last: dict[str, Any] = {}  # the record of the latest update
-        epoch, order = -1, torch.empty(0, dtype=torch.long)
-        clock, timed_updates = time.monotonic(), 0  # boards/s over the updates since clock
+        self.last_record: dict[str, Any] = {}  # the record of the latest update
+        stop = StopSignals()
         try:
-            while self.step < self.total_steps:
-                if self.step // self.steps_per_epoch != epoch:  # a new epoch: its data order
-                    epoch = self.step // self.steps_per_epoch
-                    order = epoch_order(cfg.seed, epoch, len(self.train_set))
-                last = self._update(order)
-                timed_updates += 1
-                bar.update(1)
-                # on a GPU the host reads device values (one sync) only at log steps
-                if not self.on_gpu or self.step % cfg.log_every == 0:
-                    self._check_finite()
-                    last = _floats(last)
-                    if self.step % cfg.progress_every == 0:
-                        bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
-                if self.step % cfg.log_every == 0 and info.is_main:
-                    now = time.monotonic()
-                    last["boards_per_s"] = timed_updates * cfg.batch_size / (now - clock)
-                    clock, timed_updates = now, 0
-                    self.logger.log("train", self.step, last)
-                # (ranks other than 0 need no barrier: they wait in the next step's all-reduce)
-                # the last step's evaluation and checkpoint come after the loop
-                if self.step < self.total_steps and self._evaluate_and_checkpoint():
-                    clock, timed_updates = time.monotonic(), 0  # boards/s times training alone
-                if cfg.max_minutes and distributed.any_flag(info, time.monotonic() > deadline):
-                    status = "time_budget"
-                    break
+            with stop:
+                status = self._loop(bar, stop, deadline)
         finally:
             bar.close()
         self._check_finite()
-        return self._finish(status, _floats(last))
+        if status == "interrupted":
+            return self._interrupted(stop.received or "signal")
+        return self._finish(status, _floats(self.last_record))
+
+    def _loop(self, bar: Any, stop: StopSignals, deadline: float) -> str:
+        """Updates until the end, the time budget or a stop signal; returns the status."""
+        cfg, info = self.cfg, self.info
+        status = "completed"
+        epoch, order = -1, torch.empty(0, dtype=torch.long)
+        clock, timed_updates = time.monotonic(), 0  # boards/s over the updates since clock
+        while self.step < self.total_steps:
+            if self.step // self.steps_per_epoch != epoch:  # a new epoch: its data order
+                epoch = self.step // self.steps_per_epoch
+                order = epoch_order(cfg.seed, epoch, len(self.train_set))
+            self.last_record = self._update(order)
+            timed_updates += 1
+            bar.update(1)
+            # on a GPU the host reads device values (one sync) only at log steps
+            if not self.on_gpu or self.step % cfg.log_every == 0:
+                self._check_finite()
+                last = self.last_record = _floats(self.last_record)
+                if self.step % cfg.progress_every == 0:
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
+            if self.step % cfg.log_every == 0 and info.is_main:
+                now = time.monotonic()
+                self.last_record["boards_per_s"] = timed_updates * cfg.batch_size / (now - clock)
+                clock, timed_updates = now, 0
+                self.logger.log("train", self.step, self.last_record)
+            # (ranks other than 0 need no barrier: they wait in the next step's all-reduce)
+            # the last step's evaluation and checkpoint come after the loop
+            if self.step < self.total_steps and self._evaluate_and_checkpoint():
+                clock, timed_updates = time.monotonic(), 0  # boards/s times training alone
+            if cfg.max_minutes and distributed.any_flag(info, time.monotonic() > deadline):
+                status = "time_budget"
+                break
+            # a stop signal: checked every update alone, at log steps under torchrun (one
+            # all-reduce there, where the ranks sync anyway)
+            if (not info.enabled or self.step % cfg.log_every == 0) and distributed.any_flag(
+                info, stop.received is not None
+            ):
+                status = "interrupted"
+                break
+        return status
+
+    def _interrupted(self, signame: str) -> TrainSummary:
+        """After a stop signal: checkpoint the weights of the last finished update (atomic:
+        :func:`checkpoint.save_checkpoint`), log it and write the summary; no final evaluation,
+        so the process ends within an update of the signal."""
+        self._save()
+        last = _floats(self.last_record)
+        if self.info.is_main:
+            self.logger.log("event", self.step, {"event": "interrupted", "signal": signame})
+            self.logger.close()
+        distributed.barrier(self.info)
+        if not self.info.is_main:
+            return TrainSummary(
+                str(self.out), "interrupted", self.step, self.total_steps, last.get("loss")
+            )
+        return self._write_summary("interrupted", last.get("loss"), {}, self._elapsed())
 
     def _finish(self, status: str, last: dict[str, Any]) -> TrainSummary:
         """The end of the run: final evaluation, checkpoint, curve and summary (rank 0)."""
@@ -481,7 +547,7 @@ class _Trainer:
             rows = rows.to(self.device, non_blocking=True)
             return self.quizzes_dev[rows], self.solutions_dev[rows]
         quizzes, solutions = self.quizzes[rows], self.solutions[rows]
-        if cfg.augment != "none":  # issue 11
+        if cfg.augment != "none":  # symmetry augmentation
             gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 0xA06, self.step))
             quizzes, solutions = augment(quizzes, solutions, kind=cfg.augment, generator=gen)
         return quizzes.to(self.device), solutions.to(self.device)
@@ -591,6 +657,10 @@ class _Trainer:
             checkpoint=str(self.last_ckpt) if self.last_ckpt else None,
         )
         record = summary.to_dict()
+        # paths relative to the run (the summary is read on other machines, and moved runs)
+        record["out_dir"] = "."
+        if self.last_ckpt is not None:
+            record["checkpoint"] = portable_path(self.last_ckpt, self.out)
         if message:
             record["message"] = message
         atomic_write_json(self.out / SUMMARY_NAME, record)
@@ -605,6 +675,9 @@ class _Trainer:
         if stored.get("status") != "completed":
             return None
         names = TrainSummary.__dataclass_fields__
+        stored["out_dir"] = str(self.out)
+        if stored.get("checkpoint") and not Path(stored["checkpoint"]).is_absolute():
+            stored["checkpoint"] = str(self.out / stored["checkpoint"])
         return TrainSummary(**{k: v for k, v in stored.items() if k in names})
 
 

@@ -7,11 +7,11 @@
 - ``small-akorn``: ``small`` with AKOrN in place of ItrSA (N=4 oscillators with Omega and the
   tangent projection, the same CPU choices) for 20 epochs; the same as
   ``--preset small --model akorn --epochs 20``.
-- ``small-vote``: ``small`` with symmetry augmentation of the training puzzles (issue 11); vote
-  over restarts drawn with test-time noise (``--restart-noise``).
+- ``small-vote``: ``small`` with symmetry augmentation of the training puzzles (the test-time
+  compute study); vote over restarts drawn with test-time noise (``--restart-noise``).
 - ``small-vote-wide``: ``small-vote`` at width D=128 (H=4), a 2-hour cap: about 100 minutes on
   one core of this CPU beside other jobs; the CPU preset that passes the published pre-LN ItrSA
-  out of distribution without voting (issue 11).
+  out of distribution without voting (the test-time compute study).
 - ``paper``: Table S.1 of Tomihari & Karakida (D=512, H=8, initial eta 1.0, batch 100,
   100 epochs) with the AKOrN script's recipe (Adam, clip 1.0, EMA 0.995 every 10 steps after
   step 100, evaluation every 10 epochs). The paper picks the learning rate from
@@ -99,18 +99,19 @@ PRESETS["small-akorn"] = {
 }
 
 
-# issue 11: the small recipe with a fresh random Sudoku symmetry per training puzzle per epoch
-# (same cost per step: about 36 min on one core). Its restarts are drawn at evaluation time
-# (``sadyn eval --votes K --restart-noise 0.3 --vote verifier --halt valid``): measured on 1,000
-# OOD boards, training with restart noise (init_noise 1.0, U(0, 1)) cost test-time scaling
-# (13.8% vs 25.0% at T=256) and gave less diverse restarts than noise added at test time to
-# this model (results/issue11/, docs/probes.md)
+# the test-time compute study: the small recipe with a fresh random Sudoku symmetry per
+# training puzzle per epoch (same cost per step: about 36 min on one core). Its restarts are
+# drawn at evaluation time (``sadyn eval --votes K --restart-noise 0.3 --vote verifier --halt
+# valid``): measured on 1,000 OOD boards, training with restart noise (init_noise 1.0,
+# U(0, 1)) cost test-time scaling (13.8% vs 25.0% at T=256) and gave less diverse restarts
+# than noise added at test time to this model (results/test-time-compute/, docs/probes.md)
 PRESETS["small-vote"] = {**PRESETS["small"], "augment": "full"}
 
-# issue 11: small-vote at D=128. Measured (seed 0, this CPU, 96.9 min of training beside two
-# other jobs; results/issue11/wide-d128-aug-cpu/): single run from Norm(C), 1,000 boards per
-# set: ID 99.6% at T=16; OOD 11.4 / 24.7 / 34.1 / 37.2 / 39.0% at T = 16..256 (small-vote:
-# 3.6 / 10.8 / 18.3 / 22.9 / 25.0%; the published width-512 pre-LN ItrSA: 34.4% at T=32)
+# the test-time compute study: small-vote at D=128. Measured (seed 0, this CPU, 96.9 min of
+# training beside two other jobs; results/test-time-compute/wide-d128-aug-cpu/): single run
+# from Norm(C), 1,000 boards per set: ID 99.6% at T=16; OOD 11.4 / 24.7 / 34.1 / 37.2 / 39.0%
+# at T = 16..256 (small-vote: 3.6 / 10.8 / 18.3 / 22.9 / 25.0%; the published width-512
+# pre-LN ItrSA: 34.4% at T=32)
 PRESETS["small-vote-wide"] = {
     **PRESETS["small-vote"],
     "model": {**PRESETS["small-vote"]["model"], "dim": 128, "heads": 4},

@@ -72,11 +72,9 @@ def test_make_is_deterministic_without_cache(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_make_rrn_with_a_custom_pool(tmp_path, capsys):
-    pool_file = rrn._SHARED_DATA / "sudoku17-royle.txt.gz"
-    if not pool_file.is_file():
-        pytest.skip("Royle's list is not available")
-    lines = gzip.open(pool_file, "rt").read().split()[:40]
+def test_make_rrn_with_a_custom_pool(tmp_path, capsys, royle_path):
+    opener = gzip.open if royle_path.suffix == ".gz" else open
+    lines = opener(royle_path, "rt").read().split()[:40]
     small = tmp_path / "pool.txt"
     small.write_text("\n".join(lines) + "\n")
     with pytest.warns(UserWarning, match="differs from Royle"):

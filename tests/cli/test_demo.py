@@ -42,6 +42,12 @@ def test_demo_with_pretrained_models(weights, tmp_path, monkeypatch, capsys):
     assert page.count("data:image/png;base64") >= 5
     assert read_results(out / "analysis" / "results.json")["probes"]["lyapunov"]
     assert read_results(out / "eval-voting" / "results.json")["config"]["votes"] == 2
+    # demo sections are not claims: no criterion flags; the OOD pool is named
+    assert "FLAGGED" not in page and "OOD pool" in page
+    # run again: the tiny run is reused and said so, not "trained now ... in 0.0s"
+    assert main(["demo", *FAST, "--out", str(out), "--threads", "1", "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "reused: the tiny preset" in text and "trained now" not in text
 
 
 @pytest.mark.slow
@@ -88,3 +94,22 @@ def test_demo_without_pretrained_models_says_so(tmp_path, monkeypatch, capsys):
     assert "NOTE: the pretrained weights" in text and "falling back" in text
     assert "voting: not run. No pretrained model" in text
     assert "tiny (trained now, fallback)" in text and (out / "report.html").is_file()
+
+
+def test_a_finished_demo_run_is_reused_and_said_so(tmp_path):
+    from sadyn.cli.demo import finished_run, trained_line, training_record
+    from sadyn.training.loop import train
+    from sadyn.training.presets import get_preset
+
+    config = get_preset("tiny", tensorboard=False, eval_every=0, ckpt_every=0)
+    run = tmp_path / "tiny-run"
+    assert finished_run(run, config) is None  # nothing there yet
+    first = train(config, run, progress=False)
+    summary = finished_run(run, config)
+    assert summary is not None and summary.step == first.step
+    assert finished_run(run, config.replace(seed=1)) is None  # another config: not reused
+    line = trained_line("the tiny preset", run, summary, None, "")
+    assert line.startswith("reused: the tiny preset") and "trained now" not in line
+    record = training_record(run, summary, None, "the tiny preset")
+    assert "reused" in record["title"] and record["data"]["reused"] is True
+    assert record["wall_time_s"] == summary.wall_time_s > 0

@@ -76,21 +76,51 @@ def test_a_modified_weights_file_is_refused(shipped):
 
 
 def test_eval_by_name_names_its_output_and_records_the_pool(shipped, tmp_path, capsys, monkeypatch):
+    from sadyn.sudoku.datasets import POOL_LABELS
+
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
     argv = ["eval", "tiny-test", "--data", "id,ood", "--n", "6", "--steps", "2,4", "-q"]
     assert main(argv) == 0
-    out = tmp_path / "out" / "tiny-test" / "eval" / "eval_id+ood_K1_T2-4.json"
-    assert out.is_file(), capsys.readouterr().out
+    printed = capsys.readouterr().out
+    made = sorted((tmp_path / "out" / "tiny-test" / "eval").glob("*.json"))
+    assert len(made) == 1
+    out = made[0]
     record = read_results(out)
-    assert record["config"]["data_seed"] == 0
     ood = record["data"]["ood"]
-    assert ood["data_seed"] == 0
+    pool = "fallback" if ood["pool_sha256"] == "fallback" else "royle"
+    # the file name holds what changes the numbers: sets with the pool, n, K, T grid
+    assert out.name == f"eval_id+ood-{pool}_n6_K1_T2-4.json"
+    assert record["config"]["data_seed"] == 0 and ood["data_seed"] == 0
     assert ood["pool_sha256"] == "fallback" or len(ood["pool_sha256"]) == 64
     assert record["data"]["id"]["pool_sha256"] is None  # SATNet-style: no pool
-    # another T grid or K goes to another file
+    # the pool is named where the numbers are: terminal, results file, figure legend
+    label = POOL_LABELS[pool]
+    assert ood["pool"] == label and record["config"]["pools"] == {"ood": label}
+    assert f"ood: puzzles from the {label}" in printed
+    legends = [s["label"] for s in record["figures"]["accuracy_vs_loops"]["series"]]
+    assert any(lab.startswith("ood [") for lab in legends)
+    # a pretrained model is recorded by name, not by the path of the installation
+    assert record["config"]["checkpoint"] == "pretrained:tiny-test"
+    # another T grid, n or seed goes to another file; the first is kept
     assert main([*argv[:-3], "--steps", "4", "-q"]) == 0
-    assert (out.parent / "eval_id+ood_K1_T4.json").is_file() and out.is_file()
+    assert main([*argv[:4], "--n", "5", "--steps", "2,4", "-q"]) == 0
+    assert main([*argv, "--seed", "1"]) == 0
+    names = sorted(p.name for p in out.parent.glob("*.json"))
+    assert names == sorted(
+        [
+            out.name,
+            f"eval_id+ood-{pool}_n6_K1_T4.json",
+            f"eval_id+ood-{pool}_n5_K1_T2-4.json",
+            f"eval_id+ood-{pool}_n6_K1_T2-4_seed1.json",
+        ]
+    )
+    # an explicit --out holding an evaluation with other settings is not overwritten
+    capsys.readouterr()
+    assert main([*argv[:4], "--n", "5", "--steps", "2,4", "--out", str(out), "-q"]) == 2
+    assert "--force" in capsys.readouterr().err and read_results(out)["config"]["n"] == 6
+    assert main([*argv[:4], "--n", "5", "--steps", "2,4", "--out", str(out), "--force"]) == 0
+    assert read_results(out)["config"]["n"] == 5
 
 
 def test_match_preset():

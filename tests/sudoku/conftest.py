@@ -17,15 +17,6 @@ def satnet_chunk() -> PuzzleSet:
 
 
 @pytest.fixture(scope="session")
-def royle_path():
-    """The shared copy of Royle's list (tests needing it skip where it is absent)."""
-    for name in rrn.POOL_FILENAMES:
-        if (rrn._SHARED_DATA / name).is_file():
-            return rrn._SHARED_DATA / name
-    pytest.skip("Royle's 17-clue list is not available")
-
-
-@pytest.fixture(scope="session")
 def royle_pool(royle_path) -> rrn.Pool:
     return rrn.load_pool(royle_path)
 

@@ -142,6 +142,28 @@ def test_find_pool(tmp_path, monkeypatch, royle_path):
     assert rrn.find_pool(None, [tmp_path / "data"]) == tmp_path / "data" / "sudoku17-royle.txt"
 
 
+@pytest.mark.parametrize("name", ["sudoku17.txt", "sudoku17.txt.gz"])
+def test_find_pool_accepts_the_published_name(tmp_path, monkeypatch, name):
+    """The README tells users to fetch ``sudoku17.txt(.gz)``: the data folder search finds it
+    under that name (not only under the project's own ``sudoku17-royle`` name)."""
+    monkeypatch.setattr(rrn, "_SHARED_DATA", tmp_path / "nowhere")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / name).write_text("x")
+    assert rrn.find_pool(None, [tmp_path / "data"]) == tmp_path / "data" / name
+
+
+def test_the_tests_use_the_list_sadyn_sudoku17_names(tmp_path):
+    """Tests that need Royle's list take it from $SADYN_SUDOKU17 when that is set (they used to
+    look only in the shared folder and skip elsewhere)."""
+    from royle import find_royle_list
+
+    listed = tmp_path / "elsewhere" / "my-copy.txt.gz"
+    listed.parent.mkdir()
+    listed.write_bytes(b"")
+    assert find_royle_list(str(listed)) == listed
+    assert find_royle_list(str(tmp_path / "missing.txt")) is None
+
+
 @pytest.mark.slow
 def test_full_test_split(royle_pool):
     ps = rrn.make_rrn("test", seed=0, pool=royle_pool)
