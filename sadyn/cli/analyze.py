@@ -187,7 +187,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ci-dense-max",
         type=int,
         default=12_288,
-        help="largest S*D whose contribution index is dense, else ARPACK (default 12288)",
+        help="largest S*D whose contribution index is dense, else the block solver (default 12288)",
+    )
+    g.add_argument(
+        "--ci-max-minutes",
+        type=float,
+        default=None,
+        help="CPU-time budget of each block eigenproblem above --ci-dense-max (default: "
+        "until converged); a cut one is recorded as not converged",
     )
     g = p.add_argument_group("sensitivity")
     g.add_argument(
@@ -373,10 +380,19 @@ def estimate_seconds(args: argparse.Namespace, units: Units, n_dim: int) -> dict
     ftle = 2 * args.horizon * args.ftle_iters + args.qr_steps + args.transient
     eigh = units.eigh_1000 * (n_dim / 1000) ** 3
     ci_steps = len(range(0, args.horizon + 1, args.ci_every)) + 1
+    energy = 0.3 * args.ci_samples * ci_steps * (n_dim * j / 4 + 1.5 * eigh)
+    if n_dim > args.ci_dense_max:  # the block solver: its budget, or its sweep cap
+        from sadyn.probes.energy import block_seconds
+
+        energy = (
+            args.ci_samples
+            * (ci_steps - 1)
+            * block_seconds(n_dim, args.fraction, j, args.ci_max_minutes)
+        )
     est = {
         "jacobian": 2.7 * len(steps) * (60 * n * j + args.eig_samples * eig),
         "lyapunov": 0.19 * n * args.k * ftle * j,
-        "energy": 0.3 * args.ci_samples * ci_steps * (n_dim * j / 4 + 1.5 * eigh),
+        "energy": energy,
         "sensitivity": 2.2 * args.sens_n * (args.sens_warmup + args.sens_steps) * units.step,
         "scaling": 1.25
         * args.scaling_n
@@ -497,6 +513,7 @@ def run(args: argparse.Namespace) -> int:
                 fraction=args.fraction,
                 dense_max=args.ci_dense_max,
                 seed=args.seed,
+                max_seconds=None if args.ci_max_minutes is None else 60 * args.ci_max_minutes,
                 show_progress=show,
             ),
             figures.plot_energy,

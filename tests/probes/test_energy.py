@@ -41,7 +41,9 @@ def test_contribution_index_of_eigenvectors(method):
             ]
         )
     ).reshape(6, 81, 2)
-    ci = contribution_index(model, states, method=method)
+    # the block solver to residual 1e-10 ||S||: with the gap at the cut of this 162 x 162
+    # Gaussian matrix ~0.05 ||S||, Davis-Kahan bounds the index error by ~2e-9 < 1e-8
+    ci = contribution_index(model, states, method=method, tol=1e-10)
     np.testing.assert_allclose(ci, [1, 1, 0, 0, 0.5, 0.36], atol=1e-8)
 
 
@@ -145,7 +147,7 @@ def test_pv_approximation_dense_and_matrix_free_agree():
     run = rollout(model, puzzles(2, given=0.0), 3, seed=4)  # generic spectra
     kw = {"ci_steps": [0, 3], "samples": [1], "show_progress": False}
     dense = energy_probe(model, run, method="dense", **kw)
-    free = energy_probe(model, run, method="matrix-free", tol=1e-10, **kw)
+    free = energy_probe(model, run, method="matrix-free", tol=1e-10, approximation=True, **kw)
     assert dense.pv_note.startswith("applies")
     for name in ("contribution", "contribution_pv", "contribution_pv0"):
         np.testing.assert_allclose(getattr(free, name), getattr(dense, name), atol=1e-7)
