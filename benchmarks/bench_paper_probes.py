@@ -124,7 +124,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "paper_probes.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
     lines = [
-        "# Probes at paper width (S*D = 41,472), one CPU core, at initialization",
+        "## Probes at paper width (S*D = 41,472), one CPU core, at initialization",
         "",
         f"Device: {env['device']} ({env['cpu']}, torch {env['torch']}); load average "
         f"{env['load_average_1min']:.1f} at the end (CPU seconds count the work done).",

@@ -226,8 +226,9 @@ def eigenspace(
 
 
 #: CPU cost of one column of a block product ``(J + J^T) v`` over one JVP of the model's step
-#: on one puzzle (measured on the paper-width AKOrN on one core: a vmapped column shares the
-#: primal pass and runs as matrix-matrix products; BENCHMARKS.md)
+#: on one puzzle, roughly: on the paper-width AKOrN on one core a vmapped column of J plus J^T
+#: costs about 8 ms (64 columns: 0.5 s), a lone JVP of the step about twice that (it pays the
+#: primal pass and per-call overhead alone); only used for the time estimate
 BLOCK_COLUMN_PER_JVP = 0.5
 #: sweep cap of :func:`block_seconds` when no budget is given
 BLOCK_SWEEPS = 60
