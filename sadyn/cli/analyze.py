@@ -79,7 +79,11 @@ OPTIONS = [
               "about a minute per puzzle at S*D = 10,368 on one core"),
         option("--fraction", type=float, default=0.02, help="top eigenspace share (default 0.02)"),
         option("--ci-dense-max", type=int, default=12_288,
-               help="largest S*D whose contribution index is dense, else ARPACK (default 12288)"),
+               help="largest S*D whose contribution index is dense, else the block solver "
+               "(default 12288)"),
+        option("--ci-max-minutes", type=float, default=None,
+               help="CPU-time budget of each block eigenproblem above --ci-dense-max (default: "
+               "until converged); a cut one is recorded as not converged"),
     ]),
     ("sensitivity", [
         tuned("--sens-n", "sens_n", "puzzles in the sensitivity test"),

@@ -4,6 +4,11 @@ Every function here acts on the last axis of ``y: (..., D)``, split into ``D // 
 groups of ``N`` channels; ``N = D`` is the token-wise case. All are plain differentiable torch
 expressions, so they work under ``torch.func.jvp`` / ``vmap``.
 
+RMS normalizations run as ``F.rms_norm`` (one fused kernel on a GPU) outside ``torch.func``
+transforms and as the explicit formula ``y * rsqrt(mean(y^2) + eps)`` inside them: the fused
+kernel's backward (``aten::_fused_rms_norm_backward``) has no ``vmap`` batching rule, so a
+vmapped JVP/VJP through it falls back to a per-sample loop with a warning on CUDA.
+
 Kinds (``Normalization(kind, ...)``):
 
 - ``"rms_unit"``: the paper's theory form ``gamma * y / ||y||`` per group (Prop. 5.1), gain
@@ -32,6 +37,23 @@ RMS_EPS = 1e-6
 LN_EPS = 1e-5
 
 
+def _under_transform() -> bool:
+    """Whether a ``torch.func`` transform (vmap, jvp, vjp, grad) is active."""
+    try:
+        return torch._C._functorch.maybe_current_level() is not None
+    except AttributeError:  # no such query in this torch: the explicit formula is always safe
+        return True
+
+
+def _rms_norm(y: Tensor, n: int, weight: Tensor | None, eps: float) -> Tensor:
+    """``F.rms_norm(y, (n,), weight, eps)`` over the last axis (``y: (..., n)``), written out
+    under ``torch.func`` transforms (module docstring)."""
+    if not _under_transform():
+        return F.rms_norm(y, (n,), weight=weight, eps=eps)
+    out = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + eps)
+    return out if weight is None else out * weight
+
+
 def _groups(y: Tensor, group: int) -> Tensor:
     """View ``y: (..., D)`` as ``(..., D // N, N)``."""
     if y.shape[-1] % group:
@@ -50,14 +72,14 @@ def sphere_normalize(
     """``gain * y / ||y||`` per group of ``group`` channels (the paper's Pi when ``gain`` is None;
     the unit RMSNorm otherwise). ``y: (..., D)``, ``gain: (D,)``.
 
-    Written as ``F.rms_norm`` (one fused kernel): ``y / ||y|| = rms_norm(y) / sqrt(N)``.
+    Written as an RMS norm (one fused kernel): ``y / ||y|| = rms_norm(y) / sqrt(N)``.
     """
     d = y.shape[-1]
     if group == d:
         w = y.new_full((d,), d**-0.5) if gain is None else gain * d**-0.5
-        return F.rms_norm(y, (d,), weight=w, eps=eps / d)
-    out = F.rms_norm(
-        _groups(y, group), (group,), weight=y.new_full((group,), group**-0.5), eps=eps / group
+        return _rms_norm(y, d, w, eps / d)
+    out = _rms_norm(
+        _groups(y, group), group, y.new_full((group,), group**-0.5), eps / group
     ).flatten(-2)
     return out if gain is None else out * gain
 
@@ -68,8 +90,8 @@ def rms_normalize(
     """Standard RMSNorm ``gain * y / sqrt(mean(y^2) + eps)`` per group. ``y: (..., D)``."""
     d = y.shape[-1]
     if group == d:
-        return F.rms_norm(y, (d,), weight=gain, eps=eps)
-    out = F.rms_norm(_groups(y, group), (group,), eps=eps).flatten(-2)
+        return _rms_norm(y, d, gain, eps)
+    out = _rms_norm(_groups(y, group), group, None, eps).flatten(-2)
     return out if gain is None else out * gain
 
 

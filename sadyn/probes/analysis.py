@@ -87,6 +87,7 @@ class AnalysisSettings:
     ci_every: int | None = None
     fraction: float = 0.02
     ci_dense_max: int = 12_288
+    ci_max_minutes: float | None = None
     sens_n: int | None = None
     sens_warmup: int | None = None
     sens_steps: int | None = None
@@ -211,7 +212,7 @@ def estimate_seconds(settings: AnalysisSettings, units: Units, n_dim: int) -> di
     est = {
         "jacobian": 2.7 * len(steps) * (60 * n * j + s.eig_samples * eig),
         "lyapunov": 0.19 * n * s.k * ftle * j,
-        "energy": 0.3 * s.ci_samples * ci_steps * (n_dim * j / 4 + 1.5 * eigh),
+        "energy": _energy_seconds(s, n_dim, j, eigh, ci_steps),
         "sensitivity": 2.2 * s.sens_n * (s.sens_warmup + s.sens_steps) * units.step,
         "scaling": 1.25
         * s.scaling_n
@@ -286,6 +287,16 @@ def run_analysis(
     return result
 
 
+def _energy_seconds(s: AnalysisSettings, n_dim: int, j: float, eigh: float, ci_steps: int) -> float:
+    """The energy probe's estimate: dense eigh up to ``ci_dense_max``, else the block solver's
+    budget (or its sweep cap) per (puzzle, step)."""
+    if n_dim <= s.ci_dense_max:
+        return 0.3 * s.ci_samples * ci_steps * (n_dim * j / 4 + 1.5 * eigh)
+    from sadyn.probes.energy import block_seconds
+
+    return s.ci_samples * (ci_steps - 1) * block_seconds(n_dim, s.fraction, j, s.ci_max_minutes)
+
+
 def _announce(s: AnalysisSettings, n: int, dim: int, est: dict[str, float]) -> None:
     """The time estimate."""
     print(
@@ -331,6 +342,8 @@ def _probe_table(
         probe = energy_probe(model, run_, ci_steps=list(range(0, run_.steps + 1, s.ci_every)),
                              samples=s.ci_samples, fraction=s.fraction,
                              dense_max=s.ci_dense_max, seed=s.seed,
+                             max_seconds=None if s.ci_max_minutes is None
+                             else 60 * s.ci_max_minutes,
                              show_progress=show)  # fmt: skip
         record("energy", probe, figures.plot_energy)
 

@@ -9,8 +9,10 @@ Definitions, with ``x_t = vec(X_t)`` (row-major), ``n = S*D``:
 * the **contribution index** ``Σ_{k<=m} (a_k)^2 / Σ_k (a_k)^2``, ``a = V^T x_t`` in the
   eigenbasis of ``S_t`` sorted by descending eigenvalue, ``m = floor(0.02 n)``: the share of
   the state in the top 2% eigenspace. Dense ``eigh`` for small n (LAPACK on the CPU, the
-  device's own on a GPU); otherwise ARPACK ``eigsh`` (largest algebraic) on a LinearOperator
-  whose matvec is one JVP plus one VJP of ``MSA``;
+  device's own on a GPU); otherwise the block solver of :mod:`sadyn.dynamics.block_eigen`
+  (Chebyshev-filtered subspace iteration with Rayleigh-Ritz on blocks of ``m + q`` vectors,
+  each block product one vmapped JVP and VJP of ``MSA``), with its residuals, the gap at the
+  cut and a Davis-Kahan bound on the index's error recorded per (step, puzzle);
 * the **PV approximation** ``J ≈ Σ_h P_h ⊗ (W^V_h W^O_h)^T`` (the softmax-derivative term
   dropped), with ``P_h`` from ``model.attention_probs`` at ``X_t`` (Eq. 107) or frozen at
   ``X_0`` (Eq. 108, "time-independent"), giving approximate contribution indices and the
@@ -42,16 +44,18 @@ probe says why.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.linalg
 import torch
 import torch.nn.functional as F
-from scipy.sparse.linalg import LinearOperator, eigsh
+from scipy.sparse.linalg import LinearOperator
 from torch import Tensor, nn
 
+from sadyn.dynamics.block_eigen import EigenspaceResult, SymmetricPart
+from sadyn.dynamics.block_eigen import top_eigenspace as block_top_eigenspace
 from sadyn.probes.stepmap import (
     Rollout,
     analysis_mode,
@@ -61,10 +65,13 @@ from sadyn.probes.stepmap import (
 )
 
 __all__ = [
+    "BLOCK_TOL",
     "DENSE_MAX_SYM",
+    "Eigenspace",
     "EnergyProbe",
     "PVForm",
     "contribution_index",
+    "eigenspace",
     "energy_probe",
     "pseudo_energy",
     "pv_form",
@@ -75,6 +82,9 @@ __all__ = [
 #: Largest n = S*D whose contribution index is computed densely by default (81 * 128 = 10,368
 #: fits: a float32 S is 0.4 GB and its top-2% eigenvectors take about a minute on one core).
 DENSE_MAX_SYM = 12_288
+#: Residual tolerance of the block solver, relative to ||S||: about ten times the float32
+#: rounding floor of the products at paper width (eps_32 * sqrt(n) ~ 2e-5 at n = 41,472).
+BLOCK_TOL = 1e-3
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,7 +116,7 @@ def top_eigenspace(
     op: np.ndarray | Tensor | LinearOperator,
     m: int,
     *,
-    tol: float = 1e-6,
+    tol: float = BLOCK_TOL,
     seed: int = 0,
 ) -> np.ndarray:
     """Orthonormal ``(n, m)`` basis of the eigenvectors of the m largest (algebraic)
@@ -115,11 +125,9 @@ def top_eigenspace(
     A NumPy matrix goes to LAPACK ``syevr`` for the top m only (``scipy.linalg.eigh`` with
     ``subset_by_index``), in its own precision; a torch matrix to ``torch.linalg.eigh`` on its
     device (cuSOLVER on a GPU, where the full decomposition at n = 5,184 takes well under a
-    second against about 8 s for ``syevr`` on one CPU core); an operator to ARPACK
-    ``eigsh``. The spectra of ``J + J^T`` here are strongly clustered near 0, where Krylov
-    methods converge slowly (measured at n = 10,368, m = 207: ``eigsh`` 15 min, LOBPCG wrong
-    at its iteration cap, dense 1 min), which is why the dense path is the default up to
-    ``DENSE_MAX_SYM``.
+    second against about 8 s for ``syevr`` on one CPU core); an operator (its ``matmat``) to
+    the block solver :func:`sadyn.dynamics.block_eigen.top_eigenspace` in float64 (the
+    probe itself calls :func:`eigenspace`, which keeps the solver's diagnostics).
     """
     n = op.shape[0]
     if not 1 <= m < n:
@@ -132,30 +140,120 @@ def top_eigenspace(
             op, subset_by_index=[n - m, n - 1], driver="evr", check_finite=False
         )
         return vecs[:, ::-1]
-    v0 = np.random.default_rng(seed).standard_normal(n)
-    _, vecs = eigsh(op, k=m, which="LA", tol=tol, v0=v0, ncv=min(n, max(2 * m + 1, m + 32)))
-    return vecs
+    res = block_top_eigenspace(
+        lambda v: torch.from_numpy(np.asarray(op.matmat(v.numpy()), dtype=np.float64)),
+        n,
+        m,
+        tol=tol,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return res.vectors.numpy()
+
+
+@dataclass
+class Eigenspace:
+    """A top-m eigenspace of one (step, puzzle) and how well it is known.
+
+    Attributes:
+        result: the block solver's :class:`EigenspaceResult`, or None for the dense path
+            (exact to LAPACK's precision).
+        basis: ``(n, m)`` orthonormal basis (NumPy, dense path only).
+    """
+
+    result: EigenspaceResult | None = None
+    basis: np.ndarray | None = None
+
+    def share(self, x: np.ndarray) -> float:
+        """The contribution index of ``x: (n,)``."""
+        if self.result is None:
+            return _share(self.basis, x)
+        return self.result.share(torch.from_numpy(x))
+
+    def info(self, x: np.ndarray) -> dict[str, Any]:
+        """How the eigenspace was found and how far the index of ``x`` can be off."""
+        r = self.result
+        if r is None:
+            return {"method": "dense"}
+        low, high = r.share_range(torch.from_numpy(x))
+        return {
+            "method": "block",
+            "converged": r.converged,
+            "stalled": r.stalled,
+            "max_residual": float(r.residuals[: r.m + 1].max()),
+            "gap": r.gap,
+            "index_error_bound": r.space_error,
+            "cut_window": list(r.cut_window()),
+            "index_over_cut_window": [low, high],
+            "sweeps": r.sweeps,
+            "products": r.products,
+            "seconds": r.seconds,
+            "cpu_seconds": r.cpu_seconds,
+        }
+
+
+def eigenspace(
+    f: Any,
+    x: Tensor,
+    m: int,
+    dense: bool,
+    *,
+    tol: float = BLOCK_TOL,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    show_progress: bool = False,
+) -> Eigenspace:
+    """Top-m eigenspace of ``(J + J^T)/2`` of the map ``f: (n,) -> (n,)`` at ``x: (n,)``:
+    dense (``eigh`` of the materialised Jacobian) or by the block solver (at most
+    ``max_seconds`` of sweeps; ``show_progress`` prints each sweep's largest residual)."""
+    from sadyn.dynamics import jacobian
+
+    if dense:  # in the model's precision: at n = 10^4 a float32 S is 0.4 GB, float64 0.9 GB
+        j = jacobian(f, x).detach()
+        return Eigenspace(basis=top_eigenspace(_on_host_or_device(j + j.T, x.device), m))
+    op = SymmetricPart(f, x)
+    res = block_top_eigenspace(
+        op.__matmul__,
+        x.numel(),
+        m,
+        tol=tol,
+        generator=torch.Generator().manual_seed(seed),
+        dtype=x.dtype,
+        device=x.device,
+        max_seconds=max_seconds,
+        progress=_print_sweep if show_progress else None,
+    )
+    return Eigenspace(result=res)
+
+
+#: CPU cost of one column of a block product ``(J + J^T) v`` over one JVP of the model's step
+#: on one puzzle, roughly: on the paper-width AKOrN on one core a vmapped column of J plus J^T
+#: costs about 8 ms (64 columns: 0.5 s), a lone JVP of the step about twice that (it pays the
+#: primal pass and per-call overhead alone); only used for the time estimate
+BLOCK_COLUMN_PER_JVP = 0.5
+#: sweep cap of :func:`block_seconds` when no budget is given
+BLOCK_SWEEPS = 60
+
+
+def block_seconds(
+    n: int, fraction: float, jvp_seconds: float, max_minutes: float | None = None
+) -> float:
+    """Rough seconds of one block eigenproblem: ``max_minutes`` when given (a sweep may run
+    past it), else the cost of :data:`BLOCK_SWEEPS` sweeps of degree 12 on ``m + q``
+    columns (an upper bound: most runs converge or stall sooner)."""
+    if max_minutes is not None:
+        return 60.0 * max_minutes
+    m = _top_count(n, fraction)
+    p = m + max(16, m // 10)
+    return (40 + (1 + 12 * BLOCK_SWEEPS) * p) * BLOCK_COLUMN_PER_JVP * jvp_seconds
+
+
+def _print_sweep(sweep: int, residual: float) -> None:
+    print(f"  block eigensolver: sweep {sweep}, largest residual {residual:.1e} ||S||", flush=True)
 
 
 def _share(basis: np.ndarray, x: np.ndarray) -> float:
     a = basis.T.astype(np.float64) @ x
     return float(a @ a / (x @ x))
-
-
-def _symmetrized_msa(
-    model: nn.Module, x: Tensor, dense: bool
-) -> np.ndarray | Tensor | LinearOperator:
-    """``S = J + J^T`` of one board's MSA at ``x: (S, D)``: dense (a NumPy matrix, or a
-    tensor left on ``x``'s device when that is not the CPU) or a LinearOperator."""
-    from sadyn.dynamics import JacobianOperator, jacobian
-
-    f = single_msa_map(model, tuple(x.shape))
-    flat = x.reshape(-1)
-    if dense:  # in the model's precision: at n = 10^4 a float32 S is 0.4 GB, float64 0.9 GB
-        j = jacobian(f, flat).detach()
-        return _on_host_or_device(j + j.T, x.device)
-    a = JacobianOperator(f, flat).to_scipy()
-    return a + a.H
 
 
 def contribution_index(
@@ -165,7 +263,7 @@ def contribution_index(
     fraction: float = 0.02,
     method: str = "auto",
     dense_max: int = DENSE_MAX_SYM,
-    tol: float = 1e-6,
+    tol: float = BLOCK_TOL,
     seed: int = 0,
 ) -> np.ndarray:
     """Share of each state in the top ``fraction`` eigenspace of ``S = J + J^T``,
@@ -174,7 +272,9 @@ def contribution_index(
     Args:
         x: ``(B, S, D)`` states.
         fraction: the eigenspace has ``m = max(1, floor(fraction * n))`` dimensions.
-        method: ``"auto"`` (dense when ``n <= dense_max``), ``"dense"`` or ``"matrix-free"``.
+        method: ``"auto"`` (dense when ``n <= dense_max``), ``"dense"`` or ``"matrix-free"``
+            (the block solver).
+        tol: the block solver's residual tolerance, relative to ``||S||``.
 
     Returns:
         ``(B,)`` indices in [0, 1].
@@ -184,9 +284,10 @@ def contribution_index(
     dense = _use_dense(method, n, dense_max)
     out = []
     with analysis_mode(model):
+        f = single_msa_map(model, tuple(x.shape[1:]))
         for b in range(x.shape[0]):
-            basis = top_eigenspace(_symmetrized_msa(model, x[b], dense), m, tol=tol, seed=seed)
-            out.append(_share(basis, to_numpy(x[b]).reshape(-1)))
+            space = eigenspace(f, x[b].reshape(-1), m, dense, tol=tol, seed=seed)
+            out.append(space.share(to_numpy(x[b]).reshape(-1)))
     return np.array(out)
 
 
@@ -355,6 +456,9 @@ class EnergyProbe:
         quadratic_pv0: ``(T+1, B)`` ``-x_t^T J_PV0 x_t`` or None.
         pv_note: the PV form's layout, or why it was skipped.
         fraction, m, n, method: the eigenspace's share, size, the state size, dense or not.
+        contribution_info: ``(L, len(samples))`` nested lists of dicts: how each exact
+            index's eigenspace was found (:meth:`Eigenspace.info`: on the block path its
+            convergence, residual, gap at the cut, error bound, cost).
     """
 
     energy: np.ndarray
@@ -371,6 +475,7 @@ class EnergyProbe:
     m: int
     n: int
     method: str
+    contribution_info: list[list[dict[str, Any]]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Start and end values (means over puzzles)."""
@@ -406,6 +511,7 @@ class EnergyProbe:
             "contribution_pv0": opt(self.contribution_pv0),
             "quadratic_pv0": opt(self.quadratic_pv0),
             "pv_note": self.pv_note,
+            "contribution_info": self.contribution_info,
             "summary": self.summary(),
         }
 
@@ -419,9 +525,10 @@ def energy_probe(
     fraction: float = 0.02,
     method: str = "auto",
     dense_max: int = DENSE_MAX_SYM,
-    approximation: bool = True,
-    tol: float = 1e-6,
+    approximation: bool | None = None,
+    tol: float = BLOCK_TOL,
     seed: int = 0,
+    max_seconds: float | None = None,
     show_progress: bool = True,
 ) -> EnergyProbe:
     """Pseudo-energy (every puzzle, every step) and contribution indices (some puzzles).
@@ -433,10 +540,17 @@ def energy_probe(
         samples: puzzles for the contribution index: a count (the first), indices, or None
             (all). Each (step, puzzle) costs one top-m eigenproblem.
         fraction: the top share of the spectrum (paper: 2%).
-        method: ``"auto"``, ``"dense"`` or ``"matrix-free"`` for the eigenproblems.
+        method: ``"auto"``, ``"dense"`` or ``"matrix-free"`` (the block solver) for the
+            eigenproblems.
         dense_max: the largest n done densely under ``"auto"``.
-        approximation: also compute the PV approximation (where the model allows it).
-        tol, seed: ARPACK's tolerance and start vector on the matrix-free path.
+        approximation: also compute the PV approximation (where the model allows it); None
+            (default): on the dense path only, since on the matrix-free path it adds two
+            eigenproblems per step (pass True to have them).
+        tol, seed: the block solver's residual tolerance (relative to ``||S||``) and start
+            block on the matrix-free path.
+        max_seconds: the block solver's time budget per eigenproblem (None: until ``tol``;
+            CPU seconds, ``time.process_time``); a cut one is recorded as not converged in
+            ``contribution_info``.
     """
     n = run.dim
     m = _top_count(n, fraction)
@@ -444,6 +558,42 @@ def energy_probe(
     steps = list(range(run.steps + 1)) if ci_steps is None else [int(t) for t in ci_steps]
     for t in steps:
         run.state(t)  # range check
+    idx = _sample_indices(run, samples)
+    energy = pseudo_energy(model, run)
+    with analysis_mode(model):
+        quad, cos = _quadratic_reading(model, run)
+        if approximation is None:
+            approximation = dense
+        pv = pv_form(model, run.state(0)) if approximation else _no_pv_note(dense)
+        ci = _ContributionLoop(model, run, idx, m, dense, tol, seed, pv)
+        ci.max_seconds, ci.verbose = max_seconds, show_progress
+        for t in progress(steps, enable=show_progress, desc="contribution index"):
+            ci.measure(t)
+
+    def arr(rows: list[list[float]]) -> np.ndarray:
+        return np.array(rows, dtype=np.float64).reshape(len(steps), len(idx))
+
+    has_pv = isinstance(pv, PVForm)
+    return EnergyProbe(
+        energy=energy,
+        quadratic=quad,
+        cosine=cos,
+        ci_steps=steps,
+        samples=idx,
+        contribution=arr(ci.exact),
+        contribution_pv=arr(ci.approx) if has_pv else None,
+        contribution_pv0=arr(ci.approx0) if has_pv else None,
+        quadratic_pv0=ci.quad_pv0,
+        pv_note=_pv_note(pv),
+        fraction=fraction,
+        m=m,
+        n=n,
+        method="dense" if dense else "matrix-free",
+        contribution_info=ci.info,
+    )
+
+
+def _sample_indices(run: Rollout, samples: int | Sequence[int] | None) -> list[int]:
     if samples is None:
         idx = list(range(run.batch))
     elif isinstance(samples, int):
@@ -452,78 +602,115 @@ def energy_probe(
         idx = [int(i) for i in samples]
     if not all(-run.batch <= i < run.batch for i in idx):
         raise ValueError(f"samples must index the {run.batch} puzzles, got {idx}")
-    energy = pseudo_energy(model, run)
-    with analysis_mode(model):
-        quad, cos = [], []
-        for x in run.states:
-            msa, jx = _msa_jvp(model, x)
-            quad.append(to_numpy(-(x * jx).flatten(1).sum(1)))
-            cos.append(to_numpy(_cosine(msa, jx)))
-        pv = pv_form(model, run.state(0)) if approximation else "not requested"
-        pv_note = (
-            pv
-            if isinstance(pv, str)
-            else (
-                f"applies ({'with GTA blocks on the value path, ' if pv.positional else ''}"
-                f"reconstruction error {pv.residual:.1e})"
-            )
-        )
-        exact, approx, approx0 = [], [], []
-        quad_pv0 = None
-        if isinstance(pv, PVForm):
-            with torch.no_grad():
-                p0 = model.attention_probs(run.state(0))
-                quad_pv0 = np.stack(
-                    [to_numpy(-(x * pv.apply(p0, x)).flatten(1).sum(1)) for x in run.states]
-                )
-            basis0 = {b: _pv_basis(pv, p0[b], m, dense, tol, seed) for b in idx}
-        for t in progress(steps, enable=show_progress, desc="contribution index"):
-            x = run.state(t)
-            vecs = {b: to_numpy(x[b]).reshape(-1) for b in idx}
-            exact.append(
-                [
-                    _share(
-                        top_eigenspace(_symmetrized_msa(model, x[b], dense), m, tol=tol, seed=seed),
-                        vecs[b],
-                    )
-                    for b in idx
-                ]
-            )
-            if isinstance(pv, PVForm):
-                approx0.append([_share(basis0[b], vecs[b]) for b in idx])
-                if t == 0:  # P(X_t) is P(X_0): the same operator
-                    approx.append(approx0[-1])
-                    continue
-                with torch.no_grad():
-                    pt = model.attention_probs(x)
-                approx.append(
-                    [_share(_pv_basis(pv, pt[b], m, dense, tol, seed), vecs[b]) for b in idx]
-                )
+    return idx
 
-    def arr(rows: list[list[float]]) -> np.ndarray:
-        return np.array(rows, dtype=np.float64).reshape(len(steps), len(idx))
 
-    has_pv = isinstance(pv, PVForm)
-    return EnergyProbe(
-        energy=energy,
-        quadratic=np.stack(quad),
-        cosine=np.stack(cos),
-        ci_steps=steps,
-        samples=idx,
-        contribution=arr(exact),
-        contribution_pv=arr(approx) if has_pv else None,
-        contribution_pv0=arr(approx0) if has_pv else None,
-        quadratic_pv0=quad_pv0,
-        pv_note=pv_note,
-        fraction=fraction,
-        m=m,
-        n=n,
-        method="dense" if dense else "matrix-free",
+def _quadratic_reading(model: nn.Module, run: Rollout) -> tuple[np.ndarray, np.ndarray]:
+    """``(T+1, B)`` each: ``-x_t^T J_t x_t`` and cos(vec MSA(X_t), J_t x_t)."""
+    quad, cos = [], []
+    for x in run.states:
+        msa, jx = _msa_jvp(model, x)
+        quad.append(to_numpy(-(x * jx).flatten(1).sum(1)))
+        cos.append(to_numpy(_cosine(msa, jx)))
+    return np.stack(quad), np.stack(cos)
+
+
+def _no_pv_note(dense: bool) -> str:
+    if dense:
+        return "not requested"
+    return (
+        "not computed on the matrix-free path (two more eigenproblems per step; "
+        "pass approximation=True)"
     )
 
 
-def _pv_basis(pv: PVForm, probs: Tensor, m: int, dense: bool, tol: float, seed: int) -> np.ndarray:
+def _pv_note(pv: PVForm | str) -> str:
+    if isinstance(pv, str):
+        return pv
+    blocks = "with GTA blocks on the value path, " if pv.positional else ""
+    return f"applies ({blocks}reconstruction error {pv.residual:.1e})"
+
+
+class _ContributionLoop:
+    """The exact (and, with a :class:`PVForm`, approximate) contribution indices of the
+    sampled puzzles, one loop step at a time; rows accumulate in ``exact``, ``approx``,
+    ``approx0`` and ``info``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        run: Rollout,
+        idx: list[int],
+        m: int,
+        dense: bool,
+        tol: float,
+        seed: int,
+        pv: PVForm | str,
+    ):
+        self.model, self.run, self.idx, self.m, self.dense = model, run, idx, m, dense
+        self.tol, self.seed, self.pv = tol, seed, pv
+        self.max_seconds: float | None = None
+        self.verbose = False
+        self.exact: list[list[float]] = []
+        self.approx: list[list[float]] = []
+        self.approx0: list[list[float]] = []
+        self.info: list[list[dict[str, Any]]] = []
+        self.quad_pv0: np.ndarray | None = None
+        self.f = single_msa_map(model, run.state_shape)
+        if isinstance(pv, PVForm):
+            with torch.no_grad():
+                self.p0 = model.attention_probs(run.state(0))
+                self.quad_pv0 = np.stack(
+                    [to_numpy(-(x * pv.apply(self.p0, x)).flatten(1).sum(1)) for x in run.states]
+                )
+            self.basis0 = {b: self._pv_space(self.p0[b]) for b in idx}
+
+    def _pv_space(self, probs: Tensor) -> Eigenspace:
+        return _pv_basis(self.pv, probs, self.m, self.dense, self.tol, self.seed)
+
+    def measure(self, t: int) -> None:
+        x = self.run.state(t)
+        vecs = {b: to_numpy(x[b]).reshape(-1) for b in self.idx}
+        spaces = {
+            b: eigenspace(
+                self.f,
+                x[b].reshape(-1),
+                self.m,
+                self.dense,
+                tol=self.tol,
+                seed=self.seed,
+                max_seconds=self.max_seconds,
+                show_progress=self.verbose,
+            )
+            for b in self.idx
+        }
+        self.exact.append([spaces[b].share(vecs[b]) for b in self.idx])
+        self.info.append([spaces[b].info(vecs[b]) for b in self.idx])
+        if not isinstance(self.pv, PVForm):
+            return
+        self.approx0.append([self.basis0[b].share(vecs[b]) for b in self.idx])
+        if t == 0:  # P(X_t) is P(X_0): the same operator
+            self.approx.append(self.approx0[-1])
+            return
+        with torch.no_grad():
+            pt = self.model.attention_probs(x)
+        self.approx.append([self._pv_space(pt[b]).share(vecs[b]) for b in self.idx])
+
+
+def _pv_basis(pv: PVForm, probs: Tensor, m: int, dense: bool, tol: float, seed: int) -> Eigenspace:
+    """Top-m eigenspace of ``J_PV + J_PV^T`` of one board (``probs: (H, S, S)``)."""
     if dense:
         j = pv.dense(probs)
-        return top_eigenspace(_on_host_or_device(torch.from_numpy(j + j.T), probs.device), m)
-    return top_eigenspace(pv.operator(probs), m, tol=tol, seed=seed)
+        return Eigenspace(
+            basis=top_eigenspace(_on_host_or_device(torch.from_numpy(j + j.T), probs.device), m)
+        )
+    w = pv.attention.qkv.weight
+    s, d = probs.shape[-1], w.shape[1]
+    p = probs[None].to(w)
+
+    def f(v: Tensor) -> Tensor:  # the linear map J_PV: its Jacobian is itself
+        return pv.apply(p, v.reshape(1, s, d)).reshape(s * d)
+
+    return eigenspace(
+        f, torch.zeros(s * d, dtype=w.dtype, device=w.device), m, False, tol=tol, seed=seed
+    )

@@ -92,3 +92,58 @@ def test_tangent_projection():
     # unit=False: the projection along x/||x|| for a state off the sphere
     x3 = 3.0 * x
     torch.testing.assert_close(tangent_project(y, x3, 4, unit=False), p)
+
+
+# -- batched derivatives through the RMS norms --------------------------------------------------
+@pytest.mark.parametrize("kind,group", [("rms_unit", 8), ("rms_unit", 2), ("rms", 8), ("rms", 4)])
+def test_vmapped_jvp_and_vjp_through_the_norm_match_the_loop_without_the_fused_kernel(
+    kind, group, monkeypatch
+):
+    import warnings
+
+    import torch.nn.functional as F
+    from torch.func import jvp, vjp, vmap
+
+    import sadyn.nn.norms as norms
+
+    torch.manual_seed(0)
+    norm = norms.Normalization(kind, 8, group).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = torch.randn(3, 8, dtype=torch.float64)
+    vs = torch.randn(5, 3, 8, dtype=torch.float64)
+    fused_calls = []
+    real = F.rms_norm
+
+    def spy(*args, **kwargs):  # the fused op: its backward has no vmap batching rule (CUDA)
+        fused_calls.append(torch._C._functorch.maybe_current_level() is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(norms.F, "rms_norm", spy)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*(batching rule|fallback).*")
+        batched_j = vmap(lambda v: jvp(norm, (x,), (v,))[1])(vs)
+        _, pull = vjp(norm, x)
+        batched_t = vmap(lambda u: pull(u)[0])(vs)
+    loop_j = torch.stack([jvp(norm, (x,), (v,))[1] for v in vs])
+    loop_t = torch.stack([pull(u)[0] for u in vs])
+    # float64, one normalization: the formula and the loop agree to a few eps64
+    torch.testing.assert_close(batched_j, loop_j, rtol=0, atol=1e-13)
+    torch.testing.assert_close(batched_t, loop_t, rtol=0, atol=1e-13)
+    assert not any(fused_calls)  # under transforms the explicit formula ran
+    # outside transforms the fused op runs, and both forms give the same values
+    assert norm(x).shape == x.shape and fused_calls == [False]
+    monkeypatch.setattr(norms, "_under_transform", lambda: True)
+    torch.testing.assert_close(norm(x), real_forward(norm, x), rtol=0, atol=1e-14)
+
+
+def real_forward(norm, x):
+    """The norm by its definition: ``gain * y / ||y||`` (unit) or ``gain * y / rms(y)``, each
+    with its eps inside the square root."""
+    from sadyn.nn.norms import UNIT_EPS
+
+    g = x.unflatten(-1, (-1, norm.group))
+    scale = (g.pow(2).sum(-1, keepdim=True) + UNIT_EPS).sqrt()
+    if norm.kind == "rms":
+        scale = (g.pow(2).mean(-1, keepdim=True) + 1e-6).sqrt()
+    return (g / scale).flatten(-2) * norm.weight
