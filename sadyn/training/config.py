@@ -23,7 +23,15 @@ E_MULTI_FORMS = ("product", "transpose")
 
 # Fields that may differ between a run and its resumption without changing its weights.
 RESUMABLE_FIELDS = frozenset(
-    {"max_minutes", "threads", "device", "tensorboard", "progress_every", "compile"}
+    {
+        "max_minutes",
+        "threads",
+        "device",
+        "tensorboard",
+        "progress_every",
+        "compile",
+        "eval_online",
+    }
 )
 PRECISIONS = ("fp32", "bf16")
 
@@ -129,6 +137,9 @@ class TrainConfig:
     eval_every: int = 900
     eval_steps: tuple[int, ...] = (16, 32)
     eval_batch_size: int = 500
+    # also evaluate the online (raw) weights at each evaluation, logged under ``online/``: the
+    # reference EMA (about a 2,000-step horizon) lags a short run far behind its weights
+    eval_online: bool = False
     ckpt_every: int = 100
     log_every: int = 10
     progress_every: int = 1
