@@ -76,7 +76,7 @@ def plot(root: Path, out: Path) -> None:
                         color=color,
                         label=f"{run.name} ({label})",
                     )
-            ax.set(xlabel="step", title=title)
+            ax.set(xlabel="step", title=title, ylim=(-2, 102))
         train = [r for r in records if r["kind"] == "train"]
         axes[3].plot(
             [r["step"] for r in train], [r["ce"] for r in train], color=color, lw=1, label=run.name

@@ -17,6 +17,12 @@
   step 100, evaluation every 10 epochs). The paper picks the learning rate from
   {1e-6, 5e-6, ..., 1e-3} on OOD accuracy at T=16 and does not report the choice; we use 1e-3,
   the AKOrN script's value for AKOrN (its pre-LN ItrSA used 5e-4). For a GPU.
+- ``reference-itrsa``, ``reference-akorn``: the reference family, the paper's ItrSA and the
+  AKOrN code's AKOrN with every architecture option at its reference value and the ``paper``
+  recipe, only narrower (D=64, H=4).
+- ``reference-itrsa-cpu``, ``reference-akorn-cpu``: the same models with the recipe's
+  departures for a CPU budget (learning-rate warm-up and cosine, rate, epochs, EMA horizon),
+  each declared at the entry and measured in docs/training.md, "The reference family".
 """
 
 from __future__ import annotations
