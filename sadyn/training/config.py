@@ -34,6 +34,10 @@ RESUMABLE_FIELDS = frozenset(
     }
 )
 PRECISIONS = ("fp32", "bf16")
+# Fields added after trained models were cached under a hash of ``to_dict()``
+# (sadyn.experiments.cache): written only when they differ from their default, so every
+# earlier config serializes, and hashes, exactly as before.
+OMITTED_AT_DEFAULT = frozenset({"eval_online"})
 
 
 class ConfigError(SadynError, ValueError):
@@ -210,7 +214,16 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ (de)serialization
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (tuples become lists)."""
+        """A JSON-able dict (tuples become lists), without the fields of
+        :data:`OMITTED_AT_DEFAULT` that hold their default."""
+        data = self._all_fields()
+        defaults = TrainConfig.__dataclass_fields__
+        for name in OMITTED_AT_DEFAULT:
+            if data[name] == defaults[name].default:
+                del data[name]
+        return data
+
+    def _all_fields(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
@@ -228,7 +241,7 @@ class TrainConfig:
 
     def differences(self, other: TrainConfig) -> dict[str, tuple[Any, Any]]:
         """Fields whose values differ: ``{name: (self value, other value)}``."""
-        a, b = self.to_dict(), other.to_dict()
+        a, b = self._all_fields(), other._all_fields()
         return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 

@@ -96,3 +96,24 @@ def test_online_evaluation_is_logged_and_leaves_training_unchanged(tiny_run, mak
         assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
     optim = [k for k in a.state if k.startswith("optim/")]
     assert optim and all(torch.equal(a.state[k], b.state[k]) for k in optim)
+
+
+def test_online_evaluation_field_keeps_earlier_configs_and_cache_keys():
+    """A field added later is written only when set: a default config serializes without it, so
+    the committed trained models keep their cache keys (sadyn.experiments.cache)."""
+    import json
+    from pathlib import Path
+
+    from sadyn.experiments.cache import config_hash
+    from sadyn.training.config import TrainConfig
+
+    assert "eval_online" not in TrainConfig().to_dict()
+    on = TrainConfig(eval_online=True)
+    assert on.to_dict()["eval_online"] is True and TrainConfig.from_dict(on.to_dict()) == on
+    assert TrainConfig().differences(on) == {"eval_online": (False, True)}
+    root = Path(__file__).resolve().parents[2]
+    entries = sorted(root.glob("results/*/models/*/cache_entry.json"))
+    assert entries  # the committed models of the claims
+    for path in entries:
+        entry = json.loads(path.read_text())
+        assert config_hash(TrainConfig.from_dict(entry["config"])) == entry["key"], path.parent.name
