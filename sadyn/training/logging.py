@@ -92,7 +92,9 @@ def plot_curves(log_path: str | Path, out_png: str | Path, *, title: str | None 
     for key in keys:
         pts = [(r["step"], r[key]) for r in evals if key in r]
         ax_acc.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", ms=3, label=key)
-    ax_acc.set(xlabel="step", ylabel="board accuracy (%)", title="evaluation (EMA weights)")
+    online = any(k.startswith("online/") for k in keys)
+    weights = "EMA weights; online/: raw weights" if online else "EMA weights"
+    ax_acc.set(xlabel="step", ylabel="board accuracy (%)", title=f"evaluation ({weights})")
     if keys:
         ax_acc.legend(fontsize=7)
     if title:

@@ -485,25 +485,29 @@ class _Trainer:
     # -------------------------------------------------------------- evaluation
     def _evaluate(self) -> dict[str, Any]:
         """The EMA weights on every eval set at ``eval_steps`` (rank 0), logged:
-        ``{set name: accuracy_at_steps result}``."""
+        ``{set name: accuracy_at_steps result}``. With ``eval_online`` the online weights are
+        evaluated too and logged under ``online/`` (not returned: the EMA picks the best)."""
         cfg = self.cfg
         self._check_finite()
         metrics, scalars = {}, {}
-        for name, puzzles in self.eval_sets.items():
-            with fused_attention(self.on_gpu):
-                res = accuracy_at_steps(
-                    self.ema.module,
-                    puzzles,
-                    cfg.eval_steps,
-                    batch_size=cfg.eval_batch_size,
-                    seed=derive_seed(cfg.seed, 3),
-                    deterministic=cfg.fixed_noise,
-                    device=self.device,
-                )
-            metrics[name] = res
-            for t in res["board_accuracy"]:
-                scalars[f"{name}/board_acc@{t}"] = res["board_accuracy"][t]
-                scalars[f"{name}/cell_acc@{t}"] = res["cell_accuracy"][t]
+        weights = [("", self.ema.module)] + ([("online/", self.model)] if cfg.eval_online else [])
+        for prefix, module in weights:
+            for name, puzzles in self.eval_sets.items():
+                with fused_attention(self.on_gpu):
+                    res = accuracy_at_steps(
+                        module,
+                        puzzles,
+                        cfg.eval_steps,
+                        batch_size=cfg.eval_batch_size,
+                        seed=derive_seed(cfg.seed, 3),
+                        deterministic=cfg.fixed_noise,
+                        device=self.device,
+                    )
+                if not prefix:
+                    metrics[name] = res
+                for t in res["board_accuracy"]:
+                    scalars[f"{prefix}{name}/board_acc@{t}"] = res["board_accuracy"][t]
+                    scalars[f"{prefix}{name}/cell_acc@{t}"] = res["cell_accuracy"][t]
         self.logger.log("eval", self.step, scalars)
         return metrics
 

@@ -17,6 +17,12 @@
   step 100, evaluation every 10 epochs). The paper picks the learning rate from
   {1e-6, 5e-6, ..., 1e-3} on OOD accuracy at T=16 and does not report the choice; we use 1e-3,
   the AKOrN script's value for AKOrN (its pre-LN ItrSA used 5e-4). For a GPU.
+- ``reference-itrsa``, ``reference-akorn``: the reference family, the paper's ItrSA and the
+  AKOrN code's AKOrN with every architecture option at its reference value and the ``paper``
+  recipe, only narrower (D=64, H=4).
+- ``reference-itrsa-cpu``, ``reference-akorn-cpu``: the same models with the recipe's
+  departures for a CPU budget (learning-rate warm-up and cosine, rate, epochs, EMA horizon),
+  each declared at the entry and measured in docs/training.md, "The reference family".
 """
 
 from __future__ import annotations
@@ -117,6 +123,56 @@ PRESETS["small-vote-wide"] = {
     "model": {**PRESETS["small-vote"]["model"], "dim": 128, "heads": 4},
     "max_minutes": 120.0,
 }
+
+
+# The reference family: the paper's own models (Tomihari & Karakida, Eq. 9; AKOrN Eqs. 7-8 as the
+# AKOrN Sudoku code defines them), only narrower. Every architecture field is the model's default,
+# which is the reference (sadyn/models/itrsa.py, akorn.py; docs/training.md, "The reference
+# family"): GTA positions in the attention (learnable 2x2 blocks, the only positional
+# information), blanks started from Gaussian noise (givens at C), raw C (no input rescaling), the
+# unit-form RMSNorm (ItrSA) or the sphere per oscillator of N=4 with Omega (0.5, learned, global)
+# and the tangent projection (AKOrN), AKOrN's phase-invariant norm readout, learnable eta from
+# 1.0, the final-step loss (loss_steps 1) and the reference EMA (0.995 every 10 steps after 100).
+# Departures from ``paper`` are the width only: D=64 with H=4 (head width 16) instead of D=512,
+# H=8 (tests/training/test_reference_presets.py checks it field by field).
+_REFERENCE_WIDTH = {"dim": 64, "heads": 4}
+
+# the paper's ItrSA and recipe (lr 1e-3 constant, 100 epochs) at D=64, H=4. Measured on one core
+# of this CPU (1.0-1.1 s/step): EMA cell accuracy 18/28/33/37% at steps 300/600/900/1,200, no
+# board solved; too slow for a CPU budget (see ``reference-itrsa-cpu``)
+PRESETS["reference-itrsa"] = {
+    **PRESETS["paper"],
+    "model": {**PRESETS["paper"]["model"], **_REFERENCE_WIDTH},
+}
+
+# the AKOrN of the AKOrN Sudoku script (N=4 oscillators, 8 heads at D=512 there) with its recipe
+# (lr 1e-3, the script's value for AKOrN) at D=64, H=4
+PRESETS["reference-akorn"] = {
+    **PRESETS["paper"],
+    "model": {"model": "akorn", **_REFERENCE_WIDTH, "eta0": 1.0},
+}
+
+
+# Departures from the recipe for a CPU budget (docs/training.md, "The reference family"), the
+# architecture unchanged: the optimizer schedule of ``small`` (lr 2e-3, 100 warm-up steps, cosine
+# to 5%), 20 epochs (1,800 steps), an EMA with a 500-step horizon (0.98 every 10 steps) so the
+# average does not lag a run this short, and the online weights evaluated beside the EMA
+_REFERENCE_CPU = {
+    "epochs": 20,
+    "lr": 2e-3,
+    "lr_schedule": "cosine",
+    "warmup_steps": 100,
+    "min_lr_ratio": 0.05,
+    "ema_beta": 0.98,
+    "eval_size": 300,
+    "eval_batch_size": 300,
+    "eval_steps": (16, 32, 64),
+    "eval_every": 300,
+    "eval_online": True,
+    "ckpt_every": 100,
+}
+PRESETS["reference-itrsa-cpu"] = {**PRESETS["reference-itrsa"], **_REFERENCE_CPU}
+PRESETS["reference-akorn-cpu"] = {**PRESETS["reference-akorn"], **_REFERENCE_CPU}
 
 
 def preset_names() -> tuple[str, ...]:
