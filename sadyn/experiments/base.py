@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from sadyn.errors import SadynError
 from sadyn.experiments.cache import CacheEntry, CheckpointCache, default_cache_dir, file_lock
+from sadyn.experiments.reach import code_hash, reached_code
 from sadyn.progress import progress
 from sadyn.results import write_results
 
@@ -38,6 +39,15 @@ STATUSES = ("pass", "fail", "no effect", "inconclusive")
 NOT_TRAINED = "not trained"  # a model's status when training was off and the cache lacked it
 CRITERIA_LOG = "criteria-log.jsonl"
 PRESETS = ("tiny", "small", "paper")
+# how a criterion is hashed: 1 = the judge method's source and the thresholds (results recorded
+# before 2026-12-07); 2 = every piece of code the judge reaches and every design field
+HASH_RULE = 2
+
+
+def hash_rule_of(record: Mapping[str, Any]) -> int:
+    """The criterion hash rule a results record was written under (1 when it does not say)."""
+    spec = record.get("criterion") or {}
+    return int(spec.get("hash_rule", 1)) if isinstance(spec, Mapping) else 1
 
 
 class ExperimentError(SadynError):
@@ -308,25 +318,46 @@ class Recipe(ABC):
     statistic: ClassVar[str] = ""
 
     # -------------------------------------------------------------- the criterion
-    def criterion_spec(self, config: Any) -> dict[str, Any]:
-        """The criterion as data at ``config`` (a Config or a results file's config dict): the
-        rule in words, the statistic, the threshold values and a hash of the judge's code
-        (so a judge edited after a run shows up as a changed criterion)."""
+    def criterion_spec(self, config: Any, rule: int | None = None) -> dict[str, Any]:
+        """The criterion as data at ``config`` (a Config or a results file's config dict).
+
+        Hash rule 2 (current, :data:`HASH_RULE`): the rule in words, the statistic, the
+        threshold values (``criterion_fields``), the design (every other config field: seeds,
+        members, sample sizes, the data pool, ...) and a hash of all the code the judge reaches
+        (:mod:`sadyn.experiments.reach`), with the names of its pieces. So a judge, a helper it
+        calls or a design field edited after a run shows up as a changed criterion.
+
+        ``rule=1``: the rule results recorded before 2026-12-07 were hashed under (the judge
+        method's source and the thresholds only), kept so those results can be checked against
+        the code today and flagged for what their hash did not cover."""
+        rule = HASH_RULE if rule is None else rule
         values = config if isinstance(config, Mapping) else dataclasses.asdict(config)
         missing = [f for f in self.criterion_fields if f not in values]
         if missing:
             raise ExperimentError(f"{self.name}: criterion field(s) {missing} not in the config")
-        return {
+        spec = {
             "recipe": self.name,
             "text": self.criterion,
             "statistic": self.statistic,
             "thresholds": to_jsonable({f: values[f] for f in self.criterion_fields}),
-            "judge_code": _code_hash(type(self)),
+        }
+        if rule == 1:
+            return {**spec, "judge_code": _code_hash(type(self))}
+        if rule != HASH_RULE:
+            raise ExperimentError(f"{self.name}: unknown criterion hash rule {rule}")
+        pieces = reached_code(type(self))
+        design = {k: v for k, v in values.items() if k not in self.criterion_fields}
+        return {
+            **spec,
+            "hash_rule": rule,
+            "design": to_jsonable(design),
+            "judge_code": code_hash(pieces),
+            "judge_reaches": list(pieces),
         }
 
-    def criterion_hash(self, config: Any) -> str:
+    def criterion_hash(self, config: Any, rule: int | None = None) -> str:
         """16 hex digits of SHA-256 over the canonical JSON of :meth:`criterion_spec`."""
-        return json_hash(self.criterion_spec(config))
+        return json_hash(self.criterion_spec(config, rule))
 
     # -------------------------------------------------------------- config
     def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Any:
@@ -509,7 +540,8 @@ def json_hash(obj: Any) -> str:
 
 
 def _code_hash(cls: type) -> str:
-    """Hash of the source of ``cls.judge`` (whitespace-normalized); "" if unavailable."""
+    """Hash rule 1's code part: the source of ``cls.judge`` alone (whitespace-normalized; ""
+    if unavailable). Kept to check results recorded under that rule."""
     try:
         src = inspect.getsource(cls.judge)
     except (OSError, TypeError):
@@ -619,3 +651,45 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
         return to_jsonable(obj.tolist())
     return obj
+
+
+def log_hash_rule_change(results_dir: str | Path, note: str) -> list[dict[str, Any]]:
+    """Append to ``results_dir``'s criteria log one ``hash-rule-changed`` entry per results
+    file recorded under an older hash rule: the hash it carries, the hash its recorded config
+    gets today under its own rule (equal when its judge method and thresholds are unchanged)
+    and under the current rule. Logged, never silent: the results stay as recorded, and the
+    report flags them (:mod:`sadyn.report.prereg`). Returns the entries written."""
+    from sadyn.experiments.registry import get_recipe
+    from sadyn.results import read_results
+
+    root = Path(results_dir)
+    entries = []
+    for path in sorted(root.glob("*/results.json")):
+        record = read_results(path)
+        rule = hash_rule_of(record)
+        if rule >= HASH_RULE:
+            continue
+        recipe = get_recipe(str(record["name"]))
+        cfg = record.get("config") or {}
+
+        def now(r: int, recipe: Recipe = recipe, cfg: Mapping[str, Any] = cfg) -> str | None:
+            try:
+                return recipe.criterion_hash(cfg, r)
+            except ExperimentError:  # the recorded config lacks a field the recipe now has
+                return None
+
+        entry = {
+            "event": "hash-rule-changed",
+            "recipe": recipe.name,
+            "preset": record.get("preset"),
+            "time": _now(),
+            "from_rule": rule,
+            "to_rule": HASH_RULE,
+            "criterion_hash": record.get("criterion_hash"),
+            "same_rule_hash_now": now(rule),
+            "new_rule_hash_now": now(HASH_RULE),
+            "note": note,
+        }
+        append_criteria_log(root / CRITERIA_LOG, entry)
+        entries.append(entry)
+    return entries
