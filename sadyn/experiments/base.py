@@ -44,6 +44,30 @@ PRESETS = ("tiny", "small", "paper")
 HASH_RULE = 2
 
 
+def pool_matches(actual: str | None, declared: str | None) -> bool:
+    """Whether an RRN-style set's pool (:func:`sadyn.sudoku.datasets.pool_record`: a SHA-256
+    or "fallback") is the declared one: "royle" (Royle's 17-clue list, by its SHA-256),
+    "fallback" (sadyn's own minimal puzzles), a SHA-256, or "any" (recorded, not checked).
+    Nothing declared (None) accepts only Royle's list."""
+    from sadyn.sudoku.rrn import ROYLE_SHA256
+
+    declared = "royle" if declared is None else declared
+    if declared == "any":
+        return True
+    if declared == "royle":
+        return actual == ROYLE_SHA256
+    return actual == declared
+
+
+def available_pool() -> str:
+    """The 17-clue pool an RRN-style set made now would come from: its SHA-256 or
+    "fallback" (no list found)."""
+    from sadyn.sudoku.datasets import find_and_load_pool
+
+    found = find_and_load_pool()
+    return "fallback" if found is None else str(found.sha256)
+
+
 def hash_rule_of(record: Mapping[str, Any]) -> int:
     """The criterion hash rule a results record was written under (1 when it does not say)."""
     spec = record.get("criterion") or {}
@@ -179,6 +203,35 @@ class RunContext:
     allow_training: bool = True
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     code: str = ""  # hash of the measuring code (set by Recipe.run), part of every memo key
+    # the 17-clue pool the run's RRN-style sets must come from (the config's ``pool``: "royle",
+    # "fallback", "any" or a SHA-256; None: the recipe declares none) and the sets it used
+    pool: str | None = None
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+
+    def record_dataset(self, spec: str, n: int, seed: int, puzzles: Any) -> None:
+        """Record a test set the run used (its spec, size, seed, the SHA-256 of its puzzles
+        and, for an RRN-style set, of the 17-clue pool it came from, or "fallback"); refuse
+        (:class:`ExperimentError`) a set from another pool than the declared one."""
+        import hashlib
+
+        from sadyn.sudoku.datasets import pool_record
+
+        pool = pool_record(puzzles)
+        content = hashlib.sha256(puzzles.quizzes.tobytes() + puzzles.solutions.tobytes())
+        entry = {
+            "spec": spec,
+            "n": len(puzzles.quizzes),
+            "seed": seed,
+            "pool": pool,
+            "sha256": content.hexdigest(),
+        }
+        if pool is not None and not pool_matches(pool, self.pool):
+            raise ExperimentError(
+                f"{self.out_dir.name}: the {spec!r} set comes from the 17-clue pool {pool!r}, "
+                f"not the declared one ({self.pool!r}); refusing to judge on it. Point "
+                "$SADYN_SUDOKU17 at Royle's list, or declare the pool (--set pool=fallback)"
+            )
+        self.datasets.append(entry)
 
     def memo(
         self,
@@ -311,6 +364,9 @@ class Recipe(ABC):
     Config: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]]
     trains: ClassVar[bool] = True  # needs a checkpoint cache
+    # tests on RRN-style sets: the config's ``pool`` is checked before anything runs, and
+    # every set's pool is recorded (RunContext.record_dataset)
+    uses_pool: ClassVar[bool] = False
     # the pre-registered criterion as data: the config fields that are its thresholds and the
     # statistic / decision rule (hashed, with ``criterion`` and the judge's code, into every
     # results file; see :meth:`criterion_spec`)
@@ -403,8 +459,16 @@ class Recipe(ABC):
             device=device,
             allow_training=train,
             code=_measure_code_hash(type(self)),
+            pool=getattr(cfg, "pool", None),
         )
         ctx.log(f"start ({preset} preset)")
+        if self.uses_pool and not pool_matches(available_pool(), ctx.pool):
+            raise ExperimentError(
+                f"{self.name}: its RRN-style sets would come from the 17-clue pool "
+                f"{available_pool()!r}, not the declared one ({ctx.pool!r}): refusing to run "
+                "and judge on it. Point $SADYN_SUDOKU17 at Royle's list, or declare the pool "
+                "(--set pool=fallback)"
+            )
         # pre-registration: the criterion is logged (hashed) before anything is measured
         spec = self.criterion_spec(cfg)
         chash = json_hash(spec)
@@ -441,6 +505,7 @@ class Recipe(ABC):
             "device": device,
             "wall_time_s": time.perf_counter() - t0,
             "checkpoints": ctx.checkpoints,
+            "datasets": ctx.datasets,
             "not_trained": [c["label"] for c in ctx.checkpoints if c["status"] == NOT_TRAINED],
             "notes": list(self.notes) + list(measured.get("notes", [])),
             "data": measured.get("data", {}),
