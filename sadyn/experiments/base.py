@@ -720,19 +720,28 @@ def to_jsonable(obj: Any) -> Any:
 
 def log_hash_rule_change(results_dir: str | Path, note: str) -> list[dict[str, Any]]:
     """Append to ``results_dir``'s criteria log one ``hash-rule-changed`` entry per results
-    file recorded under an older hash rule: the hash it carries, the hash its recorded config
-    gets today under its own rule (equal when its judge method and thresholds are unchanged)
-    and under the current rule. Logged, never silent: the results stay as recorded, and the
-    report flags them (:mod:`sadyn.report.prereg`). Returns the entries written."""
+    file recorded under an older hash rule and not logged yet: the hash it carries, the hash
+    its recorded config gets today under its own rule (equal when its judge method and
+    thresholds are unchanged) and under the current rule. Logged, never silent: the results
+    stay as recorded, and the report flags them (:mod:`sadyn.report.prereg`). Returns the
+    entries written."""
     from sadyn.experiments.registry import get_recipe
+    from sadyn.io import read_jsonl
     from sadyn.results import read_results
 
     root = Path(results_dir)
+    log = root / CRITERIA_LOG
+    done = {
+        (e.get("recipe"), e.get("preset"), e.get("criterion_hash"))
+        for e in (read_jsonl(log) if log.is_file() else [])
+        if e.get("event") == "hash-rule-changed"
+    }
     entries = []
     for path in sorted(root.glob("*/results.json")):
         record = read_results(path)
         rule = hash_rule_of(record)
-        if rule >= HASH_RULE:
+        key = (record.get("name"), record.get("preset"), record.get("criterion_hash"))
+        if rule >= HASH_RULE or key in done:
             continue
         recipe = get_recipe(str(record["name"]))
         cfg = record.get("config") or {}
