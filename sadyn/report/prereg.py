@@ -30,6 +30,7 @@ from sadyn.io import read_jsonl
 
 CRITERIA_LOG = "criteria-log.jsonl"
 SEVERE = ("stale", "post-hoc", "undeclared")
+FIELDS_CHANGED = "(criterion fields changed)"
 
 
 # the criteria log is JSON lines
@@ -38,16 +39,20 @@ read_log = read_jsonl
 
 def current_hash(record: Mapping[str, Any]) -> str | None:
     """The criterion hash the recipe named in ``record`` has today at the record's config,
-    under the hash rule the record was written with (None when the recipe is unknown or its
-    config no longer fits)."""
+    under the hash rule the record was written with; ``"(criterion fields changed)"`` when the
+    recipe's criterion now has threshold fields that config lacks (so it differs, and the
+    record is stale); None when the recipe is unknown."""
     try:
-        from sadyn.experiments.base import hash_rule_of
+        from sadyn.experiments.base import ExperimentError, hash_rule_of
         from sadyn.experiments.registry import get_recipe
 
         recipe = get_recipe(str(record.get("name")))
-        return recipe.criterion_hash(record.get("config") or {}, hash_rule_of(record))
-    except Exception:  # an unknown recipe or an old config: nothing to compare with
+    except Exception:  # an unknown recipe: nothing to compare with
         return None
+    try:
+        return recipe.criterion_hash(record.get("config") or {}, hash_rule_of(record))
+    except ExperimentError:
+        return FIELDS_CHANGED
 
 
 def criterion_status(

@@ -143,3 +143,13 @@ def test_a_result_hashed_under_rule_1_is_checked_under_it_and_flagged(claim1_run
     monkeypatch.setattr(Claim1Energy, "criterion", Claim1Energy.criterion + " (edited)")
     st = criterion_status(old, read_log(out / CRITERIA_LOG), current_hash(old))
     assert "stale" in [k for k, _ in st["flags"]] and not st["preregistered"]
+
+
+def test_a_result_whose_criterion_gained_fields_is_stale():
+    from sadyn.report.prereg import FIELDS_CHANGED, current_hash
+
+    rec = {"name": "fig1-jacobian-norm", "preset": "small", "config": {"alpha": 0.05}}
+    assert current_hash(rec) == FIELDS_CHANGED
+    st = criterion_status({**rec, "criterion_hash": "a"}, [], current_hash(rec))
+    assert "stale" in [k for k, _ in st["flags"]]
+    assert current_hash({"name": "no-such-recipe"}) is None
