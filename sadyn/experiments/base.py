@@ -462,13 +462,7 @@ class Recipe(ABC):
             pool=getattr(cfg, "pool", None),
         )
         ctx.log(f"start ({preset} preset)")
-        if self.uses_pool and not pool_matches(available_pool(), ctx.pool):
-            raise ExperimentError(
-                f"{self.name}: its RRN-style sets would come from the 17-clue pool "
-                f"{available_pool()!r}, not the declared one ({ctx.pool!r}): refusing to run "
-                "and judge on it. Point $SADYN_SUDOKU17 at Royle's list, or declare the pool "
-                "(--set pool=fallback)"
-            )
+        self.check_pool(ctx.pool)
         # pre-registration: the criterion is logged (hashed) before anything is measured
         spec = self.criterion_spec(cfg)
         chash = json_hash(spec)
@@ -530,6 +524,17 @@ class Recipe(ABC):
         )
         ctx.log(f"{record['verdict']['status']} in {record['wall_time_s']:.0f} s")
         return record
+
+    def check_pool(self, declared: str | None) -> None:
+        """Refuse (before anything is declared, trained or measured) a recipe that tests on
+        RRN-style sets when they would come from another 17-clue pool than ``declared``."""
+        if self.uses_pool and not pool_matches(available_pool(), declared):
+            raise ExperimentError(
+                f"{self.name}: its RRN-style sets would come from the 17-clue pool "
+                f"{available_pool()!r}, not the declared one ({declared!r}): refusing to run "
+                "and judge on it. Point $SADYN_SUDOKU17 at Royle's list, or declare the pool "
+                "(--set pool=fallback)"
+            )
 
     def models(self, cfg: Any) -> dict[str, Any]:
         """The models the recipe trains at ``cfg``: label -> TrainConfig (none by default).

@@ -201,27 +201,7 @@ class Fig1JacobianNorm(Recipe):
             + ", ".join(f"{len(v)}" for v in rows["normalized"])
             + " random states per S (band: 5-95% range).",
         }
-        table = {
-            "columns": [
-                "S",
-                "median normalized",
-                "median unnormalized",
-                "median ||J_MSA||",
-                "median bound",
-                "max measured/bound",
-            ],
-            "rows": [
-                [
-                    s,
-                    med["normalized"][i],
-                    med["unnormalized"][i],
-                    med["msa"][i],
-                    med["bound"][i],
-                    float(np.max(np.divide(rows["normalized"][i], rows["bound"][i]))),
-                ]
-                for i, s in enumerate(tokens)
-            ],
-        }
+        table = _norm_table(tokens, med, rows)
         large = _large_eta(model, cfg, gen, ctx)
         data = {
             "tokens": tokens,
@@ -341,6 +321,33 @@ class Fig1JacobianNorm(Recipe):
             f"{fits['normalized']['slope']:.3f}"
         )
         return Verdict(verdict.status, verdict.criterion, reason, verdict.checks)
+
+
+def _norm_table(
+    tokens: list[int], med: Mapping[str, list[float]], rows: Mapping[str, list[list[float]]]
+) -> dict[str, Any]:
+    """Per S: the medians of the four norms and the largest measured / bound."""
+    return {
+        "columns": [
+            "S",
+            "median normalized",
+            "median unnormalized",
+            "median ||J_MSA||",
+            "median bound",
+            "max measured/bound",
+        ],
+        "rows": [
+            [
+                s,
+                med["normalized"][i],
+                med["unnormalized"][i],
+                med["msa"][i],
+                med["bound"][i],
+                float(np.max(np.divide(rows["normalized"][i], rows["bound"][i]))),
+            ]
+            for i, s in enumerate(tokens)
+        ],
+    }
 
 
 def samples_at(table: Mapping[Any, int], s: int, default: int) -> int:
