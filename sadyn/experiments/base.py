@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 from sadyn.errors import SadynError
 from sadyn.experiments.cache import CacheEntry, CheckpointCache, default_cache_dir, file_lock
+from sadyn.experiments.reach import code_hash, reached_code
 from sadyn.progress import progress
 from sadyn.results import write_results
 
@@ -38,6 +39,39 @@ STATUSES = ("pass", "fail", "no effect", "inconclusive")
 NOT_TRAINED = "not trained"  # a model's status when training was off and the cache lacked it
 CRITERIA_LOG = "criteria-log.jsonl"
 PRESETS = ("tiny", "small", "paper")
+# how a criterion is hashed: 1 = the judge method's source and the thresholds (results recorded
+# before 2026-12-07); 2 = every piece of code the judge reaches and every design field
+HASH_RULE = 2
+
+
+def pool_matches(actual: str | None, declared: str | None) -> bool:
+    """Whether an RRN-style set's pool (:func:`sadyn.sudoku.datasets.pool_record`: a SHA-256
+    or "fallback") is the declared one: "royle" (Royle's 17-clue list, by its SHA-256),
+    "fallback" (sadyn's own minimal puzzles), a SHA-256, or "any" (recorded, not checked).
+    Nothing declared (None) accepts only Royle's list."""
+    from sadyn.sudoku.rrn import ROYLE_SHA256
+
+    declared = "royle" if declared is None else declared
+    if declared == "any":
+        return True
+    if declared == "royle":
+        return actual == ROYLE_SHA256
+    return actual == declared
+
+
+def available_pool() -> str:
+    """The 17-clue pool an RRN-style set made now would come from: its SHA-256 or
+    "fallback" (no list found)."""
+    from sadyn.sudoku.datasets import find_and_load_pool
+
+    found = find_and_load_pool()
+    return "fallback" if found is None else str(found.sha256)
+
+
+def hash_rule_of(record: Mapping[str, Any]) -> int:
+    """The criterion hash rule a results record was written under (1 when it does not say)."""
+    spec = record.get("criterion") or {}
+    return int(spec.get("hash_rule", 1)) if isinstance(spec, Mapping) else 1
 
 
 class ExperimentError(SadynError):
@@ -169,6 +203,35 @@ class RunContext:
     allow_training: bool = True
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     code: str = ""  # hash of the measuring code (set by Recipe.run), part of every memo key
+    # the 17-clue pool the run's RRN-style sets must come from (the config's ``pool``: "royle",
+    # "fallback", "any" or a SHA-256; None: the recipe declares none) and the sets it used
+    pool: str | None = None
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+
+    def record_dataset(self, spec: str, n: int, seed: int, puzzles: Any) -> None:
+        """Record a test set the run used (its spec, size, seed, the SHA-256 of its puzzles
+        and, for an RRN-style set, of the 17-clue pool it came from, or "fallback"); refuse
+        (:class:`ExperimentError`) a set from another pool than the declared one."""
+        import hashlib
+
+        from sadyn.sudoku.datasets import pool_record
+
+        pool = pool_record(puzzles)
+        content = hashlib.sha256(puzzles.quizzes.tobytes() + puzzles.solutions.tobytes())
+        entry = {
+            "spec": spec,
+            "n": len(puzzles.quizzes),
+            "seed": seed,
+            "pool": pool,
+            "sha256": content.hexdigest(),
+        }
+        if pool is not None and not pool_matches(pool, self.pool):
+            raise ExperimentError(
+                f"{self.out_dir.name}: the {spec!r} set comes from the 17-clue pool {pool!r}, "
+                f"not the declared one ({self.pool!r}); refusing to judge on it. Point "
+                "$SADYN_SUDOKU17 at Royle's list, or declare the pool (--set pool=fallback)"
+            )
+        self.datasets.append(entry)
 
     def memo(
         self,
@@ -301,6 +364,9 @@ class Recipe(ABC):
     Config: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]]
     trains: ClassVar[bool] = True  # needs a checkpoint cache
+    # tests on RRN-style sets: the config's ``pool`` is checked before anything runs, and
+    # every set's pool is recorded (RunContext.record_dataset)
+    uses_pool: ClassVar[bool] = False
     # the pre-registered criterion as data: the config fields that are its thresholds and the
     # statistic / decision rule (hashed, with ``criterion`` and the judge's code, into every
     # results file; see :meth:`criterion_spec`)
@@ -308,25 +374,46 @@ class Recipe(ABC):
     statistic: ClassVar[str] = ""
 
     # -------------------------------------------------------------- the criterion
-    def criterion_spec(self, config: Any) -> dict[str, Any]:
-        """The criterion as data at ``config`` (a Config or a results file's config dict): the
-        rule in words, the statistic, the threshold values and a hash of the judge's code
-        (so a judge edited after a run shows up as a changed criterion)."""
+    def criterion_spec(self, config: Any, rule: int | None = None) -> dict[str, Any]:
+        """The criterion as data at ``config`` (a Config or a results file's config dict).
+
+        Hash rule 2 (current, :data:`HASH_RULE`): the rule in words, the statistic, the
+        threshold values (``criterion_fields``), the design (every other config field: seeds,
+        members, sample sizes, the data pool, ...) and a hash of all the code the judge reaches
+        (:mod:`sadyn.experiments.reach`), with the names of its pieces. So a judge, a helper it
+        calls or a design field edited after a run shows up as a changed criterion.
+
+        ``rule=1``: the rule results recorded before 2026-12-07 were hashed under (the judge
+        method's source and the thresholds only), kept so those results can be checked against
+        the code today and flagged for what their hash did not cover."""
+        rule = HASH_RULE if rule is None else rule
         values = config if isinstance(config, Mapping) else dataclasses.asdict(config)
         missing = [f for f in self.criterion_fields if f not in values]
         if missing:
             raise ExperimentError(f"{self.name}: criterion field(s) {missing} not in the config")
-        return {
+        spec = {
             "recipe": self.name,
             "text": self.criterion,
             "statistic": self.statistic,
             "thresholds": to_jsonable({f: values[f] for f in self.criterion_fields}),
-            "judge_code": _code_hash(type(self)),
+        }
+        if rule == 1:
+            return {**spec, "judge_code": _code_hash(type(self))}
+        if rule != HASH_RULE:
+            raise ExperimentError(f"{self.name}: unknown criterion hash rule {rule}")
+        pieces = reached_code(type(self))
+        design = {k: v for k, v in values.items() if k not in self.criterion_fields}
+        return {
+            **spec,
+            "hash_rule": rule,
+            "design": to_jsonable(design),
+            "judge_code": code_hash(pieces),
+            "judge_reaches": list(pieces),
         }
 
-    def criterion_hash(self, config: Any) -> str:
+    def criterion_hash(self, config: Any, rule: int | None = None) -> str:
         """16 hex digits of SHA-256 over the canonical JSON of :meth:`criterion_spec`."""
-        return json_hash(self.criterion_spec(config))
+        return json_hash(self.criterion_spec(config, rule))
 
     # -------------------------------------------------------------- config
     def config(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Any:
@@ -372,8 +459,10 @@ class Recipe(ABC):
             device=device,
             allow_training=train,
             code=_measure_code_hash(type(self)),
+            pool=getattr(cfg, "pool", None),
         )
         ctx.log(f"start ({preset} preset)")
+        self.check_pool(ctx.pool)
         # pre-registration: the criterion is logged (hashed) before anything is measured
         spec = self.criterion_spec(cfg)
         chash = json_hash(spec)
@@ -410,6 +499,7 @@ class Recipe(ABC):
             "device": device,
             "wall_time_s": time.perf_counter() - t0,
             "checkpoints": ctx.checkpoints,
+            "datasets": ctx.datasets,
             "not_trained": [c["label"] for c in ctx.checkpoints if c["status"] == NOT_TRAINED],
             "notes": list(self.notes) + list(measured.get("notes", [])),
             "data": measured.get("data", {}),
@@ -434,6 +524,17 @@ class Recipe(ABC):
         )
         ctx.log(f"{record['verdict']['status']} in {record['wall_time_s']:.0f} s")
         return record
+
+    def check_pool(self, declared: str | None) -> None:
+        """Refuse (before anything is declared, trained or measured) a recipe that tests on
+        RRN-style sets when they would come from another 17-clue pool than ``declared``."""
+        if self.uses_pool and not pool_matches(available_pool(), declared):
+            raise ExperimentError(
+                f"{self.name}: its RRN-style sets would come from the 17-clue pool "
+                f"{available_pool()!r}, not the declared one ({declared!r}): refusing to run "
+                "and judge on it. Point $SADYN_SUDOKU17 at Royle's list, or declare the pool "
+                "(--set pool=fallback)"
+            )
 
     def models(self, cfg: Any) -> dict[str, Any]:
         """The models the recipe trains at ``cfg``: label -> TrainConfig (none by default).
@@ -509,7 +610,8 @@ def json_hash(obj: Any) -> str:
 
 
 def _code_hash(cls: type) -> str:
-    """Hash of the source of ``cls.judge`` (whitespace-normalized); "" if unavailable."""
+    """Hash rule 1's code part: the source of ``cls.judge`` alone (whitespace-normalized; ""
+    if unavailable). Kept to check results recorded under that rule."""
     try:
         src = inspect.getsource(cls.judge)
     except (OSError, TypeError):
@@ -619,3 +721,54 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
         return to_jsonable(obj.tolist())
     return obj
+
+
+def log_hash_rule_change(results_dir: str | Path, note: str) -> list[dict[str, Any]]:
+    """Append to ``results_dir``'s criteria log one ``hash-rule-changed`` entry per results
+    file recorded under an older hash rule and not logged yet: the hash it carries, the hash
+    its recorded config gets today under its own rule (equal when its judge method and
+    thresholds are unchanged) and under the current rule. Logged, never silent: the results
+    stay as recorded, and the report flags them (:mod:`sadyn.report.prereg`). Returns the
+    entries written."""
+    from sadyn.experiments.registry import get_recipe
+    from sadyn.io import read_jsonl
+    from sadyn.results import read_results
+
+    root = Path(results_dir)
+    log = root / CRITERIA_LOG
+    done = {
+        (e.get("recipe"), e.get("preset"), e.get("criterion_hash"))
+        for e in (read_jsonl(log) if log.is_file() else [])
+        if e.get("event") == "hash-rule-changed"
+    }
+    entries = []
+    for path in sorted(root.glob("*/results.json")):
+        record = read_results(path)
+        rule = hash_rule_of(record)
+        key = (record.get("name"), record.get("preset"), record.get("criterion_hash"))
+        if rule >= HASH_RULE or key in done:
+            continue
+        recipe = get_recipe(str(record["name"]))
+        cfg = record.get("config") or {}
+
+        def now(r: int, recipe: Recipe = recipe, cfg: Mapping[str, Any] = cfg) -> str | None:
+            try:
+                return recipe.criterion_hash(cfg, r)
+            except ExperimentError:  # the recorded config lacks a field the recipe now has
+                return None
+
+        entry = {
+            "event": "hash-rule-changed",
+            "recipe": recipe.name,
+            "preset": record.get("preset"),
+            "time": _now(),
+            "from_rule": rule,
+            "to_rule": HASH_RULE,
+            "criterion_hash": record.get("criterion_hash"),
+            "same_rule_hash_now": now(rule),
+            "new_rule_hash_now": now(HASH_RULE),
+            "note": note,
+        }
+        append_criteria_log(root / CRITERIA_LOG, entry)
+        entries.append(entry)
+    return entries

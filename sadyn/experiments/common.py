@@ -127,12 +127,16 @@ def train_and_load(ctx: Any, label: str, config: Any) -> Trained:
     raise AssertionError("unreachable")
 
 
-def eval_puzzles(spec: str, n: int, seed: int = 0) -> Any:
+def eval_puzzles(spec: str, n: int, seed: int = 0, *, ctx: Any = None) -> Any:
     """``n`` test puzzles: ``"id"`` (SATNet-style test split), ``"ood"`` (RRN-style) or a
-    file (``sadyn.sudoku.resolve_dataset``)."""
+    file (``sadyn.sudoku.resolve_dataset``). With ``ctx`` (a RunContext) the set is recorded
+    in the results file, with its pool, and refused if its pool is not the declared one."""
     from sadyn.sudoku import resolve_dataset
 
-    return resolve_dataset(spec, n=n, seed=seed)
+    puzzles = resolve_dataset(spec, n=n, seed=seed)
+    if ctx is not None:
+        ctx.record_dataset(spec, n, seed, puzzles)
+    return puzzles
 
 
 def finite_time_exponents(

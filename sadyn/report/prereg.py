@@ -11,7 +11,12 @@ before anything is measured, a ``judged`` entry with the data's hash after).
 * ``undeclared``: the log holds no declaration of this criterion before the run was measured;
 * ``revised``: the recipe's criterion at this preset changed after an earlier recorded run
   (other numbers): this run's criterion was declared before its own measurement, but after
-  someone had seen an earlier result.
+  someone had seen an earlier result;
+* ``judge only``: the criterion was hashed under hash rule 1 (the judge method and its
+  thresholds), so the helpers the judge calls, the seeds, members, sample sizes and data pool
+  were not in what was declared. Such a record is compared with today's code under its own
+  rule (``stale`` when its judge method or thresholds changed since); the flag says what the
+  declaration did not cover. Not severe by itself: nothing shows a change after the run.
 
 "declared before the run" holds when none of stale, post-hoc, undeclared is raised.
 """
@@ -25,6 +30,7 @@ from sadyn.io import read_jsonl
 
 CRITERIA_LOG = "criteria-log.jsonl"
 SEVERE = ("stale", "post-hoc", "undeclared")
+FIELDS_CHANGED = "(criterion fields changed)"
 
 
 # the criteria log is JSON lines
@@ -32,14 +38,21 @@ read_log = read_jsonl
 
 
 def current_hash(record: Mapping[str, Any]) -> str | None:
-    """The criterion hash the recipe named in ``record`` has today at the record's config
-    (None when the recipe is unknown or its config no longer fits)."""
+    """The criterion hash the recipe named in ``record`` has today at the record's config,
+    under the hash rule the record was written with; ``"(criterion fields changed)"`` when the
+    recipe's criterion now has threshold fields that config lacks (so it differs, and the
+    record is stale); None when the recipe is unknown."""
     try:
+        from sadyn.experiments.base import ExperimentError, hash_rule_of
         from sadyn.experiments.registry import get_recipe
 
-        return get_recipe(str(record.get("name"))).criterion_hash(record.get("config") or {})
-    except Exception:  # an unknown recipe or an old config: nothing to compare with
+        recipe = get_recipe(str(record.get("name")))
+    except Exception:  # an unknown recipe: nothing to compare with
         return None
+    try:
+        return recipe.criterion_hash(record.get("config") or {}, hash_rule_of(record))
+    except ExperimentError:
+        return FIELDS_CHANGED
 
 
 def criterion_status(
@@ -55,6 +68,15 @@ def criterion_status(
     flags: list[tuple[str, str]] = []
     if h is None:
         flags.append(("undeclared", "no criterion hash: recorded before criteria were hashed"))
+    spec = record.get("criterion")
+    if h is not None and isinstance(spec, Mapping) and "hash_rule" not in spec:
+        flags.append(
+            (
+                "judge only",
+                "hashed under rule 1: the judge method and its thresholds only; the helpers it "
+                "calls, seeds, members, sample sizes and data pool were not in the declared hash",
+            )
+        )
     if h is not None and current is not None and current != h:
         flags.append(
             (

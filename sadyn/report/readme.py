@@ -68,11 +68,11 @@ def claims_table(results_dir: str | Path) -> str:
         kinds = [k for k, _ in st["flags"]]
         if st["preregistered"]:
             n_rev = kinds.count("revised")
-            pre = "yes" + (
-                f" (revised after {n_rev} earlier recorded run{'s' if n_rev > 1 else ''})"
-                if n_rev
-                else ""
-            )
+            notes = [f"revised after {n_rev} earlier recorded run{'s' if n_rev > 1 else ''}"]
+            notes = notes if n_rev else []
+            if "judge only" in kinds:
+                notes.append("judge method only: helpers and design not hashed")
+            pre = "yes" + (f" ({'; '.join(notes)})" if notes else "")
         else:
             pre = "**no**: " + ", ".join(dict.fromkeys(kinds))
         checks = [c for c in (rec.get("verdict") or {}).get("checks", []) if c.get("required")]

@@ -42,7 +42,10 @@ def test_every_recipe_ran_and_wrote_a_results_file(tiny_run):
 def test_model_free_claims_pass_at_tiny(tiny_run):
     _, records = tiny_run
     assert records["claim1-energy"]["verdict"]["status"] == "pass"
-    assert records["fig1-jacobian-norm"]["verdict"]["status"] == "pass"
+    fig1 = {c["name"]: c["status"] for c in records["fig1-jacobian-norm"]["verdict"]["checks"]}
+    assert fig1["Prop 5.1 bound"] == fig1["large-eta limit (Eq. 15)"] == "pass"
+    # 5 samples over S = 8, 32 cannot place the slope's CI: inconclusive, never a false pass
+    assert fig1["O(1) in S at large S"] == "inconclusive"
     toy = [
         c for c in records["fig2-eigenvalues"]["verdict"]["checks"] if c["name"].startswith("toy")
     ]

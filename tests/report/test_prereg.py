@@ -26,7 +26,9 @@ def test_results_carry_the_hash_and_the_log_declares_it_first(claim1_run):
     out, rec = claim1_run
     recipe = get_recipe("claim1-energy")
     assert rec["criterion_hash"] == recipe.criterion_hash(recipe.config("tiny"))
-    assert rec["criterion"]["thresholds"] == {"tol": 1e-9, "beta": 1.0, "weight_scale": 3.0}
+    assert rec["criterion"]["thresholds"] == {"tol": 1e-9}
+    # the sweep is design: in the hash too
+    assert rec["criterion"]["design"]["weight_scales"] == [1.0, 10.0]
     log = read_log(out / CRITERIA_LOG)
     declared = [e for e in log if e["event"] == "declared"]
     judged = [e for e in log if e["event"] == "judged"]
@@ -107,3 +109,47 @@ def test_log_lines_are_json(claim1_run):
     out, _ = claim1_run
     for line in (out / CRITERIA_LOG).read_text().splitlines():
         assert isinstance(json.loads(line), dict)
+
+
+def test_a_result_hashed_under_rule_1_is_checked_under_it_and_flagged(claim1_run, monkeypatch):
+    """Results recorded before the hash covered the judge's helpers and the design stay as
+    recorded: compared with today's code under their own rule, flagged for what it missed."""
+    from sadyn.experiments.base import HASH_RULE, log_hash_rule_change
+    from sadyn.report.prereg import current_hash
+    from sadyn.results import read_results, write_results
+
+    out, rec = claim1_run
+    recipe = get_recipe("claim1-energy")
+    path = out / "claim1-energy" / "results.json"
+    old = read_results(path)
+    old["criterion"] = recipe.criterion_spec(old["config"], 1)
+    old["criterion_hash"] = recipe.criterion_hash(old["config"], 1)
+    write_results(path, old)
+    # as it was declared then
+    log = [e for e in read_log(out / CRITERIA_LOG)]
+    for e in log:
+        e["criterion_hash"] = old["criterion_hash"]
+    (out / CRITERIA_LOG).write_text("".join(json.dumps(e) + "\n" for e in log))
+    assert current_hash(old) == old["criterion_hash"]  # rule 1 at today's code: unchanged
+    st = criterion_status(old, read_log(out / CRITERIA_LOG), current_hash(old))
+    assert [k for k, _ in st["flags"]] == ["judge only"] and st["preregistered"]
+    # the change of rule is logged once per such result, with both hashes
+    (entry,) = log_hash_rule_change(out, "rule 2 from now on")
+    assert entry["criterion_hash"] == entry["same_rule_hash_now"] == old["criterion_hash"]
+    assert entry["new_rule_hash_now"] == rec["criterion_hash"] and entry["to_rule"] == HASH_RULE
+    assert read_log(out / CRITERIA_LOG)[-1]["event"] == "hash-rule-changed"
+    assert log_hash_rule_change(out, "again") == []  # only rule-1 results get an entry
+    # ... which an edit of the judge still makes stale under rule 1
+    monkeypatch.setattr(Claim1Energy, "criterion", Claim1Energy.criterion + " (edited)")
+    st = criterion_status(old, read_log(out / CRITERIA_LOG), current_hash(old))
+    assert "stale" in [k for k, _ in st["flags"]] and not st["preregistered"]
+
+
+def test_a_result_whose_criterion_gained_fields_is_stale():
+    from sadyn.report.prereg import FIELDS_CHANGED, current_hash
+
+    rec = {"name": "fig1-jacobian-norm", "preset": "small", "config": {"alpha": 0.05}}
+    assert current_hash(rec) == FIELDS_CHANGED
+    st = criterion_status({**rec, "criterion_hash": "a"}, [], current_hash(rec))
+    assert "stale" in [k for k, _ in st["flags"]]
+    assert current_hash({"name": "no-such-recipe"}) is None
