@@ -303,7 +303,7 @@ class Claim1Energy(Recipe):
         "counts of states above tol per sweep point"
     )
     notes = (
-        "First run (issue 9) judged only the classical symmetric cases; the relaxations were "
+        "First run judged only the classical symmetric cases; the relaxations were "
         "shown but not judged. A later run judged Prop 4.2's reconstruction at one mild "
         "setting (weight scale 3, beta 1, S=16, D=32, H=4), where an audit found the "
         "reconstruction raising the energy at weight scale 100 and at D=8, H=1-2, and the "

@@ -110,7 +110,7 @@ class Fig1JacobianNorm(Recipe):
     notes = (
         "Random token directions instead of embedded arXiv text (the paper's CCDV data), "
         "and an ItrSA layer without positional encoding.",
-        "First run (issue 9) judged 'O(1) in S' against an absolute ceiling that could not "
+        "First run judged 'O(1) in S' against an absolute ceiling that could not "
         "fail; the normalized norm grows with S at about the same log-log slope as the "
         "unnormalized one (100x lower). That growth is now reported with CIs and the "
         "verdict text, and the paper's large-eta statement (Eq. 15) is judged instead.",

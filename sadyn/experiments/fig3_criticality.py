@@ -63,7 +63,7 @@ def _sweep() -> dict[str, dict[str, Any]]:
 
 
 def _extras() -> dict[str, dict[str, Any]]:
-    """Members added after the declared sweep was judged (issue 10, round 5), reported beside
+    """Members added after the declared sweep was judged (the fifth revision of the small preset), reported beside
     it and never judged: symmetric SA for 1 epoch, the paper's protocol for it ("full
     training was unstable"); the declared sweep trains it for the whole schedule, where it
     learns nothing."""
@@ -165,7 +165,7 @@ class Fig3Criticality(Recipe):
         "Spearman rho with a percentile bootstrap CI and a permutation p-value (boot draws)"
     )
     notes = (
-        "First run (issue 9): post-hoc perturbations of 4 trained models; here every member "
+        "First run: post-hoc perturbations of 4 trained models; here every member "
         "is a separately trained model (input scale, fixed eta, a fixed scale on W^O and b_O "
         "during training (vo_scale), unnormalized for 1 epoch as the paper, symmetric SA).",
         "vo_scale s multiplies MSA(X) by s (W^O and b_O scaled), i.e. ||W^V W^O|| as a "
@@ -174,9 +174,9 @@ class Fig3Criticality(Recipe):
         "Seeds: every member and extra is trained at seeds 0, 1 and 2; the table gives each "
         "member's sd across its seeds beside the means the checks use.",
         "Changed after a verdict (recorded, 2026-11-26): until then the small preset trained "
-        "the 13 sweep members at seed 0 only (a cut declared under issue 10's budget rule), "
+        "the 13 sweep members at seed 0 only (a declared budget cut), "
         "and that run's fail (2 pass, 2 fail) was known when seeds 1 and 2 were added (trained "
-        "on a lent H100). Only `seeds` changed, a measurement size: no criterion field, so the "
+        "on an H100). Only `seeds` changed, a measurement size: no criterion field, so the "
         "hash is the same.",
     )
     Config = Fig3Config

@@ -130,7 +130,7 @@ class Fig4TestTimeScaling(Recipe):
         "(contrast) over seeds, two-sided, pass/fail only when p < alpha"
     )
     notes = (
-        "First run (issue 9): the gate of a curve was widened after that run (from the "
+        "First run: the gate of a curve was widened after that run (from the "
         "accuracy at T = train_loop to the best over T); this redesign declares the gate "
         "(best accuracy over T, mean over seeds) before its run, in the criterion hash.",
         "The primary objective is the reference one (loss at the final loop step); the small "

@@ -174,7 +174,7 @@ class Fig5Regularization(Recipe):
             le_tol=1e-2,
             le_iters=3,
         ),
-        # measurement sized for this CPU after the training moved to a GPU (issue 10): 300
+        # measurement sized for this CPU after the training moved to a GPU: 300
         # test boards per model and set (500 for the validation split that chooses lambda);
         # seeds, not boards, are the unit of replication
         "small": Fig5Config(acc_puzzles=300, ood_puzzles=300, le_puzzles=4),

@@ -88,14 +88,14 @@ class Fig6PseudoEnergy(Recipe):
     criterion_fields = ("judged", "cos_min", "approx_tol", "min_cell_accuracy", "fraction")
     statistic = "medians over puzzles (IQR reported per loop step); exact thresholds"
     notes = (
-        "First run (issue 9): the cosine included MSA's constant bias term, which J x can "
+        "First run: the cosine included MSA's constant bias term, which J x can "
         "never contain (0.20 with biases vs 0.99999 without on an untrained ItrSA), and the "
         "contribution index came from one puzzle at three steps.",
         "The contribution index is a top-2% eigenproblem of an S*D = 5,184 matrix per puzzle "
         "and step (20-35 s on one core with the PV variants): at small it is computed at every "
         "loop step of the training depth for ci_puzzles puzzles; the energy and both cosines "
         "at every step for energy_puzzles puzzles.",
-        "Round 5 (issue 10): the small preset's ci_puzzles went from 1 to the issue's 32 (a "
+        "Fifth revision: the small preset's ci_puzzles went from 1 to 32 (a "
         "config change, not a criterion field). Each puzzle's contribution index is memoized "
         "on its own, keyed on the probe's code, so the run resumes puzzle by puzzle.",
     )
@@ -113,7 +113,7 @@ class Fig6PseudoEnergy(Recipe):
             acc_puzzles=20,
         ),
         # the contribution index at every loop step of the training depth (0..16) for 32
-        # puzzles (issue 10): two 5,184 x 5,184 eigenproblems per step and puzzle, 14 s per
+        # puzzles: two 5,184 x 5,184 eigenproblems per step and puzzle, 14 s per
         # step and 4 min per puzzle on one CPU core (measured, two runs on two cores), about 2
         # core-hours in all (minutes on a GPU). Each puzzle is memoized on its own, so an
         # interrupted run resumes and two runs on one cache share the puzzles

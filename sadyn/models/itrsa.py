@@ -64,7 +64,7 @@ from sadyn.nn.sphere import tangent_project
 FIXED_NOISE_SEED = 42
 POS_SCHEMES = ("gta", "rcb")
 
-# Keys every ItrSA-family config carried before issue 14 moved AKOrN's terms (Omega, the
+# Keys every ItrSA-family config carried before AKOrN's terms moved AKOrN's terms (Omega, the
 # tangent projection) into ``AKOrNConfig``: an old ``config.json`` still loads when they hold a
 # value that leaves the step as it is now (``ANY``: any value, the key switched nothing on).
 AKORN_ONLY_KEYS: dict[str, Any] = {
@@ -275,7 +275,7 @@ class ItrSA(LoopedModel):
         return noise.to(cond.device)
 
     def _cond_noise(self, cond: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Restart noise of ``init="cond"`` (issue 11): ``sigma * ||C_i|| * n_i / sqrt(D)`` per
+        """Restart noise of ``init="cond"``: ``sigma * ||C_i|| * n_i / sqrt(D)`` per
         cell i with ``n_i ~ N(0, I_D)``, so sigma is the ratio of noise to signal norm; under
         ``init_noise_dist="uniform"`` each board draws its sigma from U(0, init_noise).
         ``(B, S, D) -> (B, S, D)``."""

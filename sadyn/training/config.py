@@ -114,7 +114,7 @@ class TrainConfig:
     train_steps_random: tuple[int, int] | None = None
     loss_steps: int = 1
     fixed_noise: bool = False
-    # ---- data augmentation and restarts (issue 11): a fresh random Sudoku symmetry per training
+    # ---- data augmentation and restarts: a fresh random Sudoku symmetry per training
     # puzzle per step (none, digits, geometry, full; sadyn.sudoku.augment), drawn from a
     # generator seeded by (seed, step), so a resumed run draws the same symmetries. The restart
     # noise of the initial state is a model key (ItrSA ``init_noise``, ``init_noise_dist``).

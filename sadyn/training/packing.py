@@ -1,6 +1,6 @@
 """A run's full training state in pieces of bounded size, for transfers that limit file sizes.
 
-A lent GPU returns a few files of limited size per call; a run that is to continue in a later
+A GPU session returns a few files of limited size per call; a run that is to continue in a later
 call (on the same or another device) needs everything :func:`sadyn.training.train` resumes
 from: the run's ``config.json``, its ``latest.json`` / ``best.json`` pointers and the
 checkpoint folders they name (online weights, EMA weights, optimizer moments, generator
@@ -31,7 +31,7 @@ from sadyn.training.checkpoint import CKPT_SUBDIR, POINTERS
 PACK_FORMAT = "sadyn.state-pack/1"
 MANIFEST = "state-pack.json"
 PIECE = "state.tar.{:03d}"
-#: default piece size: under the lent GPU's 16 MiB per returned file with room to spare
+#: default piece size: under the GPU session's 16 MiB per returned file with room to spare
 DEFAULT_MAX_BYTES = 15 * 2**20
 
 __all__ = ["DEFAULT_MAX_BYTES", "MANIFEST", "pack_run", "run_files", "unpack_run"]
