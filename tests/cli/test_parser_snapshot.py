@@ -7,8 +7,8 @@ filled in: that namespace is the ``config`` its results file records).
 the move (``add_argument`` by hand) on these command lines, and re-recorded once for two
 deliberate changes made beside the move: ``analyze --ci-max-minutes`` (the block eigensolver's
 budget) and the ``paper`` help text that no longer says "lent". Any other difference is a
-behaviour change of the parsers. ``--threads`` is left out: it comes from ``sadyn.cli._args``, whose default
-is that module's business.
+behaviour change of the parsers. ``--threads`` is left out: it comes from ``sadyn.cli._args``,
+whose default is that module's business.
 """
 
 from __future__ import annotations
