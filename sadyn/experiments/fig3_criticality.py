@@ -64,9 +64,9 @@ def _sweep() -> dict[str, dict[str, Any]]:
 
 def _extras() -> dict[str, dict[str, Any]]:
     """Members added after the declared sweep was judged (the fifth revision of the small
-    preset), reported beside it and never judged: symmetric SA for 1 epoch, the paper's protocol for it ("full
-    training was unstable"); the declared sweep trains it for the whole schedule, where it
-    learns nothing."""
+    preset), reported beside it and never judged: symmetric SA for 1 epoch, the paper's
+    protocol for it ("full training was unstable"); the declared sweep trains it for the whole
+    schedule, where it learns nothing."""
     sym = {"model": "symsa", "heads": 1}
     return {
         "symmetric (1 epoch)": {"kind": "symmetric", "model": sym, "epochs": 1},

@@ -8,8 +8,8 @@ it copies the online weights; afterwards it moves the average toward them with t
 then ``n + 1``): ``min(beta, 1 - (1 + epoch)^-power)`` with ``epoch = (n + 1) - start - 1``. So
 with ``start = 100, every = 10`` the first average (n = 110) uses ``1 - 11^(-2/3) = 0.7978``.
 Before the reference EMA fix sadyn used ``epoch = n - start - 1`` (0.7846 there): runs trained
-since differ from earlier ones in their EMA weights (checkpoints store the weights, so old ones load as they
-are). ``power = 0`` is sadyn's own: the plain decay ``beta`` from the first average on.
+since differ from earlier ones in their EMA weights (checkpoints store the weights, so old ones
+load as they are). ``power = 0`` is sadyn's own: the plain decay ``beta`` from the first average on.
 """
 
 from __future__ import annotations
