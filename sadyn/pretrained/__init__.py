@@ -195,6 +195,43 @@ def resolve_model(
     return load_checkpoint(path, which=which, weights=weights, device=device)
 
 
+def run_status(spec: str | Path) -> str | None:
+    """For a training run folder: None when it finished, else a sentence saying what it is (an
+    interrupted or unfinished run, evaluated at its latest checkpoint). None for anything else
+    (a checkpoint folder, a pretrained model). A run folder without any checkpoint is an error
+    naming the resume command."""
+    from sadyn.training.checkpoint import POINTERS
+    from sadyn.training.loop import CONFIG_NAME, SUMMARY_NAME
+
+    path = Path(spec)
+    if not (path / CONFIG_NAME).is_file() or is_pretrained_spec(spec):
+        return None
+    summary = {}
+    if (path / SUMMARY_NAME).is_file():
+        try:
+            summary = json.loads((path / SUMMARY_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            summary = {}
+    if not (path / POINTERS["latest"]).is_file():
+        raise SadynError(
+            f"{path} is a training run with no checkpoint yet (stopped before its first one); "
+            f"nothing to evaluate. Resume it: sadyn train --out {path} --resume"
+        )
+    status = summary.get("status")
+    if status in ("completed", "time_budget"):
+        return None
+    if status == "interrupted":
+        return (
+            f"{path} is an interrupted training run (stopped at step {summary.get('step')} of "
+            f"{summary.get('total_steps')}); evaluating its checkpoint at that step. Resume: "
+            f"sadyn train --out {path} --resume"
+        )
+    return (
+        f"{path} is an unfinished training run (no final summary: still running, or killed); "
+        "evaluating its latest checkpoint"
+    )
+
+
 def eval_record(name: str, root: str | Path | None = None) -> dict[str, Any] | None:
     """The shipped ``NAME.eval.json`` (the eval behind the documented numbers), or None."""
     folder = _folder(root)
@@ -214,5 +251,6 @@ __all__ = [
     "manifest_path",
     "read_manifest",
     "resolve_model",
+    "run_status",
     "sha256_file",
 ]

@@ -123,8 +123,7 @@ def evaluate_export(manifest: str | Path, name: str, n: int, *, threads: int | N
     import torch
 
     from sadyn.pretrained import resolve_model
-    from sadyn.probes.accuracy import format_table
-    from sadyn.probes.evaluation import EvalSettings, run_evaluation
+    from sadyn.probes.evaluation import EvalSettings, run_evaluation, summary_text
     from sadyn.training.distributed import resolve_device
 
     if threads:
@@ -132,9 +131,10 @@ def evaluate_export(manifest: str | Path, name: str, n: int, *, threads: int | N
     device = resolve_device("auto")
     model, model_config, meta = resolve_model(str(manifest), device=device)
     out = Path(manifest).parent / f"{name}{EVAL_SUFFIX}"
-    result = run_evaluation(model, model_config, meta, EvalSettings(n=n), out, device=device)
-    print(format_table(result.results))
-    print(f"results: {result.out}\nplot: {result.png}")
+    # force: a re-export replaces the weights, so their evaluation is replaced with them
+    settings = EvalSettings(n=n, force=True)
+    result = run_evaluation(model, model_config, meta, settings, out, device=device)
+    print(summary_text(result))
     return result.out
 
 

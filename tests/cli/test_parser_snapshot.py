@@ -1,14 +1,14 @@
-"""``sadyn analyze`` and ``sadyn paper`` parse exactly as before their parsers were rebuilt from
-tables: every option's strings, default, type, choices, help text, metavar and group, and the
-namespace of a set of command lines (``analyze`` also after ``--full`` / cheap defaults are
-filled in: that namespace is the ``config`` its results file records).
+"""``sadyn analyze``, ``sadyn paper`` and ``sadyn eval`` parse exactly as before their parsers
+were rebuilt from tables: every option's strings, default, type, choices, help text, metavar and
+group, and the namespace of a set of command lines (``analyze`` also after ``--full`` / cheap
+defaults are filled in: that namespace is the ``config`` its results file records).
 
-``data/parsers_analyze_paper.json`` was first written by running the parsers of the code before
-the move (``add_argument`` by hand) on these command lines, and re-recorded once for two
-deliberate changes made beside the move: ``analyze --ci-max-minutes`` (the block eigensolver's
-budget) and the ``paper`` help text that no longer says "lent". Any other difference is a
-behaviour change of the parsers. ``--threads`` is left out: it comes from ``sadyn.cli._args``,
-whose default is that module's business.
+``data/parsers_analyze_paper.json`` and ``data/parser_eval.json`` were written by running the
+parsers of the code before the move (``add_argument`` by hand) on these command lines; the first
+was re-recorded once for two deliberate changes made beside the move: ``analyze
+--ci-max-minutes`` (the block eigensolver's budget) and the ``paper`` help text that no longer
+says "lent". Any other difference is a behaviour change of the parsers. ``--threads`` is left
+out: it comes from ``sadyn.cli._args``, whose default is that module's business.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ import pytest
 
 from sadyn.cli import build_parser
 
-SNAPSHOT = json.loads((Path(__file__).parent / "data" / "parsers_analyze_paper.json").read_text())
+DATA = Path(__file__).parent / "data"
+SNAPSHOT = json.loads((DATA / "parsers_analyze_paper.json").read_text())
+SNAPSHOT_EVAL = json.loads((DATA / "parser_eval.json").read_text())
+SNAPSHOT["eval"] = SNAPSHOT_EVAL["eval"]
 SKIP = {"threads"}
 
 
@@ -64,7 +67,7 @@ def _namespace(ns: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(ns).items() if k not in SKIP | {"func"}}
 
 
-@pytest.mark.parametrize("name", ["analyze", "paper"])
+@pytest.mark.parametrize("name", ["analyze", "paper", "eval"])
 def test_options_are_unchanged(name):
     got = json.loads(json.dumps(_describe(_subparser(name))))  # tuples -> lists, as stored
     want = SNAPSHOT[name]["parser"]
@@ -74,14 +77,17 @@ def test_options_are_unchanged(name):
         assert g == w, w["dest"]
 
 
-def test_paper_help_text_is_unchanged(monkeypatch):
-    if SNAPSHOT["python"] != ".".join(platform.python_version_tuple()[:2]):
+@pytest.mark.parametrize(
+    ("name", "python"), [("paper", SNAPSHOT["python"]), ("eval", SNAPSHOT_EVAL["python"])]
+)
+def test_help_text_is_unchanged(monkeypatch, name, python):
+    if python != ".".join(platform.python_version_tuple()[:2]):
         pytest.skip("argparse formats help differently in another Python version")
     monkeypatch.setenv("COLUMNS", "100")
-    assert _subparser("paper").format_help() == SNAPSHOT["paper"]["help"]
+    assert _subparser(name).format_help() == SNAPSHOT[name]["help"]
 
 
-@pytest.mark.parametrize("name", ["analyze", "paper"])
+@pytest.mark.parametrize("name", ["analyze", "paper", "eval"])
 def test_command_lines_parse_as_before(name):
     for row in SNAPSHOT[name]["parses"]:
         ns = _namespace(build_parser().parse_args(row["argv"]))

@@ -2,6 +2,7 @@
 call; and the pretrained exporter's evaluation going through it rather than the command line."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from sadyn.results import read_results
 from sadyn.sudoku import PuzzleSet, write_csv
 from sadyn.training.checkpoint import save_checkpoint
 
-TIMINGS = {"wall_time_s", "boards_per_s"}  # measured, not computed: differ between two runs
+# measured, not computed: differ between two runs
+TIMINGS = {"wall_time_s", "cpu_time_s", "boards_per_s"}
 
 
 def valid_grid(shift: int) -> np.ndarray:
@@ -46,8 +48,8 @@ def _without_timings(data: dict) -> dict:
 
 
 def test_pipeline_writes_what_sadyn_eval_writes(workspace, tmp_path):
-    """Same settings, same results file (config, numbers, figure) as the command: while the
-    command keeps its own copy of the loop, this catches the two drifting apart."""
+    """Same settings, same results file (config, numbers, figure) as the command: the command
+    runs this pipeline, so the two cannot drift apart."""
     root, csv = workspace
     argv = ["eval", str(root / "run"), "--data", str(csv), "--steps", "1,3", "--n", "3",
             "--votes", "2", "--vote", "confidence", "--data-seed", "1", "--device", "cpu",
@@ -100,3 +102,40 @@ def test_export_evaluates_through_the_pipeline(workspace, tmp_path, monkeypatch,
     manifest = json.loads((folder / "tiny-eval.json").read_text())
     assert record["config"]["step"] == manifest["provenance"]["steps"]
     assert "results:" in capsys.readouterr().out
+
+
+def test_settings_hold_every_eval_option(workspace):
+    """``EvalSettings`` has one field per ``sadyn eval`` option (same names), and the command's
+    settings are the parsed namespace: a new option cannot be parsed and then dropped."""
+    import dataclasses
+
+    from sadyn.cli import build_parser
+    from sadyn.cli.eval import settings_from
+
+    root, csv = workspace
+    argv = ["eval", str(root / "run"), "--data", str(csv), "--votes", "3", "--vote", "all",
+            "--selector", "x", "--seed", "2", "--force", "--threads", "1"]  # fmt: skip
+    ns = build_parser().parse_args(argv)
+    fields = [f.name for f in dataclasses.fields(EvalSettings)]
+    assert fields == [k for k in vars(ns) if k not in ("command", "func")]
+    settings = settings_from(ns)
+    assert dataclasses.asdict(settings) == {k: getattr(ns, k) for k in fields}
+    assert settings.vote_rule() == ns.vote and settings.force and settings.votes == 3
+
+
+def test_pipeline_names_its_file_and_keeps_another_evaluation(workspace, monkeypatch):
+    """Without an ``out``, the file is named by the settings beside the run (as ``sadyn eval``
+    names it); a file holding an evaluation with other settings is replaced only with force."""
+    root, csv = workspace
+    monkeypatch.chdir(root)  # relative paths: the results file records them as given
+    model, model_config, meta = resolve_model("run")
+    settings = EvalSettings(data=csv.name, steps=[1], n=2, quiet=True)
+    got = run_evaluation(model, model_config, meta, settings)
+    assert got.out == Path("run/eval/eval_puzzles_n2_K1_T1.json") and got.out.is_file()
+    other = EvalSettings(data=csv.name, steps=[1], n=2, seed=1, quiet=True, out=str(got.out))
+    with pytest.raises(SadynError, match=r"other settings \(seed differ\).*--force"):
+        run_evaluation(model, model_config, meta, other)
+    assert read_results(got.out)["config"]["seed"] == 0
+    other.force = True
+    assert run_evaluation(model, model_config, meta, other).out == got.out
+    assert read_results(got.out)["config"]["seed"] == 1
