@@ -143,9 +143,11 @@ def run(args: argparse.Namespace) -> int:
     )
     selector = None
     if settings.needs_selector():
-        from sadyn.pretrained.selector import load_selector
+        from sadyn.pretrained.selector import check_selector_fits, load_selector
 
-        selector, _ = load_selector(settings.selector or settings.checkpoint)
+        spec = settings.selector or settings.checkpoint
+        selector, _ = load_selector(spec)
+        check_selector_fits(selector, model_config, spec)
     result = run_evaluation(
         model, model_config, meta, settings, device=device, selector=selector, note=note
     )

@@ -94,3 +94,14 @@ def load_selector(
     except (SafetensorError, OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{weights}: cannot load the selector head ({exc})") from exc
     return head.eval(), info
+
+
+def check_selector_fits(head: SelectorHead, model_config: dict[str, Any], spec: str) -> None:
+    """A clear error when ``head`` reads states of another width than the model's (a head
+    trained beside one model, handed to another), instead of a matrix-shape error mid-run."""
+    dim = model_config.get("dim")
+    if dim is not None and head.config.dim != dim:
+        raise CheckpointError(
+            f"{spec}: the selector head reads states of width {head.config.dim}, but the model "
+            f"has width {dim}; pass --selector with a head trained for this model"
+        )
