@@ -24,6 +24,7 @@ caller passes what they return.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from sadyn.errors import SadynError
-from sadyn.paths import portable_path
+from sadyn.paths import portable_path, portable_record
 from sadyn.probes.accuracy import (
     DEFAULT_STEPS,
     accuracy_figure,
@@ -225,7 +226,10 @@ def check_overwrite(out: Path, config: dict, force: bool) -> None:
         old = read_results(out).get("config") or {}
     except SadynError:
         old = {}
-    diff = [k for k in NUMBER_FIELDS if k in config and old.get(k) != config[k]]
+    # compared as written: write_results stores paths relative (portable_record), so a file
+    # given by its absolute path must be compared in that form, not as typed
+    new = json.loads(json.dumps(portable_record(config, out.parent)))
+    diff = [k for k in NUMBER_FIELDS if k in new and old.get(k) != new[k]]
     if diff:
         raise SadynError(
             f"{out} holds an evaluation with other settings ({', '.join(diff)} differ); "

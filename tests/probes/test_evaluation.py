@@ -139,3 +139,21 @@ def test_pipeline_names_its_file_and_keeps_another_evaluation(workspace, monkeyp
     other.force = True
     assert run_evaluation(model, model_config, meta, other).out == got.out
     assert read_results(got.out)["config"]["seed"] == 1
+
+
+def test_the_same_evaluation_of_an_absolute_path_may_be_rerun(workspace, tmp_path, monkeypatch):
+    """A puzzle file given by its absolute path is recorded relative (no machine paths in
+    results); re-running the identical evaluation must not be refused as 'data differ'."""
+    root, csv = workspace
+    monkeypatch.chdir(root)
+    model, model_config, meta = resolve_model("run")
+    out = tmp_path / "again" / "e.json"
+    settings = EvalSettings(data=str(csv.resolve()), steps=[1], n=2, quiet=True, out=str(out))
+    run_evaluation(model, model_config, meta, settings)
+    assert not str(read_results(out)["config"]["data"][0]).startswith("/")
+    assert run_evaluation(model, model_config, meta, settings).out == out  # no refusal
+    changed = EvalSettings(
+        data=str(csv.resolve()), steps=[1], n=2, seed=1, quiet=True, out=str(out)
+    )
+    with pytest.raises(SadynError, match=r"seed differ"):
+        run_evaluation(model, model_config, meta, changed)
