@@ -2,7 +2,7 @@
 training boards: a base pool disjoint from the test boards), check it on validation boards,
 and ship it beside the model (``sadyn/pretrained/MODEL.selector.json``).
 
-    OMP_NUM_THREADS=1 .venv/bin/python results/verifier-free-selection/train_selector.py \
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/train_selector_head.py \
         --model small-vote-wide --train-boards 200 --valid-boards 48 --cache selector-cache
 
 Rollouts are cached (``--cache``: tensors saved with torch.save, read back with
@@ -25,7 +25,8 @@ from sadyn.probes.selectors import auroc, collect_selector_data
 from sadyn.sudoku import get_dataset
 from sadyn.training.selector import SelectorTrainConfig, train_selector
 
-HERE = Path(__file__).resolve().parent
+# the results this script reads and writes
+HERE = Path(__file__).resolve().parents[1] / "results" / "verifier-free-selection"
 
 
 def data_for(model, split, n, args, cache: Path | None) -> tuple[SelectorData, float]:

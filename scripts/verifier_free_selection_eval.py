@@ -1,7 +1,7 @@
 """One evaluation of a pretrained model and its selector head on OOD boards, every vote rule
 scored on the same restarts; writes ``eval-TAG.json`` here.
 
-    OMP_NUM_THREADS=1 .venv/bin/python results/verifier-free-selection/run_eval.py \
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/verifier_free_selection_eval.py \
         --n 200 --votes 16 --vote-grid 1,4,16 --tag ood-n200-K16
 
 The boards are the first N of ``--data ood --n 1000`` (the set of the test-time-compute
@@ -23,7 +23,8 @@ from sadyn.pretrained.selector import load_selector
 from sadyn.probes.accuracy import VoteSettings, evaluate
 from sadyn.sudoku.datasets import pool_record, resolve_dataset
 
-HERE = Path(__file__).resolve().parent
+# the results this script reads and writes
+HERE = Path(__file__).resolve().parents[1] / "results" / "verifier-free-selection"
 RULES = "learned,confidence,settling,energy-slope,persistence,energy,stability,verifier"
 
 

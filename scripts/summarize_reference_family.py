@@ -5,7 +5,7 @@ for every run folder that has one; writes ``curves.png`` (blank-cell and board a
 the step, online and EMA weights, ID and OOD, plus the training loss) and ``curves.md`` (the
 same numbers as tables), and prints the tables.
 
-usage: .venv/bin/python results/reference-family/summarize.py [results/reference-family]
+usage: .venv/bin/python scripts/summarize_reference_family.py [results/reference-family]
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def plot(root: Path, out: Path) -> None:
 
 def main(root: Path) -> None:
     lines = [
-        "Written by summarize.py from each run's train-log.jsonl (300 boards per set per",
-        "evaluation; online = the raw weights).",
+        "Written by scripts/summarize_reference_family.py from each run's train-log.jsonl",
+        "(300 boards per set per evaluation; online = the raw weights).",
         "",
     ]
     for run in runs(root):
@@ -104,4 +104,5 @@ def main(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent)
+    default = Path(__file__).resolve().parents[1] / "results" / "reference-family"
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else default)
