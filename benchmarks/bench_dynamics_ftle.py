@@ -33,21 +33,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_dynamics import timeit  # the benchmarks' one timer (best of repeats)
 from torch import Tensor
 
 from sadyn.dynamics import finite_time_lyapunov, lyapunov_spectrum, math_attention
-
-
-def best(fn: Callable[[], object], repeats: int, warmup: bool = True) -> float:
-    """Least-disturbed wall time of ``repeats`` calls (after a warm-up call)."""
-    if warmup:
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def small_attention(tokens: int, width: int, seed: int = 0) -> tuple[Callable, Tensor]:
@@ -84,7 +73,7 @@ def bench_crossover(repeats: int) -> list[dict]:
         for k in sorted({n, min(4, n)}):
             t = {}
             for tangent in ("dense", "jvp"):
-                t[tangent] = best(
+                t[tangent] = timeit(
                     lambda f=f, x0=x0, k=k, tangent=tangent: lyapunov_spectrum(
                         f, x0, 10, k, tangent=tangent, progress=False
                     ),
@@ -141,8 +130,8 @@ def qr_baseline(f: Callable, x0: Tensor, T: int, k: int, repeats: int) -> tuple[
                 z = f(z)
         return z
 
-    t_fwd = min(best(fwd, 3) for _ in range(3))
-    t_qr = best(
+    t_fwd = min(timeit(fwd, 3) for _ in range(3))
+    t_qr = timeit(
         lambda: lyapunov_spectrum(f, x0, T, k, q0=q0, tangent="jvp", progress=False), repeats
     )
     return t_fwd, t_qr
@@ -193,7 +182,7 @@ def bench_itrsa(
         )
 
     ref_qr = qr("vjp2")()
-    out["qr_vjp2"] = best(qr("vjp2"), repeats)
+    out["qr_vjp2"] = timeit(qr("vjp2"), repeats)
     # before: only the tangent product compiled (the QR loop eager around it)
     F, X = as_batched(f, x0, False)
     ztol = rounding_zero_tol(X.dtype, X.shape[-1])
@@ -208,12 +197,12 @@ def bench_itrsa(
         t = time.perf_counter()
         prod_res = product_only()
         out["compile_prod"] = time.perf_counter() - t
-        out["qrc_prod"] = best(product_only, repeats + 1, warmup=False)
+        out["qrc_prod"] = timeit(product_only, repeats + 1, warmup=False)
         # after: the whole step (product + QR + logs) compiled as one graph
         t = time.perf_counter()
         res = qr("vjp2", True)()
         out["compile_whole"] = time.perf_counter() - t
-        out["qrc_whole"] = best(qr("vjp2", True), repeats + 1, warmup=False)
+        out["qrc_whole"] = timeit(qr("vjp2", True), repeats + 1, warmup=False)
     scale = float(ref_qr.exponents.abs().max())
     out["diff_whole"] = float((res.exponents - ref_qr.exponents).abs().max()) / scale
     prod_exps = prod_res.exponents[0].sort(descending=True).values  # benettin: unsorted

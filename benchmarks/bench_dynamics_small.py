@@ -23,11 +23,11 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_dynamics import timeit  # the benchmarks' one timer (best of repeats)
 from torch import Tensor
 from torch.func import jacrev
 
@@ -48,17 +48,6 @@ r = lyapunov_spectrum(h.f, h.x0, 3_000, transient=100, progress=False)
 t3 = time.perf_counter()
 print(t1 - t0, t2 - t1, t3 - t2, *r.exponents.tolist())
 """
-
-
-def best(fn: Callable[[], object], repeats: int) -> float:
-    """Least-disturbed wall time of ``repeats`` calls (after a warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def per_step_dense(f: Callable, x0: Tensor, steps: int) -> Tensor:
@@ -96,7 +85,7 @@ def measure(name: str, f: Callable, x0: Tensor, steps: int, repeats: int, jac=No
         ways["hand-written J"] = lambda: hand_loop(jac, f, x0, steps)
     row = {"map": name, "n": x0.shape[-1], "steps": steps}
     for way, fn in ways.items():
-        row[way] = steps / best(fn, repeats)
+        row[way] = steps / timeit(fn, repeats)
         gap = (fn() - auto).abs()
         row[way + " gap"] = float(gap[torch.isfinite(gap)].max()) if gap.numel() else 0.0
     _ = qr_log  # the loop's QR is the package's (imported to keep the comparison honest)

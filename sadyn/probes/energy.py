@@ -558,7 +558,7 @@ def energy_probe(
     steps = list(range(run.steps + 1)) if ci_steps is None else [int(t) for t in ci_steps]
     for t in steps:
         run.state(t)  # range check
-    idx = _sample_indices(run, samples)
+    idx = run.sample_indices(samples)
     energy = pseudo_energy(model, run)
     with analysis_mode(model):
         quad, cos = _quadratic_reading(model, run)
@@ -591,18 +591,6 @@ def energy_probe(
         method="dense" if dense else "matrix-free",
         contribution_info=ci.info,
     )
-
-
-def _sample_indices(run: Rollout, samples: int | Sequence[int] | None) -> list[int]:
-    if samples is None:
-        idx = list(range(run.batch))
-    elif isinstance(samples, int):
-        idx = list(range(min(samples, run.batch)))
-    else:
-        idx = [int(i) for i in samples]
-    if not all(-run.batch <= i < run.batch for i in idx):
-        raise ValueError(f"samples must index the {run.batch} puzzles, got {idx}")
-    return idx
 
 
 def _quadratic_reading(model: nn.Module, run: Rollout) -> tuple[np.ndarray, np.ndarray]:

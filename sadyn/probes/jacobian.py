@@ -342,13 +342,8 @@ def jacobian_probe(
         raise ValueError(f"method must be auto, dense or matrix-free, got {method!r}")
     n = run.dim
     dense = method == "dense" or (method == "auto" and n <= dense_max)
-    if samples is None:
-        idx = list(range(run.batch))
-    elif isinstance(samples, int):
-        idx = list(range(min(samples, run.batch)))
-    else:
-        idx = [int(i) for i in samples]
-    if not idx or not all(-run.batch <= i < run.batch for i in idx):
+    idx = run.sample_indices(samples)
+    if not idx:
         raise ValueError(f"samples must name at least one of the {run.batch} puzzles, got {idx}")
     keep = n if dense else min(k, n - 2)
 

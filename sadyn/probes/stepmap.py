@@ -132,6 +132,19 @@ class Rollout:
             raise ShapeError(f"loop step {t} outside the rollout's 0..{self.steps}")
         return self.states[t]
 
+    def sample_indices(self, samples: int | list[int] | tuple[int, ...] | None) -> list[int]:
+        """The puzzles a probe samples: a count (the first ones), indices, or None (all);
+        indices must lie in the batch (negative ones count from its end)."""
+        if samples is None:
+            idx = list(range(self.batch))
+        elif isinstance(samples, int):
+            idx = list(range(min(samples, self.batch)))
+        else:
+            idx = [int(i) for i in samples]
+        if not all(-self.batch <= i < self.batch for i in idx):
+            raise ValueError(f"samples must index the {self.batch} puzzles, got {idx}")
+        return idx
+
     def subset(self, index: slice | list[int] | Tensor) -> Rollout:
         """The rollout restricted to some puzzles."""
         return Rollout(self.puzzles[index], self.cond[index], self.states[:, index], self.seed)
