@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from sadyn.errors import SadynError
 from sadyn.probes.halting import HaltRule, HaltTracker
-from sadyn.probes.voting import ENERGY_RULES, vote_scores
+from sadyn.probes.voting import ENERGY_RULES, FTLE_WINDOW, vote_scores
 from sadyn.sudoku.metrics import board_correct
 
 __all__ = ["RestartRecord", "restart_noise_context", "run_restarts"]
@@ -133,6 +133,10 @@ class _Rollout:
             halt.residual is not None
         )
         self.need_decode = halt.needs_decode or "persistence" in rules
+        self.need_tangent = "ftle" in rules
+        # ftle: a unit tangent vector per row and the log growths of its last FTLE_WINDOW steps
+        self.tangent: Tensor | None = None
+        self.growth = torch.full((self.rows, FTLE_WINDOW), math.nan, device=self.device)
         rows, g, dev = self.rows, len(grid), self.device
         self.ok = torch.zeros(rows, g, dtype=torch.bool, device=dev)
         self.cells = torch.zeros(rows, g, dtype=torch.long, device=dev)
@@ -167,6 +171,8 @@ class _Rollout:
                 self.e_cum[idx] += sig["energy"]
                 self.e_prev[idx] = sig["energy"]
             assert y is not None
+            if self.need_tangent:
+                self.push_tangent(t, idx, xa, ca)
             x_new = model.step(xa, ca, drive=y)
             if self.need_residual:
                 self.residual[idx] = (x_new - xa).flatten(1).norm(dim=1)
@@ -196,11 +202,31 @@ class _Rollout:
             sig["unchanged"] = self.unchanged[idx]
         if self.need_residual or self.halt.residual is not None:
             sig["norm"] = xa.flatten(1).norm(dim=1)
+        if self.need_tangent:
+            # mean over the steps recorded so far in the window (NaN at t = 0: none yet)
+            sig["ftle"] = self.growth[idx].nanmean(dim=1)
         if want_head:
             assert self.selector is not None and y is not None
             blank = self.quizzes[idx] == 0
             sig["log_prob"] = self.selector(xa, y, logits, x_prev, blank).float()
         return y, logits, sig
+
+    def push_tangent(self, t: int, idx: Tensor, xa: Tensor, ca: Tensor) -> None:
+        """Carry the running rows' tangent vectors through the step at ``X_t`` (one JVP of
+        ``model.step``, the math attention kernel, which has forward-mode AD) and record the log
+        growth ``log ||J v_r||`` of each unit ``v_r`` in the window's slot ``t mod W``. The
+        trajectory itself is the loop's own ``model.step``, so the other rules are unchanged."""
+        from sadyn.dynamics import math_attention  # imported here: the loop needs it only for ftle
+
+        if self.tangent is None:  # fixed seed: the same starting tangents for every chunk
+            gen = torch.Generator().manual_seed(0)
+            v = torch.randn(self.rows, *xa.shape[1:], generator=gen).to(xa)
+            self.tangent = v / v.flatten(1).norm(dim=1)[:, None, None]
+        with math_attention():
+            _, jv = torch.func.jvp(lambda x: self.model.step(x, ca), (xa,), (self.tangent[idx],))
+        size = jv.flatten(1).norm(dim=1)
+        self.growth[idx, t % FTLE_WINDOW] = size.log().float()
+        self.tangent[idx] = jv / size.clamp(min=torch.finfo(jv.dtype).tiny)[:, None, None]
 
     def halt_now(self, t, idx, logits, sig, xa) -> Tensor | None:
         """(A,) bool rows halting at t (all at the last budget); None without halting."""

@@ -28,6 +28,10 @@ Verifier-free selectors (:mod:`sadyn.probes.selectors` measures their calibratio
   attractor of a model that settles; a wrong one keeps moving).
 - ``learned``: highest ``log P(board right)`` of a learned selector head
   (:class:`sadyn.nn.selector.SelectorHead`) reading the state.
+- ``ftle``: the most contracting trajectory, smallest largest finite-time Lyapunov exponent
+  over the last :data:`FTLE_WINDOW` steps (a tangent vector carried along the trajectory by one
+  Jacobian-vector product of the step per loop, renormalized each step; its mean log growth
+  over the window). Costs one JVP per loop on top of the step.
 
 Scores follow one convention: higher is better; ties keep the earliest restart; NaN never wins.
 """
@@ -42,7 +46,9 @@ from sadyn.sudoku.board import UNITS
 
 ENERGY_RULES = ("energy", "energy-last", "energy-sum", "energy-final")
 #: verifier-free selectors read from the trajectory's dynamics or a learned head
-SELECTOR_RULES = ("settling", "energy-slope", "persistence", "learned")
+SELECTOR_RULES = ("settling", "energy-slope", "persistence", "learned", "ftle")
+#: steps over which the ``ftle`` selector averages the log growth of its tangent vector
+FTLE_WINDOW = 16
 VOTE_RULES = ("none", *ENERGY_RULES, "confidence", "verifier", "stability", *SELECTOR_RULES)
 
 _UNITS = torch.as_tensor(UNITS, dtype=torch.long)  # (27, 9)
@@ -106,7 +112,8 @@ def vote_scores(
     ``||X_t - X_{t-1}||`` (stability); signals: the selectors' inputs at t, each (R,):
     ``norm`` ``||X_t||`` (settling, with residual), ``energy`` and ``energy_prev`` ``E(X_t)``,
     ``E(X_{t-1})`` (energy-slope), ``unchanged`` steps the decoded board has not changed
-    (persistence), ``log_prob`` a selector head's log P(right) (learned). Returns (R,).
+    (persistence), ``log_prob`` a selector head's log P(right) (learned), ``ftle`` the largest
+    finite-time exponent over the last steps (ftle). Returns (R,).
     """
     if rule in SELECTOR_RULES:
         return selector_score(rule, residual=residual, signals=signals or {})
@@ -139,6 +146,7 @@ SELECTOR_SIGNALS = {
     "energy-slope": ("energy", "energy_prev"),
     "persistence": ("unchanged",),
     "learned": ("log_prob",),
+    "ftle": ("ftle",),
 }
 
 
@@ -158,6 +166,8 @@ def selector_score(
         return -((e - e_prev).abs() / e.abs())
     if rule == "persistence":
         return signals["unchanged"].float()
+    if rule == "ftle":
+        return -signals["ftle"].float()
     return signals["log_prob"].float()
 
 
@@ -169,12 +179,12 @@ def select_votes(scores: Tensor) -> Tensor:
 
 def parse_rules(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """``"confidence,verifier"``, ``"all"`` or a sequence -> a tuple of known rules (the first
-    is the headline rule); ``"all"`` is every rule but ``none`` and ``learned`` (which needs a
-    selector head: name it)."""
+    is the headline rule); ``"all"`` is every rule but ``none``, ``learned`` (which needs a
+    selector head) and ``ftle`` (one JVP per loop, several times the loop's cost): name them."""
     items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     items = [s for s in items if s]
     if items == ["all"]:
-        return tuple(r for r in VOTE_RULES[1:] if r != "learned")
+        return tuple(r for r in VOTE_RULES[1:] if r not in ("learned", "ftle"))
     if not items:
         raise SadynError("no vote rule given")
     for rule in items:

@@ -7,7 +7,8 @@ defaults are filled in: that namespace is the ``config`` its results file record
 parsers of the code before the move (``add_argument`` by hand) on these command lines; the first
 was re-recorded once for two deliberate changes made beside the move: ``analyze
 --ci-max-minutes`` (the block eigensolver's budget) and the ``paper`` help text that no longer
-says "lent". Any other difference is a behaviour change of the parsers. ``--threads`` is left
+says "lent"; the second once for the ``ftle`` vote rule (the ``--vote`` help lists the rules).
+Any other difference is a behaviour change of the parsers. ``--threads`` is left
 out: it comes from ``sadyn.cli._args``, whose default is that module's business.
 """
 

@@ -140,6 +140,51 @@ def test_each_selector_picks_a_right_restart_when_there_is_one(rule):
     assert res["auroc"][rule] == [1.0, 1.0]  # separates right from wrong restarts exactly
 
 
+class ContractOrExpand(SettleOrCycle):
+    """Restart u ~ U(0, 1) as in :class:`SettleOrCycle`; the step scales channel 10 by 1/2
+    (u > 0.5, right restarts) or by 2 (u <= 0.5, wrong) and keeps the rest, so the step's
+    Jacobian is diag(1, ..., 1, a) per cell: the largest Lyapunov exponent is exactly 0 for a
+    right restart and log 2 for a wrong one (the branch on u has zero derivative)."""
+
+    def step(self, x, cond, *, drive=None):
+        a = torch.where(x[:, 0, 0] > 0.5, 0.5, 2.0)[:, None, None]
+        return torch.cat([x[..., :10], x[..., 10:] * a], -1)
+
+
+def test_the_ftle_selector_reads_the_known_exponents_and_picks_the_contracting_restart():
+    puzzles = _puzzles()
+    model = ContractOrExpand(puzzles)
+    q, s = puzzles.to_torch()
+    gen = torch.Generator().manual_seed(1)
+    rec = run_restarts(model, q, s, [40], rules=("ftle",), generator=gen)
+    right = rec.ok[:, 0]
+    assert 0 < int(right.sum()) < len(right)  # both kinds of restart present
+    # The window covers steps 24..39. A unit tangent with squared fraction p_0 in channel 10
+    # (about 81/891 for a random start) has (1 - p_t)/p_t = 4^-t (1 - p_0)/p_0 for a = 2, so the
+    # growth misses log 2 by about 4^-24 / p_0 < 1e-12 (likewise 0 for a = 1/2); what remains is
+    # float32 rounding of one log per step, a few eps32 ~ 1e-6 in the window mean: 1e-5 bounds it.
+    expected = torch.where(right, 0.0, -math.log(2.0))  # the score is minus the exponent
+    torch.testing.assert_close(rec.scores["ftle"][:, 0], expected, atol=1e-5, rtol=0)
+    res = evaluate(model, puzzles, [40], votes=5, vote="ftle", batch_size=20, seed=1)
+    assert res["oracle_board_accuracy"][0] > res["mean_board_accuracy"][0] > 0
+    assert res["board_accuracy"] == res["oracle_board_accuracy"]
+    assert res["auroc"]["ftle"] == [1.0]
+
+
+def test_the_ftle_selector_leaves_the_trajectories_of_the_other_rules_unchanged():
+    puzzles = _puzzles(4)
+    model = build_model({"model": "itrsa", "dim": 16, "heads": 2}).eval()
+    q, s = puzzles.to_torch()
+    runs = [
+        run_restarts(model, q, s, [3, 6], rules=rules, generator=torch.Generator().manual_seed(0))
+        for rules in (("settling", "confidence"), ("settling", "confidence", "ftle"))
+    ]
+    assert torch.equal(runs[0].answer, runs[1].answer)
+    for rule in ("settling", "confidence"):
+        assert torch.equal(runs[0].scores[rule], runs[1].scores[rule])
+    assert torch.isfinite(runs[1].scores["ftle"]).all()
+
+
 def test_the_learned_rule_needs_a_head():
     puzzles = _puzzles(2)
     with pytest.raises(SadynError, match="selector head"):

@@ -107,7 +107,8 @@ def test_selection_ties_keep_the_first_and_nan_never_wins():
 
 
 def test_parse_rules():
-    assert parse_rules("all") == tuple(r for r in VOTE_RULES[1:] if r != "learned")
+    assert parse_rules("all") == tuple(r for r in VOTE_RULES[1:] if r not in ("learned", "ftle"))
+    assert "ftle" in VOTE_RULES  # a rule, only left out of "all" for its cost
     assert parse_rules("confidence, verifier,confidence") == ("confidence", "verifier")
     with pytest.raises(SadynError, match="unknown vote rule"):
         parse_rules("majority")
@@ -200,10 +201,11 @@ def _puzzles(n=12, seed=0):
 
 
 # this stub's restarts differ in u only: its energy never changes, its decoded board never
-# moves, it has no selector head; energy-slope, persistence and learned are tested on
+# moves, it has no selector head; energy-slope, persistence, learned and ftle are tested on
 # trajectories built for them (tests/probes/test_selectors.py)
 @pytest.mark.parametrize(
-    "rule", [r for r in VOTE_RULES[1:] if r not in ("energy-slope", "persistence", "learned")]
+    "rule",
+    [r for r in VOTE_RULES[1:] if r not in ("energy-slope", "persistence", "learned", "ftle")],
 )
 def test_voting_picks_the_best_scored_restart(rule):
     puzzles = _puzzles()
@@ -219,7 +221,10 @@ def test_voting_picks_the_best_scored_restart(rule):
 def test_all_rules_scored_on_the_same_restarts():
     puzzles = _puzzles()
     res = evaluate(ScoredRestarts(puzzles), puzzles, [3], votes=4, vote="all", seed=5)
-    assert set(res["rules"]) == set(VOTE_RULES[1:]) - {"learned"}  # learned: needs a head
+    assert set(res["rules"]) == set(VOTE_RULES[1:]) - {
+        "learned",
+        "ftle",
+    }  # learned: a head; ftle: named only
     assert res["vote"] == "energy"
     for name, r in res["rules"].items():
         if name in ("energy-slope", "persistence"):  # all tied on this stub: restart 0 wins
