@@ -19,8 +19,11 @@ SELECTORS = (
     "persistence",
     "energy",
     "stability",
+    "ftle",
     "verifier",
 )
+# what makes two evaluations shards of one: the same restarts, rules, budgets, model and head
+SHARD_KEYS = ("votes", "halt", "vote", "steps", "restart_noise")
 
 
 def pct(xs):
@@ -82,6 +85,80 @@ def table(name: str, res: dict) -> list[str]:
             + f"; oracle {pct(row['oracle_board_accuracy'])}",
         ]
     return [*lines, ""]
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``p`` of ``n`` boards."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def pool_shards(evals: dict[str, dict]) -> dict[str, dict]:
+    """Evaluations of disjoint board rows with the same settings, model and head, pooled into
+    one (board-weighted means of the accuracies, loops and distinct answers; the AUROC is the
+    board-weighted mean of the shards' AUROCs, each over its own restarts, not one AUROC over
+    all restarts). Key: ``TAG-pooled`` of the groups with two or more shards."""
+    groups: dict[tuple, list[str]] = {}
+    for name, res in evals.items():
+        cfg = res.get("config", {})
+        key = (
+            *(json.dumps(res.get(k)) for k in SHARD_KEYS),
+            cfg.get("model_sha256"),
+            cfg.get("selector_sha256"),
+            json.dumps(cfg.get("pool_sha256")),
+        )
+        groups.setdefault(key, []).append(name)
+    pooled = {}
+    for names in groups.values():
+        rows = [evals[n]["config"].get("first", 0) for n in names]
+        if len(names) < 2 or len(set(rows)) < len(rows):
+            continue
+        shards = [evals[n] for n in names]
+        w = [r["n"] for r in shards]
+        total = sum(w)
+
+        def mean(get, shards=shards, w=w, total=total):
+            cols = zip(*(get(r) for r in shards), strict=True)
+            return [sum(wi * v for wi, v in zip(w, c, strict=True)) / total for c in cols]
+
+        first = shards[0]
+        res = {k: first[k] for k in ("steps", "votes", "halt", "vote", "restart_noise")}
+        res["n"] = total
+        res["shards"] = sorted(n for n in names)
+        res["cpu_time_s"] = sum(r["cpu_time_s"] for r in shards)
+        for key in ("mean_board_accuracy", "oracle_board_accuracy", "mean_loops"):
+            res[key] = mean(lambda r, key=key: r[key])
+        if all("distinct_answers" in r for r in shards):
+            res["distinct_answers"] = mean(lambda r: r["distinct_answers"])
+        res["rules"] = {
+            rule: {"board_accuracy": mean(lambda r, rule=rule: r["rules"][rule]["board_accuracy"])}
+            for rule in first["rules"]
+        }
+        res["auroc"] = {
+            rule: mean(lambda r, rule=rule: r["auroc"][rule]) for rule in first.get("auroc", {})
+        }
+        res["config"] = {
+            "boards": "shards of rows "
+            + ", ".join(r["config"]["boards"].split("rows ")[-1] for r in shards)
+        }
+        pooled[f"{min(names)}-pooled"] = res
+    return pooled
+
+
+def pooled_lines(name: str, res: dict) -> list[str]:
+    """The headline of a pooled evaluation: each rule's accuracy at the largest T with its 95%
+    Wilson interval over the pooled boards."""
+    t, n = res["steps"][-1], res["n"]
+    out = [f"Pooled `{name}` at T = {t}, {n} boards (95% Wilson intervals):", ""]
+    for rule, row in res["rules"].items():
+        a = row["board_accuracy"][-1]
+        lo, hi = wilson(a, n)
+        out.append(f"- {rule} vote: {100 * a:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]")
+    a = res["oracle_board_accuracy"][-1]
+    lo, hi = wilson(a, n)
+    out += [f"- oracle: {100 * a:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]", ""]
+    return out
 
 
 def compute_points(res: dict, rule: str):
@@ -167,6 +244,8 @@ def main() -> None:
     lines = [header, ""]
     for name, res in evals.items():
         lines += table(name, res)
+    for name, res in pool_shards(evals).items():
+        lines += table(name, res) + pooled_lines(name, res)
     (HERE / "tables.md").write_text("\n".join(lines) + "\n")
     for data in ("ood", "id"):
         sub = {k: v for k, v in evals.items() if k.startswith(data)}
