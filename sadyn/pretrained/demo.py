@@ -383,60 +383,23 @@ class Demo:
 
 # --------------------------------------------------------------------------- library calls
 def evaluate(settings: EvalSettings) -> Any:
-    """:func:`sadyn.probes.evaluation.run_evaluation` as ``sadyn eval`` runs it: a note on an
-    unfinished run, the model (and a selector head where the vote or halting needs one)
-    loaded, the table printed. Returns the :class:`~sadyn.probes.evaluation.Evaluation`."""
-    import torch
+    """An evaluation as ``sadyn eval`` runs it (:func:`sadyn.pretrained.pipelines
+    .evaluate_model`), its table printed."""
+    from sadyn.pretrained.pipelines import evaluate_model
+    from sadyn.probes.evaluation import summary_text
 
-    from sadyn.pretrained import resolve_model, run_status
-    from sadyn.probes.evaluation import run_evaluation, summary_text
-    from sadyn.training.distributed import resolve_device
-
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    settings.check()
-    note = run_status(settings.checkpoint)
-    if note:
-        print(f"eval: note: {note}", flush=True)
-    device = resolve_device(settings.device)
-    model, model_config, meta = resolve_model(
-        settings.checkpoint, which=settings.which, weights=settings.weights, device=device
-    )
-    selector = None
-    if settings.needs_selector():
-        from sadyn.pretrained.selector import check_selector_fits, load_selector
-
-        spec = settings.selector or settings.checkpoint
-        selector, _ = load_selector(spec)
-        check_selector_fits(selector, model_config, spec)
-    result = run_evaluation(
-        model, model_config, meta, settings, device=device, selector=selector, note=note
-    )
+    result = evaluate_model(settings)
     print(summary_text(result))
     return result
 
 
 def analyze(settings: AnalysisSettings) -> Any:
-    """:func:`sadyn.probes.analysis.run_analysis` as ``sadyn analyze`` runs it (``settings``
-    resolved): the model loaded, the summary printed. Returns the
-    :class:`~sadyn.probes.analysis.Analysis` (None with ``estimate_only``)."""
-    import torch
+    """The probes as ``sadyn analyze`` runs them (:func:`sadyn.pretrained.pipelines
+    .analyze_model`), the summary printed."""
+    from sadyn.pretrained.pipelines import analyze_model
+    from sadyn.probes.analysis import summary_text
 
-    from sadyn.pretrained import resolve_model
-    from sadyn.probes.analysis import run_analysis, summary_text
-    from sadyn.training.distributed import resolve_device
-
-    settings.check()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    start = time.perf_counter()
-    model, model_config, meta = resolve_model(
-        settings.checkpoint,
-        which=settings.which,
-        weights=settings.weights,
-        device=resolve_device(settings.device),
-    )
-    result = run_analysis(settings, model, model_config, meta, started=start)
+    result = analyze_model(settings)
     if result is not None:
         print(summary_text(result.probes, result.out))
     return result
