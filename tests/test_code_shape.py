@@ -24,6 +24,9 @@ MAX_CLI = 250
 
 #: functions over the limit when the rule came in: "path::Class.function" -> lines then
 ALLOWED_FUNCTIONS = {
+    # a split changes the criterion hash the committed fig3 result is checked against (hash
+    # rule 1 hashes the judge's text), flagging that result stale: split it (and log it in the
+    # criteria log) together with fig3's next measurement
     "sadyn/experiments/fig3_criticality.py::Fig3Criticality.judge": 105,
 }
 
