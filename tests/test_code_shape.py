@@ -24,19 +24,14 @@ MAX_CLI = 250
 
 #: functions over the limit when the rule came in: "path::Class.function" -> lines then
 ALLOWED_FUNCTIONS = {
-    "sadyn/cli/demo.py::run": 199,
+    # a split changes the criterion hash the committed fig3 result is checked against (hash
+    # rule 1 hashes the judge's text), flagging that result stale: split it (and log it in the
+    # criteria log) together with fig3's next measurement
     "sadyn/experiments/fig3_criticality.py::Fig3Criticality.judge": 105,
-    "sadyn/experiments/fig4_test_time_scaling.py::Fig4TestTimeScaling.measure": 166,
-    "sadyn/experiments/fig5_regularization.py::Fig5Regularization.measure": 191,
-    "sadyn/experiments/fig6_pseudo_energy.py::Fig6PseudoEnergy.measure": 172,
 }
 
 #: command modules over the limit when the rule came in: path -> lines then
-ALLOWED_CLI = {
-    # grew from 498 with the OOD pool labels and the reused-run wording of the trust fixes;
-    # moving the demo into a library script of calls is the open step
-    "sadyn/cli/demo.py": 540,
-}
+ALLOWED_CLI: dict[str, int] = {}
 
 
 def function_lengths(path: Path) -> dict[str, int]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 
 from sadyn.cli._args import add_quiet, add_threads, choice_list, int_list, int_list_from
 from sadyn.cli._options import Option, add_options, option
 from sadyn.probes.analysis import CHEAP, FULL, PROBES, AnalysisSettings
 
-# the pipeline is sadyn.probes.analysis (run_analysis over AnalysisSettings)
+# the pipeline is sadyn.probes.analysis (run_analysis over AnalysisSettings), the model loaded by
+# sadyn.pretrained.pipelines.analyze_model
 
 
 def tuned(flag: str, key: str, text: str) -> Option:
@@ -147,22 +147,13 @@ def settings_from(args: argparse.Namespace) -> AnalysisSettings:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sadyn.pretrained import resolve_model
-    from sadyn.probes.analysis import run_analysis, summary_text
-    from sadyn.training.distributed import resolve_device
+    from sadyn.pretrained.pipelines import analyze_model
+    from sadyn.probes.analysis import summary_text
 
     settings = settings_from(args)
-    settings.check()
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    start = time.perf_counter()
-    model, model_config, meta = resolve_model(
-        settings.checkpoint,
-        which=settings.which,
-        weights=settings.weights,
-        device=resolve_device(settings.device),
-    )
-    result = run_analysis(settings, model, model_config, meta, started=start)
+    result = analyze_model(settings)
     if result is not None:
         print(summary_text(result.probes, result.out))
     return 0

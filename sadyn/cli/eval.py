@@ -30,7 +30,8 @@ from sadyn.probes.accuracy import DEFAULT_STEPS
 from sadyn.probes.evaluation import EvalSettings
 from sadyn.probes.voting import VOTE_RULES, parse_rules
 
-# the pipeline is sadyn.probes.evaluation (run_evaluation over EvalSettings)
+# the pipeline is sadyn.probes.evaluation (run_evaluation over EvalSettings), the model loaded by
+# sadyn.pretrained.pipelines.evaluate_model
 
 _int_list = int_list  # the one list syntax of every command (sadyn.cli._args)
 
@@ -126,30 +127,11 @@ def settings_from(args: argparse.Namespace) -> EvalSettings:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sadyn.pretrained import resolve_model, run_status
-    from sadyn.probes.evaluation import run_evaluation, summary_text
-    from sadyn.training.distributed import resolve_device
+    from sadyn.pretrained.pipelines import evaluate_model
+    from sadyn.probes.evaluation import summary_text
 
     settings = settings_from(args)
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    settings.check()
-    note = run_status(settings.checkpoint)
-    if note:
-        print(f"eval: note: {note}", flush=True)
-    device = resolve_device(settings.device)
-    model, model_config, meta = resolve_model(
-        settings.checkpoint, which=settings.which, weights=settings.weights, device=device
-    )
-    selector = None
-    if settings.needs_selector():
-        from sadyn.pretrained.selector import check_selector_fits, load_selector
-
-        spec = settings.selector or settings.checkpoint
-        selector, _ = load_selector(spec)
-        check_selector_fits(selector, model_config, spec)
-    result = run_evaluation(
-        model, model_config, meta, settings, device=device, selector=selector, note=note
-    )
-    print(summary_text(result))
+    print(summary_text(evaluate_model(settings)))
     return 0

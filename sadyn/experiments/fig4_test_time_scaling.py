@@ -217,171 +217,97 @@ class Fig4TestTimeScaling(Recipe):
         return jobs
 
     def measure(self, cfg: Fig4Config, ctx: RunContext) -> dict[str, Any]:
-        from sadyn.probes.accuracy import evaluate
-        from sadyn.probes.settling import step_changes
-
         sets = {
             "id": eval_puzzles("id", cfg.id_puzzles, ctx=ctx),
             "ood": eval_puzzles("ood", cfg.ood_puzzles, ctx=ctx),
         }
         designs = self.designs(cfg)
-        t_max = max(cfg.eval_steps)
         code = _probe_code()
         runs: dict[str, Any] = {}
         for label, d in designs.items():
             for s in d["seeds"]:
                 key = seeded(label, s)
-                tr = train_and_load(ctx, key, at_seed(d["config"], s))
-                row: dict[str, Any] = {
-                    "design": label,
-                    "model": d["model"],
-                    "objective": d["objective"],
-                    "seed": s,
-                    "train_status": tr.status,
-                    "note": tr.note,
-                    "final_loss": tr.entry.summary.get("final_loss"),
-                }
-                if tr.usable:
-
-                    def measure_one(model: Any = tr.model) -> dict:
-                        out: dict[str, Any] = {}
-                        for name, puzzles in sets.items():
-                            try:
-                                res = evaluate(model, puzzles, cfg.eval_steps, seed=cfg.seed)
-                            except DivergenceError as exc:
-                                out[f"{name}_error"] = str(exc)
-                                continue
-                            out[name] = {
-                                "steps": res["steps"],
-                                "board": res["board_accuracy"],
-                                "cell": res["cell_accuracy"],
-                                "n": res["n"],
-                            }
-                        return out
-
-                    what = {
-                        "recipe": self.name,
-                        "model": tr.entry.path.name,
-                        "sets": ["id", cfg.id_puzzles, "ood", cfg.ood_puzzles],
-                        "steps": list(cfg.eval_steps),
-                        "seed": cfg.seed,
-                    }
-                    # keyed on the probes' code, not this module's: editing a table or a note
-                    # here re-measures nothing (change "what" when measure_one's output changes)
-                    row.update(ctx.memo(what, measure_one, code=code))
-
-                    def changes_one(model: Any = tr.model) -> dict:
-                        try:
-                            ch = step_changes(model, sets["id"], t_max, seed=cfg.seed)
-                        except DivergenceError as exc:
-                            return {"step_change_error": str(exc)}
-                        return {"step_change": ch.median(dim=1).values.tolist()}
-
-                    row.update(ctx.memo({**what, "probe": "step_change"}, changes_one, code=code))
-                runs[key] = row
-                ctx.log(f"{key}: OOD {row.get('ood', {}).get('board')}")
+                runs[key] = self._measure_seed(cfg, ctx, sets, label, d, s, code)
+                ctx.log(f"{key}: OOD {runs[key].get('ood', {}).get('board')}")
         curves = {label: _curve_stats(runs, label, d["seeds"]) for label, d in designs.items()}
-        panels = []
-        for obj in cfg.objectives:
-            for name in sets:
-                series = []
-                for label, d in designs.items():
-                    c = curves[label].get(name)
-                    if d["objective"] != obj or not c:
-                        continue
-                    series.append(
-                        {
-                            "label": f"{d['model']} (n={c['n']})",
-                            "x": c["steps"],
-                            "y": c["mean"],
-                            "yerr": c["sd"],
-                        }
-                    )
-                panels.append(
-                    {
-                        "kind": "line",
-                        "title": f"{name.upper()}, {obj}"
-                        + (" (primary)" if obj == cfg.primary else ""),
-                        "xscale": "log",
-                        "xlabel": "loop count T",
-                        "xticks": list(cfg.eval_steps),
-                        "ylabel": "board accuracy",
-                        "vlines": [{"x": cfg.train_loop, "label": "training T"}],
-                        "series": series,
-                    }
-                )
-        figure = {
-            "kind": "panels",
-            "panels": panels,
-            "ncols": 2,
-            "caption": "Board accuracy against the test-time loop count, mean +- sd over "
-            "training seeds (Fig. 4); one row per training objective.",
-        }
-        rows = []
-        for label, c in curves.items():
-            for name in sets:
-                if name in c:
-                    rows.append(
-                        [
-                            label,
-                            name,
-                            c[name]["n"],
-                            *[
-                                # one seed has no spread to show (its error bar is drawn as 0)
-                                f"{m:.3f} +- {sd:.3f}" if c[name]["n"] > 1 else f"{m:.3f}"
-                                for m, sd in zip(c[name]["mean"], c[name]["sd"], strict=True)
-                            ],
-                        ]
-                    )
-        table = {
-            "columns": ["model [objective]", "test", "seeds", *[f"T={t}" for t in cfg.eval_steps]],
-            "rows": rows,
-        }
         changes = {label: _change_stats(runs, label) for label in designs}
-        at = sorted(
-            {1, cfg.train_loop, cfg.train_loop + 2, *cfg.eval_steps} & set(range(t_max + 1))
-        )
-        change_table = {
-            "columns": ["model [objective]", "seeds", *[f"t={t}" for t in at]],
-            "rows": [
-                [label, c["n"], *[c["mean"][t - 1] for t in at]]
-                for label, c in changes.items()
-                if c
-            ],
-        }
-        change_figure = {
-            "kind": "panels",
-            "panels": [
-                {
-                    "kind": "line",
-                    "title": obj + (" (primary)" if obj == cfg.primary else ""),
-                    "xscale": "log",
-                    "yscale": "log",
-                    "xlabel": "loop step t",
-                    "ylabel": "||X_t - X_(t-1)|| / ||X_(t-1)||",
-                    "vlines": [{"x": cfg.train_loop, "label": "training T"}],
-                    "series": [
-                        {
-                            "label": f"{d['model']} (n={changes[label]['n']})",
-                            "x": list(range(1, t_max + 1)),
-                            "y": changes[label]["mean"],
-                        }
-                        for label, d in designs.items()
-                        if d["objective"] == obj and changes[label]
-                    ],
-                }
-                for obj in cfg.objectives
-            ],
-            "ncols": 2,
-            "caption": "Relative state change of each loop step (median over the ID puzzles, "
-            "mean over seeds; reported, not judged): near 0 the loop has settled; a change "
-            "that stays large is a cycle or drift.",
-        }
         return {
             "data": {"runs": runs, "curves": curves, "step_change": changes},
-            "figures": {"test_time_scaling": figure, "state_change": change_figure},
-            "tables": {"accuracy": table, "state_change": change_table},
+            "figures": {
+                "test_time_scaling": _accuracy_figure(cfg, designs, curves, list(sets)),
+                "state_change": _change_figure(cfg, designs, changes),
+            },
+            "tables": {
+                "accuracy": _accuracy_table(cfg, curves, list(sets)),
+                "state_change": _change_table(cfg, changes),
+            },
         }
+
+    def _measure_seed(
+        self,
+        cfg: Fig4Config,
+        ctx: RunContext,
+        sets: Mapping[str, Any],
+        label: str,
+        d: Mapping[str, Any],
+        s: int,
+        code: str,
+    ) -> dict[str, Any]:
+        """One design at one seed: trained (or loaded), its accuracy at every T on each set
+        and its per-step state change, memoized under the probes' ``code``."""
+        from sadyn.probes.accuracy import evaluate
+        from sadyn.probes.settling import step_changes
+
+        t_max = max(cfg.eval_steps)
+        tr = train_and_load(ctx, seeded(label, s), at_seed(d["config"], s))
+        row: dict[str, Any] = {
+            "design": label,
+            "model": d["model"],
+            "objective": d["objective"],
+            "seed": s,
+            "train_status": tr.status,
+            "note": tr.note,
+            "final_loss": tr.entry.summary.get("final_loss"),
+        }
+        if not tr.usable:
+            return row
+
+        def measure_one(model: Any = tr.model) -> dict:
+            out: dict[str, Any] = {}
+            for name, puzzles in sets.items():
+                try:
+                    res = evaluate(model, puzzles, cfg.eval_steps, seed=cfg.seed)
+                except DivergenceError as exc:
+                    out[f"{name}_error"] = str(exc)
+                    continue
+                out[name] = {
+                    "steps": res["steps"],
+                    "board": res["board_accuracy"],
+                    "cell": res["cell_accuracy"],
+                    "n": res["n"],
+                }
+            return out
+
+        what = {
+            "recipe": self.name,
+            "model": tr.entry.path.name,
+            "sets": ["id", cfg.id_puzzles, "ood", cfg.ood_puzzles],
+            "steps": list(cfg.eval_steps),
+            "seed": cfg.seed,
+        }
+        # keyed on the probes' code, not this module's: editing a table or a note here
+        # re-measures nothing (change "what" when measure_one's output changes)
+        row.update(ctx.memo(what, measure_one, code=code))
+
+        def changes_one(model: Any = tr.model) -> dict:
+            try:
+                ch = step_changes(model, sets["id"], t_max, seed=cfg.seed)
+            except DivergenceError as exc:
+                return {"step_change_error": str(exc)}
+            return {"step_change": ch.median(dim=1).values.tolist()}
+
+        row.update(ctx.memo({**what, "probe": "step_change"}, changes_one, code=code))
+        return row
 
     def judge(self, record: Mapping[str, Any]) -> Verdict:
         cfg, data = record["config"], record["data"]
@@ -577,6 +503,122 @@ def _change_stats(runs: Mapping[str, Any], design: str) -> dict[str, Any]:
     if not curves:
         return {}
     return {"mean": np.asarray(curves, dtype=float).mean(axis=0).tolist(), "n": len(curves)}
+
+
+def _accuracy_figure(
+    cfg: Fig4Config,
+    designs: Mapping[str, Mapping[str, Any]],
+    curves: Mapping[str, Any],
+    sets: list[str],
+) -> dict[str, Any]:
+    """Fig. 4: board accuracy against T, one panel per objective and test set."""
+    panels = []
+    for obj in cfg.objectives:
+        for name in sets:
+            series = []
+            for label, d in designs.items():
+                c = curves[label].get(name)
+                if d["objective"] != obj or not c:
+                    continue
+                series.append(
+                    {
+                        "label": f"{d['model']} (n={c['n']})",
+                        "x": c["steps"],
+                        "y": c["mean"],
+                        "yerr": c["sd"],
+                    }
+                )
+            panels.append(
+                {
+                    "kind": "line",
+                    "title": f"{name.upper()}, {obj}"
+                    + (" (primary)" if obj == cfg.primary else ""),
+                    "xscale": "log",
+                    "xlabel": "loop count T",
+                    "xticks": list(cfg.eval_steps),
+                    "ylabel": "board accuracy",
+                    "vlines": [{"x": cfg.train_loop, "label": "training T"}],
+                    "series": series,
+                }
+            )
+    return {
+        "kind": "panels",
+        "panels": panels,
+        "ncols": 2,
+        "caption": "Board accuracy against the test-time loop count, mean +- sd over "
+        "training seeds (Fig. 4); one row per training objective.",
+    }
+
+
+def _accuracy_table(cfg: Fig4Config, curves: Mapping[str, Any], sets: list[str]) -> dict[str, Any]:
+    """Mean (+- sd over seeds) board accuracy of each design on each set at every T."""
+    rows = []
+    for label, c in curves.items():
+        for name in sets:
+            if name in c:
+                rows.append(
+                    [
+                        label,
+                        name,
+                        c[name]["n"],
+                        *[
+                            # one seed has no spread to show (its error bar is drawn as 0)
+                            f"{m:.3f} +- {sd:.3f}" if c[name]["n"] > 1 else f"{m:.3f}"
+                            for m, sd in zip(c[name]["mean"], c[name]["sd"], strict=True)
+                        ],
+                    ]
+                )
+    return {
+        "columns": ["model [objective]", "test", "seeds", *[f"T={t}" for t in cfg.eval_steps]],
+        "rows": rows,
+    }
+
+
+def _change_table(cfg: Fig4Config, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The state change of each design at the training depth, past it and at every T."""
+    t_max = max(cfg.eval_steps)
+    at = sorted({1, cfg.train_loop, cfg.train_loop + 2, *cfg.eval_steps} & set(range(t_max + 1)))
+    return {
+        "columns": ["model [objective]", "seeds", *[f"t={t}" for t in at]],
+        "rows": [
+            [label, c["n"], *[c["mean"][t - 1] for t in at]] for label, c in changes.items() if c
+        ],
+    }
+
+
+def _change_figure(
+    cfg: Fig4Config, designs: Mapping[str, Mapping[str, Any]], changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The relative state change of each loop step, one panel per objective."""
+    t_max = max(cfg.eval_steps)
+    return {
+        "kind": "panels",
+        "panels": [
+            {
+                "kind": "line",
+                "title": obj + (" (primary)" if obj == cfg.primary else ""),
+                "xscale": "log",
+                "yscale": "log",
+                "xlabel": "loop step t",
+                "ylabel": "||X_t - X_(t-1)|| / ||X_(t-1)||",
+                "vlines": [{"x": cfg.train_loop, "label": "training T"}],
+                "series": [
+                    {
+                        "label": f"{d['model']} (n={changes[label]['n']})",
+                        "x": list(range(1, t_max + 1)),
+                        "y": changes[label]["mean"],
+                    }
+                    for label, d in designs.items()
+                    if d["objective"] == obj and changes[label]
+                ],
+            }
+            for obj in cfg.objectives
+        ],
+        "ncols": 2,
+        "caption": "Relative state change of each loop step (median over the ID puzzles, "
+        "mean over seeds; reported, not judged): near 0 the loop has settled; a change "
+        "that stays large is a cycle or drift.",
+    }
 
 
 RECIPE = Fig4TestTimeScaling()

@@ -271,167 +271,13 @@ class Fig5Regularization(Recipe):
 
     # ------------------------------------------------------------------ measure
     def measure(self, cfg: Fig5Config, ctx: RunContext) -> dict[str, Any]:
-        from sadyn.probes.accuracy import evaluate
-
         designs = self.designs(cfg)
-        id_set = eval_puzzles("id", max(cfg.acc_puzzles, cfg.le_puzzles), ctx=ctx)
-        le_quizzes = torch.as_tensor(id_set.quizzes[: cfg.le_puzzles], dtype=torch.long)
-        id_set = id_set.subset(np.arange(cfg.acc_puzzles))
-        ood_set = eval_puzzles("ood", cfg.ood_puzzles, ctx=ctx)
-        val_set = eval_puzzles(cfg.val_data, cfg.val_puzzles, ctx=ctx)
-        runs: dict[str, dict[str, Any]] = {}
-
-        def run(label: str, seed: int, *, validate: bool = False) -> dict[str, Any]:
-            key = seeded(label, seed)
-            if key in runs:
-                return runs[key]
-            d = designs[label]
-            tr = train_and_load(ctx, key, at_seed(d["config"], seed))
-            row: dict[str, Any] = {
-                "design": label,
-                "family": d["family"],
-                "reg": d["reg"],
-                "lam": d.get("lam"),
-                "seed": seed,
-                "train_status": tr.status,
-                "note": tr.note,
-                "final_loss": tr.entry.summary.get("final_loss"),
-                "steps": tr.entry.summary.get("step"),
-            }
-            if tr.usable:
-
-                def measure_one(model: Any = tr.model, validate: bool = validate) -> dict:
-                    out = accuracy_and_exponents(
-                        model,
-                        id_set,
-                        le_quizzes,
-                        loop=cfg.loop,
-                        le_k=cfg.le_k,
-                        seed=cfg.seed,
-                        le_tol=cfg.le_tol,
-                        le_iters=cfg.le_iters,
-                    )
-                    extra = [("ood", ood_set)] + ([("val", val_set)] if validate else [])
-                    for name, puzzles in extra:
-                        try:
-                            acc = evaluate(model, puzzles, [cfg.loop], seed=cfg.seed)
-                        except DivergenceError as exc:
-                            out[f"{name}_error"] = str(exc)
-                            continue
-                        out[f"{name}_board_accuracy"] = acc["board_accuracy"][0]
-                        out[f"{name}_cell_accuracy"] = acc["cell_accuracy"][0]
-                    return out
-
-                what = {
-                    "recipe": self.name,
-                    "model": tr.entry.path.name,
-                    "validate": validate,
-                    "sets": [
-                        "id",
-                        cfg.acc_puzzles,
-                        "ood",
-                        cfg.ood_puzzles,
-                        cfg.val_data,
-                        cfg.val_puzzles,
-                    ],
-                    "le": [cfg.le_puzzles, cfg.le_k, cfg.le_tol, cfg.le_iters],
-                    "loop": cfg.loop,
-                    "seed": cfg.seed,
-                }
-                row.update(ctx.memo(what, measure_one))
-            runs[key] = row
-            ctx.log(f"{key}: ID board {row.get('board_accuracy')}")
-            return row
-
-        # 1. the Spec sweep at sweep_seed, scored on the validation split only
-        # (a lambda is chosen only once every lambda of the declared sweep has been trained:
-        # the best of a partial sweep is not the selection the criterion describes; a model
-        # that diverged is a trained candidate that scores nothing)
-        chosen: dict[str, float | None] = {}
-        for family in cfg.families:
-            run(family, cfg.sweep_seed, validate=True)
-            scores, trained = [], 0
-            for lam in cfg.spec_lambdas:
-                r = run(spec_label(family, lam), cfg.sweep_seed, validate=True)
-                trained += r["train_status"] != "not trained"
-                if "val_board_accuracy" in r:
-                    scores.append(((r["val_board_accuracy"], r["val_cell_accuracy"]), lam))
-            complete = trained == len(cfg.spec_lambdas)
-            chosen[family] = max(scores)[1] if complete and scores else None
-            why = "" if complete else f" (sweep incomplete: {trained} of {len(cfg.spec_lambdas)})"
-            ctx.log(f"{family}: Spec lambda chosen on {cfg.val_data}: {chosen[family]}{why}")
-        # 2. baselines, chosen lambdas and the fixed-lambda regularizers at every seed
-        for seed in cfg.seeds:
-            for family in cfg.families:
-                run(family, seed)
-                if chosen[family] is not None:
-                    run(spec_label(family, chosen[family]), seed)
-            for label, d in designs.items():
-                if d["reg"] not in ("none", "spec") and d.get("judged", True):
-                    run(label, seed)
-        for seed in cfg.beyond_seeds:
-            for label, d in designs.items():
-                if d["reg"] not in ("none", "spec") and not d.get("judged", True):
-                    run(label, seed)
-
+        run = _Runs(self.name, cfg, ctx, designs)
+        chosen = _choose_lambdas(cfg, ctx, run)
+        _run_every_seed(cfg, designs, chosen, run)
+        runs = run.runs
         groups = self._groups(designs, chosen, cfg)
         summary = {g: _group_stats(runs, labels) for g, labels in groups.items()}
-        cats = list(summary)
-        panels = [
-            {
-                "kind": "bar",
-                "title": f"test board accuracy, T={cfg.loop} (mean +- sd over seeds)",
-                "categories": cats,
-                "series": [
-                    {
-                        "label": name.upper(),
-                        "values": [summary[c][key]["mean"] for c in cats],
-                        "errors": [summary[c][key]["sd"] for c in cats],
-                    }
-                    for name, key in (("id", "board_accuracy"), ("ood", "ood_board_accuracy"))
-                ],
-            },
-            {
-                "kind": "bar",
-                "title": f"median max finite-time LE (T={cfg.loop})",
-                "categories": cats,
-                "series": [
-                    {
-                        "label": "mean +- sd over seeds",
-                        "values": [summary[c]["max_le_median"]["mean"] for c in cats],
-                        "errors": [summary[c]["max_le_median"]["sd"] for c in cats],
-                    }
-                ],
-            },
-        ]
-        sweep_rows = [
-            [
-                r["design"],
-                r.get("val_board_accuracy"),
-                r.get("val_cell_accuracy"),
-                r.get("board_accuracy"),
-            ]
-            for r in runs.values()
-            if r["seed"] == cfg.sweep_seed and r["reg"] in ("none", "spec")
-        ]
-
-        def fmt(s: dict[str, Any]) -> str:
-            return f"{s['mean']:.4f} +- {s['sd']:.4f} (n={s['n']})" if s["n"] else "-"
-
-        table = {
-            "columns": ["group", "seeds", "ID board", "OOD board", "final loss", "max LE"],
-            "rows": [
-                [
-                    g,
-                    summary[g]["board_accuracy"]["n"],
-                    fmt(summary[g]["board_accuracy"]),
-                    fmt(summary[g]["ood_board_accuracy"]),
-                    fmt(summary[g]["final_loss"]),
-                    fmt(summary[g]["max_le_median"]),
-                ]
-                for g in cats
-            ],
-        }
         return {
             "data": {
                 "runs": runs,
@@ -442,14 +288,14 @@ class Fig5Regularization(Recipe):
             "figures": {
                 "regularization": {
                     "kind": "panels",
-                    "panels": panels,
+                    "panels": _panels(cfg, summary),
                     "ncols": 2,
                     "caption": "Accuracy and max exponent per regularizer, mean +- sd over "
                     "training seeds (Fig. 5). Spec at the lambda chosen on the validation split.",
                 }
             },
             "tables": {
-                "groups": table,
+                "groups": _groups_table(summary),
                 "lambda_sweep": {
                     "columns": [
                         f"run (seed {cfg.sweep_seed})",
@@ -457,7 +303,16 @@ class Fig5Regularization(Recipe):
                         f"{cfg.val_data} cell",
                         "ID test board (not used to choose)",
                     ],
-                    "rows": sweep_rows,
+                    "rows": [
+                        [
+                            r["design"],
+                            r.get("val_board_accuracy"),
+                            r.get("val_cell_accuracy"),
+                            r.get("board_accuracy"),
+                        ]
+                        for r in runs.values()
+                        if r["seed"] == cfg.sweep_seed and r["reg"] in ("none", "spec")
+                    ],
                 },
             },
         }
@@ -578,6 +433,185 @@ def _group_stats(runs: Mapping[str, Any], labels: list[str]) -> dict[str, Any]:
         "mean_le_median",
     )
     return {k: stats.mean_sd([r.get(k) for r in rows]) for k in keys}
+
+
+class _Runs:
+    """fig5's runs, each trained (or loaded) and measured once: ``run(label, seed)`` is the
+    row of ``data.runs`` (accuracy in and out of distribution, finite-time exponents, and the
+    validation split's accuracy where ``validate``), memoized under the recipe's code."""
+
+    def __init__(
+        self, recipe: str, cfg: Fig5Config, ctx: RunContext, designs: Mapping[str, Any]
+    ) -> None:
+        self.recipe, self.cfg, self.ctx, self.designs = recipe, cfg, ctx, designs
+        id_set = eval_puzzles("id", max(cfg.acc_puzzles, cfg.le_puzzles), ctx=ctx)
+        self.le_quizzes = torch.as_tensor(id_set.quizzes[: cfg.le_puzzles], dtype=torch.long)
+        self.id_set = id_set.subset(np.arange(cfg.acc_puzzles))
+        self.ood_set = eval_puzzles("ood", cfg.ood_puzzles, ctx=ctx)
+        self.val_set = eval_puzzles(cfg.val_data, cfg.val_puzzles, ctx=ctx)
+        self.runs: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, label: str, seed: int, *, validate: bool = False) -> dict[str, Any]:
+        cfg, ctx = self.cfg, self.ctx
+        key = seeded(label, seed)
+        if key in self.runs:
+            return self.runs[key]
+        d = self.designs[label]
+        tr = train_and_load(ctx, key, at_seed(d["config"], seed))
+        row: dict[str, Any] = {
+            "design": label,
+            "family": d["family"],
+            "reg": d["reg"],
+            "lam": d.get("lam"),
+            "seed": seed,
+            "train_status": tr.status,
+            "note": tr.note,
+            "final_loss": tr.entry.summary.get("final_loss"),
+            "steps": tr.entry.summary.get("step"),
+        }
+        if tr.usable:
+            what = {
+                "recipe": self.recipe,
+                "model": tr.entry.path.name,
+                "validate": validate,
+                "sets": [
+                    "id",
+                    cfg.acc_puzzles,
+                    "ood",
+                    cfg.ood_puzzles,
+                    cfg.val_data,
+                    cfg.val_puzzles,
+                ],
+                "le": [cfg.le_puzzles, cfg.le_k, cfg.le_tol, cfg.le_iters],
+                "loop": cfg.loop,
+                "seed": cfg.seed,
+            }
+            row.update(ctx.memo(what, lambda: self.measure(tr.model, validate)))
+        self.runs[key] = row
+        ctx.log(f"{key}: ID board {row.get('board_accuracy')}")
+        return row
+
+    def measure(self, model: Any, validate: bool) -> dict[str, Any]:
+        from sadyn.probes.accuracy import evaluate
+
+        cfg = self.cfg
+        out = accuracy_and_exponents(
+            model,
+            self.id_set,
+            self.le_quizzes,
+            loop=cfg.loop,
+            le_k=cfg.le_k,
+            seed=cfg.seed,
+            le_tol=cfg.le_tol,
+            le_iters=cfg.le_iters,
+        )
+        extra = [("ood", self.ood_set)] + ([("val", self.val_set)] if validate else [])
+        for name, puzzles in extra:
+            try:
+                acc = evaluate(model, puzzles, [cfg.loop], seed=cfg.seed)
+            except DivergenceError as exc:
+                out[f"{name}_error"] = str(exc)
+                continue
+            out[f"{name}_board_accuracy"] = acc["board_accuracy"][0]
+            out[f"{name}_cell_accuracy"] = acc["cell_accuracy"][0]
+        return out
+
+
+def _choose_lambdas(cfg: Fig5Config, ctx: RunContext, run: _Runs) -> dict[str, float | None]:
+    """Step 1: each family's Spec sweep at ``sweep_seed``, scored on the validation split only.
+    A lambda is chosen only once every lambda of the declared sweep has been trained (the best
+    of a partial sweep is not the selection the criterion describes); a model that diverged is
+    a trained candidate that scores nothing."""
+    chosen: dict[str, float | None] = {}
+    for family in cfg.families:
+        run(family, cfg.sweep_seed, validate=True)
+        scores, trained = [], 0
+        for lam in cfg.spec_lambdas:
+            r = run(spec_label(family, lam), cfg.sweep_seed, validate=True)
+            trained += r["train_status"] != "not trained"
+            if "val_board_accuracy" in r:
+                scores.append(((r["val_board_accuracy"], r["val_cell_accuracy"]), lam))
+        complete = trained == len(cfg.spec_lambdas)
+        chosen[family] = max(scores)[1] if complete and scores else None
+        why = "" if complete else f" (sweep incomplete: {trained} of {len(cfg.spec_lambdas)})"
+        ctx.log(f"{family}: Spec lambda chosen on {cfg.val_data}: {chosen[family]}{why}")
+    return chosen
+
+
+def _run_every_seed(
+    cfg: Fig5Config,
+    designs: Mapping[str, Any],
+    chosen: Mapping[str, float | None],
+    run: _Runs,
+) -> None:
+    """Step 2: baselines, chosen lambdas and the fixed-lambda regularizers at every seed; the
+    designs reported beyond the judged ones at their own seeds."""
+    for seed in cfg.seeds:
+        for family in cfg.families:
+            run(family, seed)
+            if chosen[family] is not None:
+                run(spec_label(family, chosen[family]), seed)
+        for label, d in designs.items():
+            if d["reg"] not in ("none", "spec") and d.get("judged", True):
+                run(label, seed)
+    for seed in cfg.beyond_seeds:
+        for label, d in designs.items():
+            if d["reg"] not in ("none", "spec") and not d.get("judged", True):
+                run(label, seed)
+
+
+def _panels(cfg: Fig5Config, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Fig. 5: accuracy and the median max exponent of each group, mean +- sd over seeds."""
+    cats = list(summary)
+    return [
+        {
+            "kind": "bar",
+            "title": f"test board accuracy, T={cfg.loop} (mean +- sd over seeds)",
+            "categories": cats,
+            "series": [
+                {
+                    "label": name.upper(),
+                    "values": [summary[c][key]["mean"] for c in cats],
+                    "errors": [summary[c][key]["sd"] for c in cats],
+                }
+                for name, key in (("id", "board_accuracy"), ("ood", "ood_board_accuracy"))
+            ],
+        },
+        {
+            "kind": "bar",
+            "title": f"median max finite-time LE (T={cfg.loop})",
+            "categories": cats,
+            "series": [
+                {
+                    "label": "mean +- sd over seeds",
+                    "values": [summary[c]["max_le_median"]["mean"] for c in cats],
+                    "errors": [summary[c]["max_le_median"]["sd"] for c in cats],
+                }
+            ],
+        },
+    ]
+
+
+def _groups_table(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Each group's seeds and its mean +- sd of accuracy, final loss and max exponent."""
+
+    def fmt(s: dict[str, Any]) -> str:
+        return f"{s['mean']:.4f} +- {s['sd']:.4f} (n={s['n']})" if s["n"] else "-"
+
+    return {
+        "columns": ["group", "seeds", "ID board", "OOD board", "final loss", "max LE"],
+        "rows": [
+            [
+                g,
+                summary[g]["board_accuracy"]["n"],
+                fmt(summary[g]["board_accuracy"]),
+                fmt(summary[g]["ood_board_accuracy"]),
+                fmt(summary[g]["final_loss"]),
+                fmt(summary[g]["max_le_median"]),
+            ]
+            for g in summary
+        ],
+    }
 
 
 RECIPE = Fig5Regularization()

@@ -135,177 +135,68 @@ class Fig6PseudoEnergy(Recipe):
         return {label: derive(base, spec) for label, spec in cfg.models.items()}
 
     def measure(self, cfg: Fig6Config, ctx: RunContext) -> dict[str, Any]:
-        from sadyn.probes.accuracy import evaluate
-        from sadyn.probes.energy import energy_probe
-        from sadyn.probes.stepmap import rollout
-
         puzzles = eval_puzzles("id", max(cfg.acc_puzzles, cfg.energy_puzzles))
         quizzes = torch.as_tensor(puzzles.quizzes[: cfg.energy_puzzles], dtype=torch.long)
         acc_set = puzzles.subset(np.arange(cfg.acc_puzzles))
         results: dict[str, Any] = {}
-        energy_series, ci_series, cos_series = [], [], []
+        series: dict[str, list[dict[str, Any]]] = {"energy": [], "ci": [], "cos": []}
         for label, tc in self.models(cfg).items():
-            tr = train_and_load(ctx, label, tc)
-            row: dict[str, Any] = {"train_status": tr.status, "note": tr.note}
+            row, measured = self._measure_model(cfg, ctx, label, tc, acc_set, quizzes)
             results[label] = row
-            if not tr.usable:
-                continue
-            with_ci = label in cfg.ci_models
-            # one puzzle's contribution index: keyed on the probe's code, not the recipe's, so
-            # finished puzzles outlive edits to the judge or the figures
-            shard = {
-                "probe": "contribution-index",
-                "model": tr.entry.path.name,
-                "puzzles": ["id", max(cfg.acc_puzzles, cfg.energy_puzzles)],
-                "energy": [cfg.energy_puzzles, cfg.steps],
-                "ci": [list(cfg.ci_steps), cfg.fraction],
-                "seed": cfg.seed,
-            }
-
-            def measure_one(
-                model: Any = tr.model, with_ci: bool = with_ci, shard: dict = shard
-            ) -> dict[str, Any]:
-                m: dict[str, Any] = {}
-                acc = evaluate(model, acc_set, [cfg.train_loop], seed=cfg.seed)
-                m.update(
-                    board_accuracy=acc["board_accuracy"][0],
-                    cell_accuracy=acc["cell_accuracy"][0],
-                )
-                try:
-                    run = rollout(model, quizzes, cfg.steps, seed=cfg.seed)
-                except DivergenceError as exc:
-                    m["error"] = str(exc)
-                    return m
-                # energy, cosines and the PV layout for every puzzle (cheap); the contribution
-                # index puzzle by puzzle, each memoized on its own so a long run resumes
-                probe = energy_probe(
-                    model,
-                    run,
-                    ci_steps=[],
-                    samples=0,
-                    fraction=cfg.fraction,
-                    approximation=with_ci,
-                    seed=cfg.seed,
-                )
-                if with_ci:
-                    probe = _with_contribution(
-                        probe,
-                        cfg.ci_steps,
-                        ctx.memo_all(
-                            [
-                                (
-                                    {**shard, "puzzle": i},
-                                    lambda i=i: _contribution_shard(
-                                        model, run, i, cfg, ctx.progress
-                                    ),
-                                )
-                                for i in range(min(cfg.ci_puzzles, run.batch))
-                            ],
-                            code=probe_code(),
-                            desc="contribution index, puzzles",
-                        ),
-                    )
-                m.update(probe.to_dict())
-                m["cosine_bias_free"] = bias_free_cosines(model, run).tolist()
-                m["ci_summary"] = _per_step(probe.contribution)
-                if probe.contribution_pv0 is not None:
-                    m["ci_pv0_summary"] = _per_step(probe.contribution_pv0)
-                    m["ci_pv_summary"] = _per_step(probe.contribution_pv)
-                return m
-
-            what = {
-                "recipe": self.name,
-                "model": tr.entry.path.name,
-                "with_ci": with_ci,
-                "acc": cfg.acc_puzzles,
-                "energy": [cfg.energy_puzzles, cfg.steps],
-                "ci": [list(cfg.ci_steps), cfg.ci_puzzles, cfg.fraction],
-                "loop": cfg.train_loop,
-                "seed": cfg.seed,
-            }
-            row.update(ctx.memo(what, measure_one))
-            if "error" in row:
-                continue
-            t = list(range(cfg.steps + 1))
-            # energies differ in scale between puzzles: plot E_t - E_0 per puzzle
-            energy = np.asarray(row["energy"], dtype=float)
-            rel = energy - energy[:1]
-            energy_series.append(median_band_series(label, t, rel.tolist()))
-            cos_series.append(median_band_series(f"{label}: raw", t, row["cosine"]))
-            cos_series.append(median_band_series(f"{label}: bias-free", t, row["cosine_bias_free"]))
-            if not with_ci:
-                continue
-            steps = list(row["ci_steps"])
-            for name, key, style in (
-                ("exact", "contribution", "-"),
-                ("PV", "contribution_pv", ":"),
-                ("PV (T=0)", "contribution_pv0", "--"),
-            ):
-                if row.get(key) is None:
-                    continue
-                band = median_band_series(f"{label}: {name}", steps, row[key], lo_q=0.25, hi_q=0.75)
-                ci_series.append({**band, "linestyle": style})
-        panels = [
-            {
-                "kind": "line",
-                "title": "pseudo-energy",
-                "xlabel": "loop step t",
-                "ylabel": "E_t - E_0 (median, 5-95%)",
-                "series": energy_series,
-            },
-            {
-                "kind": "line",
-                "title": "contribution index (top 2%)",
-                "xlabel": "loop step t",
-                "ylabel": "share of the state (median, IQR)",
-                "series": ci_series,
-            },
-            {
-                "kind": "line",
-                "title": "cos(vec MSA(X_t), J_t x_t)",
-                "xlabel": "loop step t",
-                "ylabel": "cosine (median, 5-95%)",
-                "series": cos_series,
-            },
-        ]
-        table = {
-            "columns": [
-                "model",
-                "cell acc",
-                "median E_T - E_0",
-                "CI first (median)",
-                "CI last (median)",
-                "median cosine, bias-free",
-                "median cosine, raw",
-                "PV (T=0) note",
-            ],
-            "rows": [
-                [
-                    k,
-                    r.get("cell_accuracy"),
-                    _energy_drop(r),
-                    *_ci_ends(r),
-                    _median_cos(r, "cosine_bias_free"),
-                    _median_cos(r, "cosine"),
-                    r.get("pv_note"),
-                ]
-                for k, r in results.items()
-            ],
-        }
+            if measured and "error" not in row:
+                _add_series(series, label, row, cfg.steps, with_ci=label in cfg.ci_models)
         return {
             "data": {"models": results},
             "figures": {
                 "pseudo_energy": {
                     "kind": "panels",
-                    "panels": panels,
+                    "panels": _panels(series),
                     "ncols": 3,
                     "caption": "Pseudo-energy, contribution index "
                     "and the quadratic reading over "
                     "inference (Fig. 6, Fig. S.6).",
                 }
             },
-            "tables": {"summary": table},
+            "tables": {"summary": _summary_table(results)},
         }
+
+    def _measure_model(
+        self, cfg: Fig6Config, ctx: RunContext, label: str, tc: Any, acc_set: Any, quizzes: Any
+    ) -> tuple[dict[str, Any], bool]:
+        """One model trained (or loaded) and measured: its row of ``data.models`` and whether
+        it was measured (False: not trained, the row says why)."""
+        tr = train_and_load(ctx, label, tc)
+        row: dict[str, Any] = {"train_status": tr.status, "note": tr.note}
+        if not tr.usable:
+            return row, False
+        with_ci = label in cfg.ci_models
+        # one puzzle's contribution index: keyed on the probe's code, not the recipe's, so
+        # finished puzzles outlive edits to the judge or the figures
+        shard = {
+            "probe": "contribution-index",
+            "model": tr.entry.path.name,
+            "puzzles": ["id", max(cfg.acc_puzzles, cfg.energy_puzzles)],
+            "energy": [cfg.energy_puzzles, cfg.steps],
+            "ci": [list(cfg.ci_steps), cfg.fraction],
+            "seed": cfg.seed,
+        }
+        what = {
+            "recipe": self.name,
+            "model": tr.entry.path.name,
+            "with_ci": with_ci,
+            "acc": cfg.acc_puzzles,
+            "energy": [cfg.energy_puzzles, cfg.steps],
+            "ci": [list(cfg.ci_steps), cfg.ci_puzzles, cfg.fraction],
+            "loop": cfg.train_loop,
+            "seed": cfg.seed,
+        }
+        row.update(
+            ctx.memo(
+                what,
+                lambda: _measure_energy(tr.model, cfg, ctx, acc_set, quizzes, with_ci, shard),
+            )
+        )
+        return row, True
 
     def judge(self, record: Mapping[str, Any]) -> Verdict:
         cfg = record["config"]
@@ -514,6 +405,154 @@ def _median_cos(r: Mapping[str, Any], key: str) -> float | None:
     v = np.asarray(c, dtype=float)
     v = v[np.isfinite(v)]
     return float(np.median(v)) if v.size else None
+
+
+def _measure_energy(
+    model: Any,
+    cfg: Fig6Config,
+    ctx: RunContext,
+    acc_set: Any,
+    quizzes: Any,
+    with_ci: bool,
+    shard: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A model's accuracy, and along a rollout of ``quizzes`` (B, 81): the pseudo-energy, the
+    cosines and the PV layout of every puzzle (cheap), and with ``with_ci`` the contribution
+    index puzzle by puzzle, each memoized on its own (``shard`` + its index) so a long run
+    resumes."""
+    from sadyn.probes.accuracy import evaluate
+    from sadyn.probes.energy import energy_probe
+    from sadyn.probes.stepmap import rollout
+
+    m: dict[str, Any] = {}
+    acc = evaluate(model, acc_set, [cfg.train_loop], seed=cfg.seed)
+    m.update(
+        board_accuracy=acc["board_accuracy"][0],
+        cell_accuracy=acc["cell_accuracy"][0],
+    )
+    try:
+        run = rollout(model, quizzes, cfg.steps, seed=cfg.seed)
+    except DivergenceError as exc:
+        m["error"] = str(exc)
+        return m
+    probe = energy_probe(
+        model,
+        run,
+        ci_steps=[],
+        samples=0,
+        fraction=cfg.fraction,
+        approximation=with_ci,
+        seed=cfg.seed,
+    )
+    if with_ci:
+        probe = _with_contribution(
+            probe,
+            cfg.ci_steps,
+            ctx.memo_all(
+                [
+                    (
+                        {**shard, "puzzle": i},
+                        lambda i=i: _contribution_shard(model, run, i, cfg, ctx.progress),
+                    )
+                    for i in range(min(cfg.ci_puzzles, run.batch))
+                ],
+                code=probe_code(),
+                desc="contribution index, puzzles",
+            ),
+        )
+    m.update(probe.to_dict())
+    m["cosine_bias_free"] = bias_free_cosines(model, run).tolist()
+    m["ci_summary"] = _per_step(probe.contribution)
+    if probe.contribution_pv0 is not None:
+        m["ci_pv0_summary"] = _per_step(probe.contribution_pv0)
+        m["ci_pv_summary"] = _per_step(probe.contribution_pv)
+    return m
+
+
+def _add_series(
+    series: dict[str, list[dict[str, Any]]],
+    label: str,
+    row: Mapping[str, Any],
+    steps: int,
+    *,
+    with_ci: bool,
+) -> None:
+    """A measured model's curves over loop steps 0..``steps``: its energy (E_t - E_0 per
+    puzzle: energies differ in scale between puzzles), its raw and bias-free cosines and,
+    ``with_ci``, its contribution index (exact, PV, PV at T=0)."""
+    t = list(range(steps + 1))
+    energy = np.asarray(row["energy"], dtype=float)
+    rel = energy - energy[:1]
+    series["energy"].append(median_band_series(label, t, rel.tolist()))
+    series["cos"].append(median_band_series(f"{label}: raw", t, row["cosine"]))
+    series["cos"].append(median_band_series(f"{label}: bias-free", t, row["cosine_bias_free"]))
+    if not with_ci:
+        return
+    ci_steps = list(row["ci_steps"])
+    for name, key, style in (
+        ("exact", "contribution", "-"),
+        ("PV", "contribution_pv", ":"),
+        ("PV (T=0)", "contribution_pv0", "--"),
+    ):
+        if row.get(key) is None:
+            continue
+        band = median_band_series(f"{label}: {name}", ci_steps, row[key], lo_q=0.25, hi_q=0.75)
+        series["ci"].append({**band, "linestyle": style})
+
+
+def _panels(series: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Fig. 6 / Fig. S.6: the pseudo-energy, the contribution index and the cosines."""
+    return [
+        {
+            "kind": "line",
+            "title": "pseudo-energy",
+            "xlabel": "loop step t",
+            "ylabel": "E_t - E_0 (median, 5-95%)",
+            "series": series["energy"],
+        },
+        {
+            "kind": "line",
+            "title": "contribution index (top 2%)",
+            "xlabel": "loop step t",
+            "ylabel": "share of the state (median, IQR)",
+            "series": series["ci"],
+        },
+        {
+            "kind": "line",
+            "title": "cos(vec MSA(X_t), J_t x_t)",
+            "xlabel": "loop step t",
+            "ylabel": "cosine (median, 5-95%)",
+            "series": series["cos"],
+        },
+    ]
+
+
+def _summary_table(results: Mapping[str, Any]) -> dict[str, Any]:
+    """One row per model: accuracy, the energy drop, the contribution index's ends, cosines."""
+    return {
+        "columns": [
+            "model",
+            "cell acc",
+            "median E_T - E_0",
+            "CI first (median)",
+            "CI last (median)",
+            "median cosine, bias-free",
+            "median cosine, raw",
+            "PV (T=0) note",
+        ],
+        "rows": [
+            [
+                k,
+                r.get("cell_accuracy"),
+                _energy_drop(r),
+                *_ci_ends(r),
+                _median_cos(r, "cosine_bias_free"),
+                _median_cos(r, "cosine"),
+                r.get("pv_note"),
+            ]
+            for k, r in results.items()
+        ],
+    }
 
 
 RECIPE = Fig6PseudoEnergy()

@@ -75,8 +75,8 @@ def test_demo_votes_with_small_vote_by_test_time_restarts(weights, tmp_path, mon
 
 
 def test_demo_does_not_vote_with_deterministic_starts(capsys):
-    from sadyn.cli.demo import restarts_differ
     from sadyn.pretrained import available
+    from sadyn.pretrained.demo import restarts_differ
 
     shipped = [name for name in ("small-itrsa", "small-akorn") if name in available()]
     if not shipped:
@@ -97,7 +97,7 @@ def test_demo_without_pretrained_models_says_so(tmp_path, monkeypatch, capsys):
 
 
 def test_a_finished_demo_run_is_reused_and_said_so(tmp_path):
-    from sadyn.cli.demo import finished_run, trained_line, training_record
+    from sadyn.pretrained.demo import finished_run, trained_line, training_record
     from sadyn.training.loop import train
     from sadyn.training.presets import get_preset
 
@@ -113,3 +113,50 @@ def test_a_finished_demo_run_is_reused_and_said_so(tmp_path):
     record = training_record(run, summary, None, "the tiny preset")
     assert "reused" in record["title"] and record["data"]["reused"] is True
     assert record["wall_time_s"] == summary.wall_time_s > 0
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("threads", [None, 2])
+def test_the_demo_evaluates_and_probes_as_the_commands_do(tmp_path, fast, threads):
+    """The demo's pipeline calls the library with the settings ``sadyn eval`` and ``sadyn
+    analyze`` parse from the command lines the demo used to run (its stages were those
+    commands, called with these options)."""
+    from sadyn.cli import build_parser
+    from sadyn.cli.analyze import settings_from as analyze_settings
+    from sadyn.cli.eval import settings_from as eval_settings
+    from sadyn.pretrained.demo import Demo, DemoSettings
+
+    demo = Demo(DemoSettings(out=str(tmp_path), fast=fast, threads=threads, quiet=True), set())
+    tail = (["--threads", str(threads)] if threads else []) + ["--quiet"]
+
+    def parsed(argv: list[str]):
+        return build_parser().parse_args([*argv, *tail])
+
+    out = tmp_path / "eval-voting" / "results.json"
+    # a Norm(C) start: restarts drawn at test time, the verifier vote, any-valid halting;
+    # max(n // 5, 20) boards: 60 of n = 300, the floor 20 of n = 100 (--fast)
+    argv = ["eval", "small-vote", "--data", "ood", "--n", "20" if fast else "60"]
+    argv += ["--steps", "16,64,128"]
+    argv += ["--out", str(out), "--batch-size", "500", "--votes", "16", "--vote", "verifier"]
+    argv += ["--restart-noise", "0.3", "--anchor", "--halt", "any-valid"]
+    assert demo.vote_settings("small-vote", noisy=False) == eval_settings(parsed(argv))
+    # a start that draws noise: its own restarts, the confidence vote, n // 3 boards
+    argv = ["eval", "small-akorn", "--data", "ood", "--n", "33" if fast else "100"]
+    argv += ["--steps", "16,64", "--out", str(out), "--batch-size", "500", "--votes", "16"]
+    argv += ["--vote", "confidence"]
+    assert demo.vote_settings("small-akorn", noisy=True) == eval_settings(parsed(argv))
+
+    out = tmp_path / "eval-itrsa" / "results.json"
+    n = "100" if fast else "300"
+    argv = ["eval", "small-itrsa", "--data", "id,ood", "--n", n, "--steps", "16,32,64,128"]
+    argv += ["--out", str(out), "--batch-size", "500"]
+    assert demo.scaling_settings("small-itrsa") == eval_settings(parsed(argv))
+
+    argv = ["analyze", "small-itrsa", "--out", str(tmp_path / "analysis"), "--n", "4"]
+    argv += ["--seed", "0", "--eig-samples", "1", "--eig-k", "16" if fast else "24"]
+    argv += ["--k", "4" if fast else "8", "--qr-steps", "32", "--transient", "8"]
+    argv += ["--ci-samples", "0", "--ci-every", "16", "--sens-n", "2", "--sens-warmup", "32"]
+    argv += ["--sens-steps", "300" if fast else "500", "--scaling-steps", "16,32,64"]
+    got = demo.probe_settings("small-itrsa")
+    assert got == analyze_settings(parsed(argv))
+    assert got.config() == analyze_settings(parsed(argv)).config()  # what results.json records

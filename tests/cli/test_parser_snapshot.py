@@ -1,10 +1,12 @@
-"""``sadyn analyze``, ``sadyn paper`` and ``sadyn eval`` parse exactly as before their parsers
-were rebuilt from tables: every option's strings, default, type, choices, help text, metavar and
-group, and the namespace of a set of command lines (``analyze`` also after ``--full`` / cheap
-defaults are filled in: that namespace is the ``config`` its results file records).
+"""``sadyn analyze``, ``sadyn paper``, ``sadyn eval`` and ``sadyn demo`` parse exactly as before
+their parsers were rebuilt from tables: every option's strings, default, type, choices, help
+text, metavar and group, and the namespace of a set of command lines (``analyze`` also after
+``--full`` / cheap defaults are filled in: that namespace is the ``config`` its results file
+records).
 
-``data/parsers_analyze_paper.json`` and ``data/parser_eval.json`` were written by running the
-parsers of the code before the move (``add_argument`` by hand) on these command lines; the first
+``data/parsers_analyze_paper.json``, ``data/parser_eval.json`` and ``data/parser_demo.json``
+were written by running the parsers of the code before the move (``add_argument`` by hand) on
+these command lines (the demo's also before its pipeline moved to the library); the first
 was re-recorded once for two deliberate changes made beside the move: ``analyze
 --ci-max-minutes`` (the block eigensolver's budget) and the ``paper`` help text that no longer
 says "lent"; the second once for the ``ftle`` vote rule (the ``--vote`` help lists the rules).
@@ -27,6 +29,8 @@ DATA = Path(__file__).parent / "data"
 SNAPSHOT = json.loads((DATA / "parsers_analyze_paper.json").read_text())
 SNAPSHOT_EVAL = json.loads((DATA / "parser_eval.json").read_text())
 SNAPSHOT["eval"] = SNAPSHOT_EVAL["eval"]
+SNAPSHOT_DEMO = json.loads((DATA / "parser_demo.json").read_text())
+SNAPSHOT["demo"] = SNAPSHOT_DEMO["demo"]
 SKIP = {"threads"}
 
 
@@ -68,7 +72,7 @@ def _namespace(ns: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(ns).items() if k not in SKIP | {"func"}}
 
 
-@pytest.mark.parametrize("name", ["analyze", "paper", "eval"])
+@pytest.mark.parametrize("name", ["analyze", "paper", "eval", "demo"])
 def test_options_are_unchanged(name):
     got = json.loads(json.dumps(_describe(_subparser(name))))  # tuples -> lists, as stored
     want = SNAPSHOT[name]["parser"]
@@ -79,7 +83,12 @@ def test_options_are_unchanged(name):
 
 
 @pytest.mark.parametrize(
-    ("name", "python"), [("paper", SNAPSHOT["python"]), ("eval", SNAPSHOT_EVAL["python"])]
+    ("name", "python"),
+    [
+        ("paper", SNAPSHOT["python"]),
+        ("eval", SNAPSHOT_EVAL["python"]),
+        ("demo", SNAPSHOT_DEMO["python"]),
+    ],
 )
 def test_help_text_is_unchanged(monkeypatch, name, python):
     if python != ".".join(platform.python_version_tuple()[:2]):
@@ -88,7 +97,7 @@ def test_help_text_is_unchanged(monkeypatch, name, python):
     assert _subparser(name).format_help() == SNAPSHOT[name]["help"]
 
 
-@pytest.mark.parametrize("name", ["analyze", "paper", "eval"])
+@pytest.mark.parametrize("name", ["analyze", "paper", "eval", "demo"])
 def test_command_lines_parse_as_before(name):
     for row in SNAPSHOT[name]["parses"]:
         ns = _namespace(build_parser().parse_args(row["argv"]))
