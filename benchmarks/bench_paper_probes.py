@@ -65,7 +65,7 @@ def contribution(model, run, minutes: float, step: int = 16) -> dict:
         res = top_eigenspace(
             op, x.numel(), math.floor(0.02 * x.numel()), tol=1e-3, dtype=x.dtype,
             generator=torch.Generator().manual_seed(0), max_seconds=60 * minutes,
-            progress=progress,
+            progress=progress, track=x,
         )  # fmt: skip
     out = {
         "step": step,
@@ -86,6 +86,7 @@ def contribution(model, run, minutes: float, step: int = 16) -> dict:
         "ritz_values_at_cut": [float(v) for v in res.ritz_values[res.m - 3 : res.m + 3]],
         "ritz_value_range": [float(res.ritz_values[0]), float(res.ritz_values[-1])],
         "scale": res.scale,
+        "index_per_sweep": [h["shares"][0] for h in res.history],
         "history": res.history,
     }
     history = [(h["sweep"], h["max_residual"], h["cpu_seconds"]) for h in res.history]

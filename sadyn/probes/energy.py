@@ -188,6 +188,7 @@ class Eigenspace:
             "sweeps": r.sweeps,
             "residual_per_sweep": [h["max_residual"] for h in r.history],
             "locked_per_sweep": [h["locked"] for h in r.history],
+            "index_per_sweep": [h["shares"][0] for h in r.history if "shares" in h],
             "products": r.products,
             "seconds": r.seconds,
             "cpu_seconds": r.cpu_seconds,
@@ -224,6 +225,7 @@ def eigenspace(
         device=x.device,
         max_seconds=max_seconds,
         progress=_print_sweep if show_progress else None,
+        track=x,
     )
     return Eigenspace(result=res)
 
