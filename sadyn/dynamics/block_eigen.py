@@ -352,6 +352,60 @@ def _space_error(V: Tensor, SV: Tensor, theta: Tensor, res: Tensor, m: int, scal
     return gap / scale, min(1.0, r2 / gap)
 
 
+def _filter_bounds(
+    op: MatMat,
+    n: int,
+    bounds: tuple[float, float] | None,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> tuple[float, float, float]:
+    """``(lower, upper, floor)``: safe spectrum bounds (given, or from 40 Lanczos steps) and
+    the filter's lower end: the smallest Lanczos Ritz value less its own residual (an
+    eigenvalue lies within it; the extreme one converges first), far tighter than the safe
+    ``lower`` (its interval sets the rate: module docstring)."""
+    if bounds is not None:
+        lower, upper = (float(b) for b in bounds)
+        return lower, upper, lower
+    ritz, ritz_res, slack = _lanczos(op, n, 40, generator, dtype, device)
+    lower, upper = float(ritz[0]) - slack, float(ritz[-1]) + slack
+    return lower, upper, max(lower, float(ritz[0] - ritz_res[0]))
+
+
+def _sweep(
+    op: MatMat, V: Tensor, SV: Tensor, k: int, degree: int, floor: float, cut: float, upper: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One sweep with the first ``k`` columns of ``V: (n, p)`` locked: filter the others
+    (damping ``[floor, cut]``), orthonormalize them against the locked ones, one product for
+    them, Rayleigh-Ritz on the whole block (the locked columns' products reused)."""
+    if not floor < cut < upper:  # a block spanning the whole spectrum: nothing to damp
+        cut = floor + 0.5 * (upper - floor)
+    X = V[:, :k]
+    A = _orthonormal(_chebyshev(op, V[:, k:], SV[:, k:], degree, floor, cut, upper), X)
+    return _rayleigh_ritz(torch.cat([X, A], 1), torch.cat([SV[:, :k], op(A)], 1))
+
+
+def _block_size(n: int, m: int, oversample: int | None) -> tuple[int, int]:
+    """``(m, p)``: the checked eigenspace size and the block's columns ``m + q``."""
+    m = check_int(m, "m", 1)
+    if m >= n:
+        raise ArgumentError(f"need m < n, got m={m}, n={n}")
+    if oversample is None:
+        return m, min(n, m + max(16, math.ceil(GUARD * m)))
+    return m, min(n, m + check_int(oversample, "oversample", 1))
+
+
+def _out_of_time(c0: float, max_seconds: float | None) -> bool:
+    return max_seconds is not None and time.process_time() - c0 > max_seconds
+
+
+def _shares(V: Tensor, track: Tensor) -> Tensor:
+    """``(b,)`` float64 shares of the columns of ``track: (n, b)`` in the span of the
+    orthonormal ``V: (n, m)``."""
+    a = V.T.double() @ track
+    return a.square().sum(0) / track.square().sum(0)
+
+
 #: Guard vectors per wanted vector (the default ``oversample`` is ``max(16, GUARD * m)``).
 GUARD = 0.1
 
@@ -385,10 +439,8 @@ def top_eigenspace(
         oversample: guard vectors ``q`` (default ``max(16, ceil(GUARD * m))``); the top-``m``
             space converges at the rate set by ``lambda_{m+1}`` against ``lambda_{m+q+1}``.
         degree: Chebyshev degree per sweep (block products per sweep).
-        tol: residual tolerance relative to ``||S||_2`` (its bound from
-            :func:`spectrum_bounds`). With float32 products the floor is about
-            ``eps_32 * sqrt(n)`` (1e-4 at n = 4e4); 1e-3 resolves the space wherever the gap
-            at the cut exceeds about 1e-3 ``||S||`` (module docstring).
+        tol: residual tolerance relative to ``||S||_2`` (its bound from the Lanczos run);
+            float32 products reach about 1e-4 at n = 4e4 (module docstring: what it gives).
         max_sweeps: stop after this many sweeps even if not converged (``converged=False``).
         generator: the random start block (reproducible results).
         bounds: ``(lower, upper)`` spectrum bounds if known (else a Lanczos run finds them).
@@ -400,19 +452,11 @@ def top_eigenspace(
             of this process (``time.process_time``: on a shared machine, the work done, not
             the wait; with one thread, core-seconds).
         progress: called after each sweep with ``(sweep, largest relative residual)``.
-        track: ``(n,)`` or ``(n, b)`` vectors whose shares in the current top-``m`` Ritz space
-            are recorded in ``history`` after every sweep (``"shares"``): how the index itself
-            settles, which the residuals do not show.
+        track: ``(n,)`` or ``(n, b)`` vectors whose shares in the top-``m`` Ritz space are
+            recorded in ``history`` after every sweep (``"shares"``): how the index settles.
     """
     t0, c0 = time.perf_counter(), time.process_time()
-    m = check_int(m, "m", 1)
-    if m >= n:
-        raise ArgumentError(f"need m < n, got m={m}, n={n}")
-    if oversample is None:
-        q = max(16, math.ceil(GUARD * m))
-    else:
-        q = check_int(oversample, "oversample", 1)
-    p = min(n, m + q)
+    m, p = _block_size(n, m, oversample)
     degree = check_int(degree, "degree", 1)
     tol = check_positive(tol, "tol")
     count = [0]
@@ -421,16 +465,7 @@ def top_eigenspace(
         count[0] += V.shape[1]
         return op(V)
 
-    if bounds is None:
-        ritz, ritz_res, slack = _lanczos(counted, n, 40, generator, dtype, device)
-        lower, upper = float(ritz[0]) - slack, float(ritz[-1]) + slack
-        # the filter's lower end: the smallest Lanczos Ritz value less its own residual (an
-        # eigenvalue lies within it; the extreme one converges first), far tighter than the
-        # safe `lower` (its interval sets the rate: module docstring)
-        floor = max(lower, float(ritz[0] - ritz_res[0]))
-    else:
-        lower, upper = (float(b) for b in bounds)
-        floor = lower
+    lower, upper, floor = _filter_bounds(counted, n, bounds, generator, dtype, device)
     scale = max(abs(lower), abs(upper), 1e-300)
     limit = tol * scale
     V = torch.randn(n, p, generator=generator, dtype=torch.float64, device="cpu").to(device, dtype)
@@ -439,52 +474,25 @@ def top_eigenspace(
     sweeps, stalled = 0, False
     top = min(m + 1, p)  # the (m+1)-th pair bounds the gap at the cut
     history: list[dict[str, Any]] = []
-    if track is not None:
-        track = track.reshape(n, -1).to(device, torch.float64)
-        track_norm = track.square().sum(0)
+    track = None if track is None else track.reshape(n, -1).to(device, torch.float64)
     while True:
-        # soft locking: the leading pairs within the top m whose residual reached the
-        # tolerance are not filtered, but stay in every Rayleigh-Ritz step with their stored
-        # products (rotated along, no new products): freezing them instead would leave their
-        # coupling to the rest (||X^T S v|| up to their residual) as a floor near `tol` under
-        # the residuals of the pairs still converging
-        k = 0
-        if lock:
-            k = int((res[:m] <= limit).long().cumprod(0).sum())
+        # soft locking (module docstring): leading pairs of the top m at the tolerance
+        k = int((res[:m] <= limit).long().cumprod(0).sum()) if lock else 0
         worst = float(res[:top].max())
-        history.append(
-            {
-                "sweep": sweeps,
-                "max_residual": worst / scale,
-                "active": p - k,
-                "locked": k,
-                "products": count[0],
-                "cpu_seconds": time.process_time() - c0,
-            }
-        )
+        entry = {"sweep": sweeps, "max_residual": worst / scale, "active": p - k, "locked": k}
+        history.append({**entry, "products": count[0], "cpu_seconds": time.process_time() - c0})
         if track is not None:
-            a = V[:, :m].T.double() @ track
-            history[-1]["shares"] = (a.square().sum(0) / track_norm).tolist()
+            history[-1]["shares"] = _shares(V[:, :m], track).tolist()
         if sweeps and progress is not None:
             progress(sweeps, worst / scale)
-        if worst <= limit or sweeps >= max_sweeps or p >= n:
+        if worst <= limit or sweeps >= max_sweeps or p >= n or _out_of_time(c0, max_seconds):
             break
         if len(history) > stall and worst > 0.9 * history[-1 - stall]["max_residual"] * scale:
             stalled = True  # `stall` sweeps took off less than 10%: the rounding floor
             break
-        if max_seconds is not None and time.process_time() - c0 > max_seconds:
-            break
-        # damp [floor, smallest Ritz value of the block]; a Ritz value below the floor shows an
-        # eigenvalue there: lower the floor to it (less its residual)
+        # a Ritz value below the floor shows an eigenvalue there: lower the floor to it
         floor = min(floor, float(theta[-1] - res[-1]))
-        cut = float(theta[-1])
-        if not floor < cut < upper:  # a block spanning the whole spectrum: nothing to damp
-            cut = floor + 0.5 * (upper - floor)
-        X = V[:, :k]
-        A = _chebyshev(counted, V[:, k:], SV[:, k:], degree, floor, cut, upper)
-        A = _orthonormal(A, X)
-        V, SV = torch.cat([X, A], 1), torch.cat([SV[:, :k], counted(A)], 1)
-        theta, V, SV, res = _rayleigh_ritz(V, SV)
+        theta, V, SV, res = _sweep(counted, V, SV, k, degree, floor, float(theta[-1]), upper)
         sweeps += 1
     gap, err = _space_error(V, SV, theta, res, m, scale) if p > m else (math.inf, 0.0)
     return EigenspaceResult(
