@@ -14,7 +14,9 @@ For the paper preset's ItrSA and AKOrN (D=512, H=8; ``benchmarks/paper_width.py`
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_paper_probes.py [--models akorn,itrsa]
 [--ci-minutes 20 --ci-steps 16,0 --skip-jacobian]``; writes ``benchmarks/results/paper_probes.md``
-and ``.json`` (``--out-name`` changes the file names).
+and ``.json`` (``--out-name`` changes the file names). ``results/paper_probes.md`` also holds
+the hand-written section of BENCHMARKS.md that reads these figures: name other runs with
+``--out-name`` (the contribution-index run: ``paper_contribution_index``).
 """
 
 from __future__ import annotations
