@@ -43,6 +43,7 @@ probe says why.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,7 @@ import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator
 from torch import Tensor, nn
 
-from sadyn.dynamics.block_eigen import EigenspaceResult, SymmetricPart
+from sadyn.dynamics.block_eigen import GUARD, EigenspaceResult, SymmetricPart
 from sadyn.dynamics.block_eigen import top_eigenspace as block_top_eigenspace
 from sadyn.probes.stepmap import (
     Rollout,
@@ -185,6 +186,9 @@ class Eigenspace:
             "cut_window": list(r.cut_window()),
             "index_over_cut_window": [low, high],
             "sweeps": r.sweeps,
+            "residual_per_sweep": [h["max_residual"] for h in r.history],
+            "locked_per_sweep": [h["locked"] for h in r.history],
+            "index_per_sweep": [h["shares"][0] for h in r.history if "shares" in h],
             "products": r.products,
             "seconds": r.seconds,
             "cpu_seconds": r.cpu_seconds,
@@ -221,6 +225,7 @@ def eigenspace(
         device=x.device,
         max_seconds=max_seconds,
         progress=_print_sweep if show_progress else None,
+        track=x,
     )
     return Eigenspace(result=res)
 
@@ -243,7 +248,7 @@ def block_seconds(
     if max_minutes is not None:
         return 60.0 * max_minutes
     m = _top_count(n, fraction)
-    p = m + max(16, m // 10)
+    p = m + max(16, math.ceil(GUARD * m))
     return (40 + (1 + 12 * BLOCK_SWEEPS) * p) * BLOCK_COLUMN_PER_JVP * jvp_seconds
 
 
