@@ -63,13 +63,21 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
+def _budget(spec: str, votes: int, steps: int) -> tuple[str, int, int]:
+    """``rule``, ``rule@K`` or ``rule@KxT`` -> (rule, K, T), K and T defaulting to the run's."""
+    rule, _, budget = spec.partition("@")
+    k, _, t = budget.partition("x")
+    return rule, int(k) if k else votes, int(t) if t else steps
+
+
 def bench_model(
     model, boards, ref_boards, votes, steps, configs, rounds, seed=0, noise=None, selector=None
 ):
     """Interleaved rounds (every method once per round, best round kept: the machine is
     shared, so the fastest round is the least disturbed one). configs: (rows per chunk,
     fused, halting rule, vote rule). The accuracy column is each method's board accuracy on
-    its own boards (the reference's on ``ref_boards``)."""
+    ``boards`` (the reference's picks there from ``evaluate`` at batch = K, which picks as the
+    loop does; the loop itself is timed on ``ref_boards``)."""
     with restart_noise_context(model, noise):
         reference_vote(model, ref_boards.subset(range(1)), votes, steps, seed)  # warm-up
         same = evaluate(
@@ -77,6 +85,12 @@ def bench_model(
         )
         ref = reference_vote(model, ref_boards, votes, steps, seed)
     agree = abs(same["board_accuracy"][0] - sum(ref) / len(ref)) < 1e-12
+    # the reference's picks on the batched boards (evaluate at batch = K draws the restarts in
+    # the loop's order, checked above): its accuracy on the same boards as every other row
+    with restart_noise_context(model, noise):
+        on_boards = evaluate(
+            model, boards, [steps], votes=votes, vote="energy", batch_size=votes, seed=seed
+        )["board_accuracy"][0]
     best: dict[str, float] = {}
     acc: dict[str, float] = {}
     loops: dict[str, float] = {}
@@ -85,12 +99,12 @@ def bench_model(
             _, t_ref = timed(lambda: reference_vote(model, ref_boards, votes, steps, seed))
         best["ref"] = max(best.get("ref", 0.0), len(ref_boards) / t_ref)
         for chunk, fused, h, spec in configs:
-            rule, _, k = spec.partition("@")  # "learned@4": that rule at K = 4
+            rule, k, t = _budget(spec, votes, steps)
             res = evaluate(
                 model,
                 boards,
-                [steps],
-                votes=int(k) if k else votes,
+                [t],
+                votes=k,
                 vote=rule,
                 batch_size=chunk,
                 seed=seed,
@@ -109,16 +123,17 @@ def bench_model(
             "reference loop (1 board x K per batch, explicit softmax, E-vote)",
             votes,
             "-",
-            100 * sum(ref) / len(ref),
+            100 * on_boards,
             ref_rate,
             1.0,
         )
     ]
     for chunk, fused, h, spec in configs:
         key = f"{chunk}/{fused}/{h}/{spec}"
-        rule, _, k = spec.partition("@")
+        rule, k, t = _budget(spec, votes, steps)
         label = f"evaluate, {'fused' if fused else 'explicit'} attention, halt {h}, vote {rule}"
-        label += f", K = {k}" if k else ""
+        label += f", K = {k}" if k != votes else ""
+        label += f", T = {t}" if t != steps else ""
         rows.append(
             (label, chunk, f"{loops[key]:.1f}", 100 * acc[key], best[key], best[key] / ref_rate)
         )
@@ -162,11 +177,26 @@ def main() -> None:
         help="restart counts for the --selector runs (default: --votes), e.g. 16,4",
     )
     ap.add_argument(
+        "--selector-budgets",
+        type=lambda text: [tuple(int(v) for v in kt.split("x")) for kt in text.split(",")],
+        default=[],
+        metavar="KxT,...",
+        help="also time the learned vote at these restarts x loops (fused attention, the same "
+        "halting): budgets whose accuracy matches the reference's at a fraction of its loops, "
+        "e.g. 4x128,4x64; given alone, the --selector-votes runs are left out",
+    )
+    ap.add_argument(
         "--halted-only",
         action="store_true",
         help="time only the halting configurations (--halt, --board-halt, --selector)",
     )
-    ap.add_argument("--data", default="rrn", choices=("rrn", "satnet"), help="test boards")
+    ap.add_argument(
+        "--data",
+        default="rrn",
+        choices=("rrn", "satnet", "ood"),
+        help="test boards (ood: the 1,000 RRN-style boards of the verifier-free selection and "
+        "test-time compute studies, Royle's pool)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "voting.md"))
     args = ap.parse_args()
@@ -174,7 +204,13 @@ def main() -> None:
     chunks = [int(c) for c in args.chunks.split(",")]
     with fused_context(True):  # fail early if this build has no fused switch
         pass
-    ood = get_dataset(args.data, "test", n=max(args.boards, args.ref_boards), progress=False)
+    n = max(args.boards, args.ref_boards)
+    if args.data == "ood":
+        from sadyn.sudoku.datasets import resolve_dataset
+
+        ood = resolve_dataset("ood", n=1000).subset(range(n))
+    else:
+        ood = get_dataset(args.data, "test", n=n, progress=False)
     boards = ood.subset(range(args.boards))
     ref_boards = ood.subset(range(args.ref_boards))
     base = get_preset("small").model
@@ -200,8 +236,9 @@ def main() -> None:
         "",
         f"K = {args.votes} restarts, T = {args.steps} loops, E-vote (`energy`: sum of "
         f"E(X_0..X_{{T-1}})), RRN-style boards ({args.ref_boards} for the reference loop, "
-        f"{args.boards} for the batched runs), small-preset architectures (D=64, H=4), "
-        f"best of {args.rounds} interleaved rounds, {args.threads} thread(s), "
+        f"{args.boards} for the batched runs), "
+        + (f"the model `{args.run}`, " if args.run else "small-preset architectures (D=64, H=4), ")
+        + f"best of {args.rounds} interleaved rounds, {args.threads} thread(s), "
         f"{platform.processor() or platform.machine()},"
         f" {os.cpu_count()} CPUs, torch {torch.__version__}. Load average at start: "
         f"{os.getloadavg()[0]:.1f}. Ratios are to the reference loop measured in the same run.",
@@ -214,9 +251,12 @@ def main() -> None:
     if args.board_halt:
         configs += [(c, False, "any-valid", "verifier") for c in chunks[:2]]
     if args.selector is not None:
-        for k in args.selector_votes or [args.votes]:
+        halt = f"any-confident:{args.selector}"
+        skip = args.selector_budgets and args.selector_votes is None
+        for k in [] if skip else args.selector_votes or [args.votes]:
             rule = "learned" if k == args.votes else f"learned@{k}"
-            configs += [(c, False, f"any-confident:{args.selector}", rule) for c in chunks[:2]]
+            configs += [(c, False, halt, rule) for c in chunks[:2]]
+        configs += [(chunks[0], True, halt, f"learned@{k}x{t}") for k, t in args.selector_budgets]
     for name, model in models.items():
         model.eval()
         rows, agree = bench_model(
