@@ -355,13 +355,40 @@ def _weights(job: Job) -> tuple[str, ...]:
     """Weights a main run is evaluated with: its EMA, and its raw weights too when the budget
     cut its schedule short. (A cut run's EMA can lag far behind: the paper ItrSA stopped at
     3,187 of 9,000 steps scored 0% with its EMA and 93% with its raw weights, since the EMA's
-    horizon of about 2,000 steps still averaged weights from before its loss fell.) The last
-    entry is the one the probes use."""
+    horizon of about 2,000 steps still averaged weights from before its loss fell.) Which of
+    them a run reports is chosen on validation puzzles (:func:`_chosen_weights`)."""
     summary = job.out / "summary.json"
     status = (
         json.loads(summary.read_text(encoding="utf-8")).get("status") if summary.exists() else None
     )
     return ("ema", "raw") if status == "time_budget" else ("ema",)
+
+
+#: validation puzzles on which a main run's raw and EMA weights are compared (dry run: 32)
+N_VALIDATION = 500
+
+
+def _chosen_weights(run: PaperRun, job: Job) -> str:
+    """The weights a main run reports and the probes use: raw or EMA, whichever scores higher
+    on the validation split (:func:`sadyn.training.weights.choose_weights`; never a test set),
+    recorded with both scores under ``weights_choice``. EMA, with the reason, when no
+    checkpoint can be compared."""
+    from sadyn.training.weights import choose_weights
+
+    choices = run.record.setdefault("weights_choice", {})
+    if job.name not in choices:
+        n = 32 if run.settings.dry_run else N_VALIDATION
+        try:
+            choices[job.name] = choose_weights(job.out, n=n, device=run.device)
+        except SadynError as err:
+            choices[job.name] = {"weights": "ema", "error": str(err)}
+    return choices[job.name]["weights"]
+
+
+def _eval_weights(run: PaperRun, job: Job) -> tuple[str, ...]:
+    """The weights evaluated on the test sets: those of :func:`_weights` and the validated
+    choice (so the reported weights are always among them)."""
+    return tuple(dict.fromkeys((*_weights(job), _chosen_weights(run, job))))
 
 
 # ---------------------------------------------------------------------------- 3. evaluation
@@ -376,7 +403,7 @@ def _eval_stage(run: PaperRun, deadline: float) -> None:
         if not (job.out / "latest.json").exists():
             evals[job.name] = {"ok": False, "cut": "no checkpoint to evaluate"}
             continue
-        for weights, votes in product(_weights(job), (1, s.votes)):
+        for weights, votes in product(_eval_weights(run, job), (1, s.votes)):
             name = f"{job.name}-{weights}-K{votes}"
             cmd = ["eval", str(job.out), "--data", "id,ood", "--steps", steps,
                    "--n", str(s.n_eval), "--device", run.device, "--quiet", "--weights", weights,
@@ -403,7 +430,7 @@ def _analyze_stage(run: PaperRun, deadline: float) -> None:
     probes: dict[str, Any] = {}
     target = run.mains[0]
     if (target.out / "config.json").exists():
-        weights = _weights(target)[-1]
+        weights = _chosen_weights(run, target)
         run.record["analysis_weights"] = weights
         common = ["--n", str(s.n_probe), "--device", run.device, "--quiet", "--weights", weights]
         if s.dry_run:

@@ -41,6 +41,7 @@ def choose_weights(
     steps: int = 16,
     which: str = "latest",
     seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Evaluate the raw and EMA weights of a run's checkpoint on ``n`` validation puzzles at
     ``steps`` loops; the higher board accuracy wins (cell accuracy breaks a tie, then EMA).
@@ -53,8 +54,8 @@ def choose_weights(
     ckpt = read_checkpoint(run, which)
     scores: dict[str, dict[str, float]] = {"board_accuracy": {}, "cell_accuracy": {}}
     for weights in ("raw", "ema"):
-        model = build_from_checkpoint(ckpt, weights)
-        acc = accuracy_at_steps(model, puzzles, [steps], seed=seed)
+        model = build_from_checkpoint(ckpt, weights, device=device)
+        acc = accuracy_at_steps(model, puzzles, [steps], seed=seed, device=device)
         for key in scores:
             scores[key][weights] = acc[key][steps]
     board, cell = scores["board_accuracy"], scores["cell_accuracy"]

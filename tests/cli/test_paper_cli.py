@@ -34,8 +34,17 @@ def test_dry_run_trains_evaluates_probes_and_reports(tmp_path):
     assert runs["itrsa"]["status"] == "completed" and runs["itrsa"]["step"] == 10
     assert runs["extra"]["status"] == "completed" and not runs["extra"]["main"]
     evals = record["stages"]["eval"]
-    assert set(evals) == {"itrsa-ema-K1", "itrsa-ema-K2"}  # completed: no raw-weight runs
-    for name in ("itrsa-ema-K1", "itrsa-ema-K2"):
+    # the reported weights, chosen on validation puzzles (never a test set), both scores kept
+    choice = record["weights_choice"]["itrsa"]
+    assert choice["validation"] == "satnet:valid" and choice["n"] == 32
+    assert set(choice["board_accuracy"]) == set(choice["cell_accuracy"]) == {"raw", "ema"}
+    board, cell = choice["board_accuracy"], choice["cell_accuracy"]
+    raw_wins = (board["raw"], cell["raw"]) > (board["ema"], cell["ema"])  # ties: the EMA
+    assert choice["weights"] == ("raw" if raw_wins else "ema")
+    # completed: the EMA, and the raw weights only when the validation chose them
+    names = {f"itrsa-{w}-K{k}" for w in dict.fromkeys(("ema", choice["weights"])) for k in (1, 2)}
+    assert set(evals) == names
+    for name in names:
         assert evals[name]["ok"], evals[name]
         acc = evals[name]["board_accuracy"]
         assert set(acc) == {"id", "ood"} and set(acc["id"]) == {"8", "16"}  # JSON keys
@@ -48,7 +57,7 @@ def test_dry_run_trains_evaluates_probes_and_reports(tmp_path):
     html = (out / "report.html").read_text()
     assert "itrsa-ema-K2" in html or "eval" in html
     assert record["environment"]["device"] == "cpu" and record["dry_run"] is True
-    assert record["analysis_weights"] == "ema"
+    assert record["analysis_weights"] == choice["weights"]
     # the packer for the trip back: pieces that join to the same tree, superseded checkpoints out
     pack = tmp_path / "pack"
     root = Path(__file__).resolve().parents[2]
