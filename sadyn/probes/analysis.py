@@ -478,7 +478,7 @@ def summary_text(probes: dict[str, Any], out: Path) -> str:
             if "bound_median" in row:
                 text += (
                     f", Prop 5.1 bound median {row['bound_median']:.4g} "
-                    f"({'holds' if row['bound_holds'] else 'VIOLATED'})"
+                    f"({row.get('bound_status', 'holds' if row['bound_holds'] else 'VIOLATED')})"
                 )
             lines.append(text)
     if "lyapunov" in probes:

@@ -137,6 +137,9 @@ class BoundCheck:
         radius: ``(B,)`` R, the smallest pre-normalisation group norm, or None.
         form: ``"J_MSA"`` (the paper's), ``"J_update"`` (ΔX != C + MSA) or ``"n/a"``.
         note: why the bound is or is not applicable.
+        measured_converged, inner_converged: ``(B,)`` bool, whether the power iterations of
+            ``||J||`` and of the bound's inner norm (``||J_MSA||`` or ``||∂ΔX/∂X||``)
+            converged; an unconverged one is a lower bound of the norm (None: all converged).
     """
 
     measured: np.ndarray
@@ -146,14 +149,22 @@ class BoundCheck:
     form: str
     note: str
     norm: NormForm | None = None
+    measured_converged: np.ndarray | None = None
+    inner_converged: np.ndarray | None = None
 
 
-def _norms(f: Any, x: Tensor, tol: float, max_iter: int, seed: int) -> np.ndarray:
+def _norms(
+    f: Any, x: Tensor, tol: float, max_iter: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(B,)`` spectral norms and ``(B,)`` bool whether each converged (exact, or power
+    iteration to ``tol``; an unconverged value is a lower bound)."""
     from sadyn.dynamics import spectral_norm
 
     gen = torch.Generator(device=x.device).manual_seed(seed)
     res = spectral_norm(f, x, tol=tol, max_iter=max_iter, generator=gen, batched=True)
-    return to_numpy(res.value).reshape(-1)
+    value = to_numpy(res.value).reshape(-1)
+    converged = np.broadcast_to(to_numpy(torch.as_tensor(res.converged)).astype(bool), value.shape)
+    return value, converged.copy()
 
 
 def prop51_bound(
@@ -175,15 +186,17 @@ def prop51_bound(
     b, s, d = x.shape
     flat = x.reshape(b, s * d)
     with analysis_mode(model):
-        measured = _norms(step_map(model, cond), flat, tol, max_iter, seed)
-        msa_norm = _norms(msa_map(model, (b, s, d)), flat, tol, max_iter, seed + 1)
+        measured, measured_ok = _norms(step_map(model, cond), flat, tol, max_iter, seed)
+        msa_norm, msa_ok = _norms(msa_map(model, (b, s, d)), flat, tol, max_iter, seed + 1)
         form = detect_normalization(model, x, cond)
         if form is None:
             note = (
                 "step(X) is not c*γ⊙Π_g(X + ηΔX) for any group size g: no normalisation, "
                 "or not an RMS/sphere one (e.g. LayerNorm)"
             )
-            return BoundCheck(measured, msa_norm, None, None, "n/a", note)
+            return BoundCheck(
+                measured, msa_norm, None, None, "n/a", note, measured_converged=measured_ok
+            )
         with torch.no_grad():
             eta = step_size(model)
             delta = model.update(x, cond)
@@ -192,16 +205,16 @@ def prop51_bound(
             injected = cond + model.msa(x)
             is_msa = float((delta - injected).norm() / delta.norm().clamp_min(1e-30)) < 1e-4
         if is_msa:
-            inner, kind = msa_norm, "J_MSA"
+            inner, inner_ok, kind = msa_norm, msa_ok, "J_MSA"
             note = "ΔX = C + MSA(X): the paper's Prop 5.1"
         else:
-            inner = _norms(_update_map(model, cond), flat, tol, max_iter, seed + 2)
+            inner, inner_ok = _norms(_update_map(model, cond), flat, tol, max_iter, seed + 2)
             kind = "J_update"
             note = "ΔX != C + MSA(X) (e.g. AKOrN's projection/Omega): bound uses ||∂ΔX/∂X||"
         note += f"; normalisation over groups of {form.group}, scale {form.scale:.4g}"
         radius = to_numpy(r)
         bound = form.scale * form.gain_max / radius * (1.0 + abs(eta) * inner)
-    return BoundCheck(measured, msa_norm, bound, radius, kind, note, form)
+    return BoundCheck(measured, msa_norm, bound, radius, kind, note, form, measured_ok, inner_ok)
 
 
 def _update_map(model: nn.Module, cond: Tensor) -> Any:
@@ -231,6 +244,8 @@ class JacobianProbe:
         bound_radius: ``(L, B)``, R, or None.
         bound_form, bound_note: which bound, and why (see :func:`prop51_bound`).
         eta: the model's step size.
+        norm_converged, inner_converged: ``(L, B)`` bool, whether ``||J_t||`` and the bound's
+            inner norm converged (None: all did); see :meth:`summary`.
     """
 
     steps: list[int]
@@ -248,6 +263,8 @@ class JacobianProbe:
     bound_note: str
     eta: float
     extra: dict[str, Any] = field(default_factory=dict)
+    norm_converged: np.ndarray | None = None
+    inner_converged: np.ndarray | None = None
 
     def summary(self) -> dict[str, Any]:
         """Per loop step: medians of the norm, radius, bound, and whether the bound held."""
@@ -260,9 +277,14 @@ class JacobianProbe:
                 "spectral_radius_max": float(np.max(self.spectral_radius[i])),
                 "msa_norm_median": float(np.median(self.msa_norm[i])),
             }
+            norm_ok = _all_true(self.norm_converged, i, self.spectral_norm.shape[1])
+            row["spectral_norm_converged"] = bool(norm_ok.all())
             if self.bound is not None:
                 row["bound_median"] = float(np.median(self.bound[i]))
-                row["bound_holds"] = bool(np.all(self.spectral_norm[i] <= self.bound[i] * 1.0001))
+                row.update(bound_verdict(
+                    self.spectral_norm[i], self.bound[i], norm_ok,
+                    _all_true(self.inner_converged, i, self.spectral_norm.shape[1]),
+                ))  # fmt: skip
             out[f"t={t}"] = row
         return out
 
@@ -286,9 +308,46 @@ class JacobianProbe:
             "bound_radius": None if self.bound_radius is None else self.bound_radius.tolist(),
             "bound_form": self.bound_form,
             "bound_note": self.bound_note,
+            "spectral_norm_converged": _as_list(self.norm_converged),
+            "bound_inner_converged": _as_list(self.inner_converged),
             "summary": self.summary(),
             **self.extra,
         }
+
+
+def _all_true(flags: np.ndarray | None, i: int, b: int) -> np.ndarray:
+    """Row ``i`` of ``(L, B)`` convergence flags; all True when none were recorded."""
+    return np.ones(b, dtype=bool) if flags is None else np.asarray(flags[i], dtype=bool)
+
+
+def _as_list(flags: np.ndarray | None) -> list | None:
+    return None if flags is None else np.asarray(flags, dtype=bool).tolist()
+
+
+def bound_verdict(
+    measured: np.ndarray, bound: np.ndarray, measured_ok: np.ndarray, inner_ok: np.ndarray
+) -> dict[str, Any]:
+    """Whether ``||J|| <= bound`` is shown, per step over its puzzles (all ``(B,)``).
+
+    An unconverged power iteration is a lower bound of its norm: ``||J||`` below the bound then
+    shows nothing, and a bound built on a lower-bounded inner norm is itself a lower bound, so
+    ``||J||`` above it shows nothing either. ``bound_holds`` is True only where every puzzle's
+    ``||J||`` converged and lies within the bound (relative slack 1e-4: the power iteration's
+    stopping tolerance 1e-5 on ``s^2`` leaves a relative error of about 5e-6 on ``s``, and
+    float32 products another few 1e-7; 1e-4 covers both with room); ``bound_status`` says
+    ``holds``, ``violated`` (a converged inner norm and ``||J||`` above the bound, on some
+    puzzle) or ``not determined`` (with the count of unconverged norms)."""
+    below = measured <= bound * (1.0 + 1e-4)
+    holds = bool(np.all(below & measured_ok))
+    violated = bool(np.any(~below & inner_ok))
+    if holds:
+        status = "holds"
+    elif violated:
+        status = "violated"
+    else:
+        bad = int((~measured_ok).sum() + (~inner_ok).sum())
+        status = f"not determined ({bad} norm(s) unconverged: lower bounds)"
+    return {"bound_holds": holds, "bound_status": status}
 
 
 def _eigs_one(
@@ -348,12 +407,17 @@ def jacobian_probe(
     keep = n if dense else min(k, n - 2)
 
     eig_rows, rad_rows, norm_rows, msa_rows, bound_rows, r_rows = [], [], [], [], [], []
+    ok_rows: list[np.ndarray] = []
+    inner_rows: list[np.ndarray] = []
     check: BoundCheck | None = None
     with analysis_mode(model):
         for t in progress(steps, enable=show_progress, desc="jacobian"):
             x = run.state(t)
             check = prop51_bound(model, x, run.cond, tol=tol, max_iter=max_iter, seed=seed + t)
             norm_rows.append(check.measured)
+            ones = np.ones(len(check.measured), dtype=bool)
+            ok_rows.append(ones if check.measured_converged is None else check.measured_converged)
+            inner_rows.append(ones if check.inner_converged is None else check.inner_converged)
             msa_rows.append(check.msa_norm)
             bound_rows.append(check.bound)
             r_rows.append(check.radius)
@@ -380,4 +444,6 @@ def jacobian_probe(
         bound_form=check.form,
         bound_note=check.note,
         eta=step_size(model),
+        norm_converged=np.stack(ok_rows),
+        inner_converged=np.stack(inner_rows),
     )

@@ -6,7 +6,12 @@ import torch
 from probes_toys import ToyItrSA, puzzles
 
 from sadyn.dynamics import math_attention
-from sadyn.probes.jacobian import detect_normalization, jacobian_probe, prop51_bound
+from sadyn.probes.jacobian import (
+    bound_verdict,
+    detect_normalization,
+    jacobian_probe,
+    prop51_bound,
+)
 from sadyn.probes.stepmap import analysis_mode, rollout, single_msa_map, single_step_map
 
 D, N = 2, 162  # ToyItrSA's width and S * D
@@ -133,6 +138,40 @@ def test_to_dict_is_json(toy_run):
     back = json.loads(json.dumps(d))
     assert back["summary"]["t=0"]["bound_holds"] is True
     assert len(back["eigenvalues"]["re"][0][0]) == N
+
+
+def test_bound_verdict_needs_converged_norms():
+    """An unconverged power iteration is a lower bound: ||J|| below the bound shows nothing
+    then, and a bound built on a lower-bounded inner norm cannot show a violation."""
+    m, b = np.array([1.0, 2.0]), np.array([3.0, 3.0])
+    yes, no = np.array([True, True]), np.array([True, False])
+    assert bound_verdict(m, b, yes, yes) == {"bound_holds": True, "bound_status": "holds"}
+    below_unconverged = bound_verdict(m, b, no, yes)
+    assert below_unconverged["bound_holds"] is False
+    assert below_unconverged["bound_status"].startswith("not determined (1 norm")
+    above = np.array([1.0, 4.0])
+    assert bound_verdict(above, b, yes, yes)["bound_status"] == "violated"
+    assert bound_verdict(above, b, yes, no)["bound_status"].startswith("not determined")
+
+
+def test_an_unconverged_norm_is_flagged_not_called_a_pass(toy_run, monkeypatch):
+    """The probe records each norm's convergence and its summary does not call the bound held
+    on a norm that is only a lower bound (the power iteration cut at one step)."""
+    import sadyn.dynamics
+    from sadyn.dynamics import spectral_norm
+
+    def one_step(f, x, **kw):  # the iteration cut short: a lower bound, flagged unconverged
+        return spectral_norm(f, x, **{**kw, "method": "power", "max_iter": 1, "tol": 0.0})
+
+    model, run = toy_run
+    monkeypatch.setattr(sadyn.dynamics, "spectral_norm", one_step)
+    with pytest.warns(Warning, match="did not converge"):
+        probe = jacobian_probe(model, run, [0], samples=1, show_progress=False)
+    assert probe.norm_converged is not None and not probe.norm_converged.any()
+    row = probe.summary()["t=0"]
+    assert row["spectral_norm_converged"] is False
+    assert row["bound_holds"] is False and row["bound_status"].startswith("not determined")
+    assert probe.to_dict()["spectral_norm_converged"] == [[False] * run.batch]
 
 
 def test_bad_arguments(toy_run):
