@@ -131,7 +131,7 @@ def spectral_norm(
     f: Map,
     x: Tensor,
     *,
-    method: Literal["auto", "dense", "power"] = "auto",
+    method: Literal["auto", "dense", "power", "lanczos"] = "auto",
     tol: float = 1e-6,
     max_iter: int = 200,
     v0: Tensor | None = None,
@@ -148,8 +148,12 @@ def spectral_norm(
     error is second order). Power iteration converges as ``(sigma_2 / sigma_1)^2`` per step,
     which can be next to nothing: "auto" above ``DENSE_MAX`` runs it and, when it stops
     unconverged after ``max_iter``, takes the dense SVD where the Jacobian fits in memory
-    (:func:`dense_fits`; at n = 1296 that is seconds); an unconverged result (explicit
-    "power", or no room for dense) comes with one :class:`~sadyn.dynamics.ConvergenceWarning`.
+    (:func:`dense_fits`; at n = 1296 that is seconds), and otherwise restarted Lanczos
+    (ARPACK ``svds``, k = 1, from the power iterate: its rate depends on the square root of the
+    gap, so clustered top singular values, where power iteration stalls, still converge).
+    "lanczos" runs ARPACK from the start. An unconverged result (explicit "power", or ARPACK
+    out of restarts) comes with one :class:`~sadyn.dynamics.ConvergenceWarning` and is a lower
+    bound of the norm.
 
     Args:
         f, x: the map and the point (``(n,)``, or ``(B, n)`` with ``batched``).
@@ -164,23 +168,77 @@ def spectral_norm(
     max_iter = check_int(max_iter, "max_iter", 1)
     F, X = as_batched(f, x, batched)
     b, n = X.shape
-    chosen = _pick(method, n, ("dense", "power"))
-    if chosen == "dense":
-        return _norm_dense(F, X, batched, on_nonfinite)
-    res = _norm_power(F, X, tol, max_iter, v0, generator, batched, on_nonfinite)
-    conv = torch.as_tensor(res.converged)
-    if bool(conv.all()) or bool(torch.isnan(torch.as_tensor(res.value)).all()):
+    if method == "lanczos":
+        start = _norm_power(F, X, tol, 1, v0, generator, True, on_nonfinite)
+        res = _norm_lanczos(F, X, start, tol, max_iter, batched, every_row=True)
+    else:
+        chosen = _pick(method, n, ("dense", "power"))
+        if chosen == "dense":
+            return _norm_dense(F, X, batched, on_nonfinite)
+        res = _norm_power(F, X, tol, max_iter, v0, generator, batched, on_nonfinite)
+        if _settled(res):
+            return res
+        if method == "auto" and dense_fits(b, n):
+            return _norm_dense(F, X, batched, on_nonfinite)
+        if method == "auto":
+            res = _norm_lanczos(F, X, res, tol, max_iter, batched)
+    if _settled(res):
         return res
-    if method == "auto" and dense_fits(b, n):
-        return _norm_dense(F, X, batched, on_nonfinite)
     warnings.warn(
-        f"spectral_norm: power iteration did not converge in max_iter = {max_iter} "
-        f"iterations (tol {tol:.0e}); the value is a lower bound. Use method='dense' "
-        "(exact) or raise max_iter",
+        f"spectral_norm: {method} iteration did not converge (max_iter = {max_iter}, "
+        f"tol {tol:.0e}); the value is a lower bound. Use method='dense' (exact) or raise "
+        "max_iter",
         ConvergenceWarning,
         stacklevel=4,
     )
     return res
+
+
+def _settled(res: SpectralNormResult) -> bool:
+    """Every row converged, or every row is NaN (diverged: nothing more to do)."""
+    conv = torch.as_tensor(res.converged)
+    return bool(conv.all()) or bool(torch.isnan(torch.as_tensor(res.value)).all())
+
+
+def _norm_lanczos(
+    F: Map,
+    X: Tensor,
+    start: SpectralNormResult,
+    tol: float,
+    max_iter: int,
+    batched: bool,
+    every_row: bool = False,
+) -> SpectralNormResult:
+    """ARPACK ``svds`` (k = 1) on the rows ``start`` left unconverged (``every_row``: all
+    finite rows), from ``start``'s vectors; ``max(10, max_iter // 10)`` restarts of 20
+    Lanczos vectors. A row ARPACK does not converge keeps the larger of the two estimates
+    (both are lower bounds), flagged unconverged."""
+    op = JacobianOperator(F, X, batched=True, on_nonfinite=None)
+    value = torch.as_tensor(start.value, dtype=torch.float64).reshape(-1).clone()
+    vector = start.vector.reshape(X.shape).clone()
+    conv = torch.as_tensor(start.converged).reshape(-1).clone()
+    for r in range(X.shape[0]):
+        if (bool(conv[r]) and not every_row) or bool(torch.isnan(value[r])):
+            continue
+        v0 = vector[r].detach().cpu().double().numpy()
+        try:
+            _, s, vt = svds(
+                op.to_scipy(row=r), k=1, which="LM", v0=v0, tol=tol,
+                maxiter=max(10, max_iter // 10), ncv=min(20, X.shape[1] - 1),
+            )  # fmt: skip
+        except ArpackNoConvergence:
+            conv[r] = False
+            continue
+        if float(s[0]) >= float(value[r]) or every_row:
+            value[r] = float(s[0])
+            vector[r] = torch.as_tensor(vt[0], dtype=X.dtype, device=X.device)
+        conv[r] = True
+    return SpectralNormResult(
+        _scalar(value, batched),
+        unbatch(vector, batched),
+        start.iterations,
+        bool(conv.all()) if not batched else conv,
+    )
 
 
 def _norm_dense(F: Map, X: Tensor, batched: bool, on_nonfinite: OnNonFinite) -> SpectralNormResult:

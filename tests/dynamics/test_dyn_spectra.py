@@ -110,4 +110,4 @@ def test_bad_k_raises(attn):
     with pytest.raises(ShapeError):
         singular_values(f, x0, 73)
     with pytest.raises(ValueError):
-        spectral_norm(f, x0, method="lanczos")
+        spectral_norm(f, x0, method="krylov")

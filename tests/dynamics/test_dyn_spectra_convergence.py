@@ -59,6 +59,37 @@ def test_auto_falls_back_to_the_exact_norm(monkeypatch):
     assert res.value == pytest.approx(1.0, abs=60 * 2.3e-16)
 
 
+def test_auto_without_room_for_dense_takes_lanczos(monkeypatch):
+    """Above DENSE_MAX with no room for the dense SVD, "auto" hands the stalled power
+    iterate to ARPACK's Lanczos (svds): the gap 5e-4 that stalls power iteration costs Lanczos
+    only a square root, so it converges to the exact norm 1. ARPACK's tol 1e-6 bounds the
+    relative error of the singular value; float64 products add ~n eps."""
+    m = near_degenerate(60)
+    monkeypatch.setattr(spectra, "DENSE_MAX", 10)
+    monkeypatch.setattr(spectra, "DENSE_FALLBACK_BYTES", 0)
+    res, caught = record(lambda: spectral_norm(m.f, m.x0, max_iter=20))
+    assert res.converged is True and not caught
+    assert res.value == pytest.approx(1.0, abs=1e-6 + 60 * 2.3e-16)
+    # its vector is the top right singular vector: ||J v|| = ||J||
+    assert float(m.f(res.vector).norm()) == pytest.approx(res.value, rel=1e-6)
+
+
+def test_lanczos_matches_the_dense_norm_batched():
+    """method="lanczos" against the dense SVD, per row of a batch of different maps."""
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(3, 40, 40, generator=g, dtype=F64)
+
+    def f(x):  # (B, n) -> (B, n): row b applies A[b]
+        return torch.einsum("bij,bj->bi", A, x)
+
+    x = torch.zeros(3, 40, dtype=F64)
+    res = spectral_norm(f, x, method="lanczos", batched=True, tol=1e-10)
+    exact = torch.linalg.matrix_norm(A, ord=2)
+    assert bool(torch.as_tensor(res.converged).all())
+    # ARPACK's tol 1e-10 on the singular value, plus float64 rounding of the products
+    torch.testing.assert_close(res.value, exact, rtol=1e-9, atol=0)
+
+
 def test_arnoldi_on_one_modulus_falls_back_to_dense():
     """Old: a raw ArpackNoConvergence after scipy's 10 n restarts (647 s at n = 1100; the
     default bound of 300 is exercised at that size by the slow test). Here 20 restarts."""
