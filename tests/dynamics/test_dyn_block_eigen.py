@@ -96,8 +96,9 @@ def test_spectrum_bounds_bracket_the_spectrum():
     assert up - 5.0 < 2.0 and -2.0 - lo < 2.0
 
 
-def test_symmetric_part_is_the_symmetrized_jacobian_of_an_attention_map():
-    torch.manual_seed(0)
+def _attention_map(seed: int):
+    """A float64 ItrSA attention map (D=8, H=2) at a random state: ``(f, x, J)``, n = 648."""
+    torch.manual_seed(seed)
     model = build_model({"model": "itrsa", "dim": 8, "heads": 2}).double().eval()
     x = torch.randn(81 * 8, dtype=torch.float64)
 
@@ -106,6 +107,11 @@ def test_symmetric_part_is_the_symmetrized_jacobian_of_an_attention_map():
 
     with math_attention():
         j = jacobian(f, x)
+    return f, x, j
+
+
+def test_symmetric_part_is_the_symmetrized_jacobian_of_an_attention_map():
+    f, x, j = _attention_map(0)
     v = torch.randn(81 * 8, 40, dtype=torch.float64)
     op = SymmetricPart(f, x, chunk=16)  # three chunks, the last one short
     # float64 products of an O(1) Jacobian: agreement to n * eps64 ~ 1e-13
@@ -114,15 +120,7 @@ def test_symmetric_part_is_the_symmetrized_jacobian_of_an_attention_map():
 
 
 def test_block_solver_matches_eigh_on_an_attention_jacobian():
-    torch.manual_seed(1)
-    model = build_model({"model": "itrsa", "dim": 8, "heads": 2}).double().eval()
-    x = torch.randn(81 * 8, dtype=torch.float64)
-
-    def f(v):
-        return model.msa(v.view(1, 81, 8)).reshape(-1)
-
-    with math_attention():
-        j = jacobian(f, x)
+    f, x, j = _attention_map(1)
     n, m = 648, 12
     evals, evecs = torch.linalg.eigh(0.5 * (j + j.T))
     truth = evecs[:, -m:]
